@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+// Installs what the agent (and, with --test, the test suite) needs on a fresh
+// Debian machine: Debian packages through apt, then the npm dependencies.
+// Uses only Node's standard library: it runs before node_modules exists.
+import { spawnSync } from 'node:child_process'
+import { existsSync, statSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const forTests = process.argv.includes('--test')
+const aptPackages = ['libfuse2', 'fuse3']
+if (forTests) aptPackages.push('docker.io', 'busybox-static', 'iproute2')
+
+function run (cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { stdio: 'inherit', ...opts })
+  if (r.status !== 0) {
+    console.error(`chaac setup: '${cmd} ${args.join(' ')}' failed (exit ${r.status})`)
+    process.exit(1)
+  }
+}
+
+function missingDebianPackages () {
+  return aptPackages.filter((p) => {
+    const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', p], { encoding: 'utf8' })
+    return r.status !== 0 || !r.stdout.includes('install ok installed')
+  })
+}
+
+const missing = existsSync('/usr/bin/dpkg-query') ? missingDebianPackages() : []
+if (missing.length > 0) {
+  const [cmd, ...pre] = process.getuid?.() === 0 ? ['apt-get'] : ['sudo', 'apt-get']
+  console.error(`chaac setup: installing Debian packages: ${missing.join(' ')}`)
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+  run(cmd, [...pre, 'update', '-q'], { env })
+  run(cmd, [...pre, 'install', '-y', '-q', ...missing], { env })
+}
+
+// node_modules is current when npm's own record of it is newer than the lock file.
+const lock = join(root, 'package-lock.json')
+const installed = join(root, 'node_modules', '.package-lock.json')
+if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lock).mtimeMs) {
+  console.error('chaac setup: installing npm dependencies (npm ci)')
+  run('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root })
+}
+
+// The FUSE addon (native/fuse, our fork of fuse-native) is built from source with
+// npm's bundled node-gyp, against Node's installed headers and the system libfuse.so.2.
+const fuseDir = join(root, 'native', 'fuse')
+const addon = join(fuseDir, 'build', 'Release', 'fuse.node')
+const addonSources = ['fuse-native.c', 'binding.gyp'].map((f) => join(fuseDir, f))
+if (!existsSync(addon) || addonSources.some((f) => statSync(f).mtimeMs > statSync(addon).mtimeMs)) {
+  const nodePrefix = join(dirname(process.execPath), '..')
+  const nodeGyp = process.env.npm_config_node_gyp ??
+    join(nodePrefix, 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js')
+  const args = [nodeGyp, 'rebuild', '--loglevel=warn', '--directory', fuseDir]
+  // Headers next to the node binary (Debian, NodeSource): no download needed.
+  if (existsSync(join(nodePrefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${nodePrefix}`)
+  console.error('chaac setup: building the FUSE addon (native/fuse)')
+  run(process.execPath, args, { cwd: root })
+}

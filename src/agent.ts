@@ -1,0 +1,112 @@
+// Wires the agent's parts together, starts them in order and stops them in
+// reverse. No logic of its own.
+import { randomUUID } from 'node:crypto'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { HttpApi } from './api/http-api.ts'
+import { DirCloud } from './cloud/dir-cloud.ts'
+import type { AgentConfig } from './config.ts'
+import { ContextMonitor } from './context/context-monitor.ts'
+import type { HostProbe } from './context/host-context.ts'
+import { SiProbe } from './context/si-probe.ts'
+import { CloudUploader } from './fs/cloud-uploader.ts'
+import { Filesystem } from './fs/filesystem.ts'
+import { ChaacMount } from './fuse/mount.ts'
+import { DataPool } from './meta/data-pool.ts'
+import { BallStore } from './store/ball-store.ts'
+import { Bin } from './store/bin.ts'
+import { VERSION } from './version.ts'
+
+export class Agent {
+  readonly version = VERSION
+  readonly startedAt = Date.now()
+  private closing?: Promise<void>
+
+  private constructor (
+    readonly id: string,
+    readonly config: AgentConfig,
+    readonly pool: DataPool,
+    readonly store: BallStore,
+    readonly fs: Filesystem,
+    readonly uploader: CloudUploader,
+    readonly context: ContextMonitor,
+    readonly mount: ChaacMount,
+    readonly http: HttpApi,
+    private readonly log: Logger
+  ) {}
+
+  static async start (config: AgentConfig, log: Logger, probe: HostProbe = new SiProbe()): Promise<Agent> {
+    await mkdir(config.data, { recursive: true })
+    const id = await agentId(config.data)
+    const pool = await DataPool.open(join(config.data, 'meta'))
+    const bins = config.bins.map((spec) => new Bin(spec))
+    await Promise.all(bins.map(async (b) => await b.open()))
+    const cloud = config.cloud ? new DirCloud(config.cloud) : undefined
+    await cloud?.open()
+    const store = new BallStore({
+      bins, cloud, writePolicy: config.writePolicy, eviction: config.eviction, inCloud: (ball) => pool.inCloud(ball), log
+    })
+    const record = (p: Promise<void>): void => { p.catch((err) => log.error({ err }, 'could not update the map of balls')) }
+    store.on('copy', (bin, ball, bytes, present) => record(pool.recordCopy(bin, ball, bytes, present)))
+    store.on('uploaded', (ball, bytes) => record(pool.markInCloud(ball, bytes)))
+    await reconcileCopies(pool, bins)
+
+    const fs = new Filesystem({ pool, store, chunkSize: config.chunkSize, cacheSkipOver: config.cacheSkipOver, log })
+    await fs.collectGarbage()
+    const uploader = new CloudUploader(pool, store, log)
+    if (store.writePolicy === 'async') uploader.start()
+    const context = new ContextMonitor(probe, config.data, config.contextIntervalMs, log)
+    context.start()
+    const mount = new ChaacMount(config.mount, fs, log, { attrTimeout: config.attrTimeout })
+    const agent = new Agent(id, config, pool, store, fs, uploader, context, mount, new HttpApi(), log)
+    try {
+      await mount.mount()
+      await agent.http.listen(agent, config.http.host, config.http.port)
+    } catch (err) {
+      await agent.close()
+      throw err
+    }
+    return agent
+  }
+
+  /** Safe to call twice; stops in reverse: unmount, drain writes, uploads, HTTP, context, bins, LevelDB. */
+  async close (): Promise<void> {
+    this.closing ??= (async () => {
+      await this.mount.unmount()
+      await this.fs.commitAll().catch((err) => this.log.error({ err }, 'could not commit open files at shutdown'))
+      await this.uploader.close()
+      await this.http.close()
+      await this.context.close()
+      await Promise.all(this.store.bins.map(async (b) => await b.close()))
+      await this.store.cloud?.close()
+      await this.pool.close()
+    })()
+    await this.closing
+  }
+}
+
+async function agentId (data: string): Promise<string> {
+  const file = join(data, 'agent-id')
+  try {
+    return (await readFile(file, 'utf8')).trim()
+  } catch {
+    const id = randomUUID()
+    await writeFile(file, id + '\n')
+    return id
+  }
+}
+
+// The bins are the truth about which copies exist; the map of balls follows them.
+async function reconcileCopies (pool: DataPool, bins: Bin[]): Promise<void> {
+  for (const bin of bins) {
+    for (const [ball, entry] of bin.entries) await pool.recordCopy(bin.id, ball, entry.bytes, true)
+  }
+  const local = new Map(bins.map((b) => [b.id, b]))
+  for (const [ball, rec] of pool.balls) {
+    for (const binId of rec.bins) {
+      const bin = local.get(binId)
+      if (bin && !bin.has(ball)) await pool.recordCopy(binId, ball, rec.bytes, false)
+    }
+  }
+}

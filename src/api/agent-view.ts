@@ -1,0 +1,21 @@
+// What the HTTP API reads of a running agent.
+import type { AgentConfig } from '../config.ts'
+import type { ContextMonitor } from '../context/context-monitor.ts'
+import type { CloudUploader } from '../fs/cloud-uploader.ts'
+import type { Filesystem } from '../fs/filesystem.ts'
+import type { DataPool } from '../meta/data-pool.ts'
+import type { BallStore } from '../store/ball-store.ts'
+import type { HttpApi } from './http-api.ts'
+
+export interface AgentView {
+  readonly id: string
+  readonly version: string
+  readonly startedAt: number
+  readonly config: AgentConfig
+  readonly pool: DataPool
+  readonly store: BallStore
+  readonly fs: Filesystem
+  readonly uploader: CloudUploader
+  readonly context: ContextMonitor
+  readonly http: HttpApi
+}

@@ -1,0 +1,168 @@
+// The agent's HTTP API (loopback by default): /status, /metrics and /api/v1/*.
+// Handlers validate their input and answer 400 with a JSON error; unknown
+// paths get 404.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { isChaacError } from '../errors.ts'
+import { isFile } from '../meta/schema.ts'
+import type { AgentView } from './agent-view.ts'
+import { buildMetrics } from './metrics.ts'
+
+class BadRequest extends Error {}
+
+const MAX_PAGE = 1000
+
+export class HttpApi {
+  private server?: Server
+  address?: AddressInfo
+
+  async listen (agent: AgentView, host: string, port: number): Promise<void> {
+    const metrics = buildMetrics(agent)
+    const routes: Record<string, (url: URL, req: IncomingMessage) => Promise<unknown> | unknown> = {
+      'GET /status': () => status(agent),
+      'GET /api/v1/bins': () => ({ bins: bins(agent) }),
+      'GET /api/v1/balls': (url) => balls(agent, url),
+      'GET /api/v1/location': (url) => location(agent, url),
+      'POST /api/v1/allocation': async (_, req) => allocation(agent, await readJson(req))
+    }
+    const server = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://agent')
+      if (req.method === 'GET' && url.pathname === '/metrics') {
+        metrics.metrics().then((text) => send(res, 200, text, metrics.contentType), (err) => sendError(res, 500, (err as Error).message))
+        return
+      }
+      const route = routes[`${req.method} ${url.pathname}`]
+      if (!route) {
+        const known = Object.keys(routes).some((r) => r.endsWith(' ' + url.pathname))
+        sendError(res, known ? 405 : 404, known ? `method ${req.method} not allowed on ${url.pathname}` : `no such endpoint: ${url.pathname}`)
+        return
+      }
+      Promise.resolve().then(() => route(url, req)).then(
+        (body) => send(res, 200, JSON.stringify(body, null, 2) + '\n', 'application/json'),
+        (err) => {
+          if (err instanceof BadRequest) sendError(res, 400, err.message)
+          else if (isChaacError(err, 'CHAAC_NOT_FOUND')) sendError(res, 404, err.message)
+          else if (isChaacError(err)) sendError(res, 400, err.message)
+          else sendError(res, 500, (err as Error).message)
+        })
+    })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, host, () => resolve())
+    })
+    this.server = server
+    this.address = server.address() as AddressInfo
+  }
+
+  async close (): Promise<void> {
+    const server = this.server
+    if (!server) return
+    this.server = undefined
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  }
+}
+
+function send (res: ServerResponse, code: number, body: string, type: string): void {
+  res.writeHead(code, { 'content-type': type, 'content-length': Buffer.byteLength(body) })
+  res.end(body)
+}
+
+function sendError (res: ServerResponse, code: number, message: string): void {
+  send(res, code, JSON.stringify({ error: message }) + '\n', 'application/json')
+}
+
+async function readJson (req: IncomingMessage): Promise<unknown> {
+  let body = ''
+  for await (const chunk of req) {
+    body += String(chunk)
+    if (body.length > 65536) throw new BadRequest('request body too large')
+  }
+  try {
+    return JSON.parse(body === '' ? '{}' : body)
+  } catch {
+    throw new BadRequest('request body is not JSON')
+  }
+}
+
+function bins (agent: AgentView): Array<Record<string, unknown>> {
+  return agent.store.bins.map((b) => ({
+    id: b.id,
+    agent: agent.id,
+    level: b.level,
+    dir: b.dir,
+    capacity: b.capacity,
+    used: b.used,
+    free: b.free,
+    balls: b.entries.size,
+    context: agent.context.latest ?? null
+  }))
+}
+
+function status (agent: AgentView): object {
+  return {
+    agent: { id: agent.id, version: agent.version, pid: process.pid, uptimeSeconds: Math.round((Date.now() - agent.startedAt) / 1000) },
+    mount: { path: agent.config.mount },
+    http: agent.http.address ? `${agent.http.address.address}:${agent.http.address.port}` : null,
+    chunkSize: agent.config.chunkSize,
+    cacheSkipOver: agent.config.cacheSkipOver,
+    bins: bins(agent).map(({ context, ...rest }) => rest),
+    reads: { ...agent.store.outcomes },
+    cloud: agent.store.cloud
+      ? { location: agent.store.cloud.location, writePolicy: agent.store.writePolicy, uploadQueue: agent.uploader.depth }
+      : null,
+    files: agent.pool.inodeCount,
+    context: agent.context.latest ?? null
+  }
+}
+
+function balls (agent: AgentView, url: URL): object {
+  const limit = intParam(url, 'limit', 100)
+  if (limit < 1 || limit > MAX_PAGE) throw new BadRequest(`limit must be between 1 and ${MAX_PAGE}`)
+  const after = url.searchParams.get('after') ?? ''
+  if (after !== '' && !/^[0-9a-f]{64}$/.test(after)) throw new BadRequest('after must be a ball id (64 hex digits)')
+  const ids = [...agent.pool.balls.keys()].filter((id) => id > after).sort()
+  const page = ids.slice(0, limit)
+  return {
+    total: agent.pool.balls.size,
+    balls: page.map((id) => ({ id, ...agent.pool.balls.get(id) })),
+    next: ids.length > limit ? page[page.length - 1] : null
+  }
+}
+
+function location (agent: AgentView, url: URL): object {
+  const path = url.searchParams.get('path')
+  if (!path) throw new BadRequest('path is required, e.g. /api/v1/location?path=/dir/file')
+  const node = agent.pool.get(agent.fs.resolve(path))
+  if (!node || !isFile(node)) throw new BadRequest(`${path} is not a regular file`)
+  const chunkSize = node.chunkSize ?? agent.config.chunkSize
+  return {
+    path,
+    size: node.size,
+    chunkSize,
+    balls: (node.balls ?? []).map((id, index) => ({
+      index,
+      offset: index * chunkSize,
+      length: Math.max(0, Math.min(chunkSize, node.size - index * chunkSize)),
+      id,
+      hole: id === null,
+      bins: id === null ? [] : agent.store.binsHolding(id).map((b) => ({ id: b.id, agent: agent.id, level: b.level, dir: b.dir })),
+      cloud: id === null ? false : agent.pool.inCloud(id)
+    }))
+  }
+}
+
+function allocation (agent: AgentView, body: unknown): object {
+  const size = (body as { size?: unknown } | null)?.size
+  if (typeof size !== 'number' || !Number.isInteger(size) || size <= 0) {
+    throw new BadRequest('body must be JSON like {"size": 4194304} with a positive integer size')
+  }
+  return { size, bins: agent.store.placementFor(size).map((b) => ({ id: b.id, agent: agent.id, level: b.level, dir: b.dir })) }
+}
+
+function intParam (url: URL, name: string, fallback: number): number {
+  const text = url.searchParams.get(name)
+  if (text === null) return fallback
+  if (!/^\d+$/.test(text)) throw new BadRequest(`${name} must be a whole number`)
+  return Number(text)
+}

@@ -1,0 +1,64 @@
+// Prometheus metrics, read from the agent's state at each scrape.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import type { AgentView } from './agent-view.ts'
+
+export function buildMetrics (agent: AgentView): Registry {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'chaac_' })
+  registry.setDefaultLabels({ agent: agent.id })
+  const outcomes = agent.store.outcomes
+  new Counter({
+    name: 'chaac_ball_reads_total',
+    help: 'Ball reads by outcome: local cache hit, remote cache hit, cache miss (cloud tier), cache skip',
+    labelNames: ['outcome'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      this.inc({ outcome: 'local_hit' }, outcomes.localHit)
+      this.inc({ outcome: 'remote_hit' }, outcomes.remoteHit)
+      this.inc({ outcome: 'miss' }, outcomes.miss)
+      this.inc({ outcome: 'skip' }, outcomes.skip)
+    }
+  })
+  const binGauge = (name: string, help: string, value: (b: AgentView['store']['bins'][number]) => number): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['bin', 'level'],
+      registers: [registry],
+      collect () {
+        for (const b of agent.store.bins) this.set({ bin: b.id, level: b.level }, value(b))
+      }
+    })
+  }
+  binGauge('chaac_bin_capacity_bytes', 'Hard capacity of each bin', (b) => b.capacity)
+  binGauge('chaac_bin_used_bytes', 'Bytes of balls stored in each bin', (b) => b.used)
+  binGauge('chaac_bin_balls', 'Balls stored in each bin', (b) => b.entries.size)
+  new Gauge({
+    name: 'chaac_upload_queue_depth',
+    help: 'Balls waiting for upload to the cloud tier',
+    registers: [registry],
+    collect () { this.set(agent.uploader.depth) }
+  })
+  new Gauge({
+    name: 'chaac_inodes',
+    help: 'Files, directories and links in the namespace',
+    registers: [registry],
+    collect () { this.set(agent.pool.inodeCount) }
+  })
+  new Gauge({
+    name: 'chaac_host_utilisation',
+    help: 'Host utilisation factors (0..1) from the context monitor',
+    labelNames: ['factor'],
+    registers: [registry],
+    collect () {
+      const ctx = agent.context.latest
+      if (!ctx) return
+      this.set({ factor: 'cpu' }, ctx.ufCPU)
+      this.set({ factor: 'memory' }, ctx.ufMemory)
+      this.set({ factor: 'filesystem' }, ctx.ufFileSystem)
+      this.set({ factor: 'net' }, ctx.ufNet)
+    }
+  })
+  return registry
+}

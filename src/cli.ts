@@ -1,0 +1,189 @@
+// The `chaac` command: `agent` runs an agent; `status` and `locate` ask a
+// running one over its HTTP API. Signals are handled here and only here.
+import { Command, InvalidArgumentError, Option } from 'commander'
+import { relative, resolve } from 'node:path'
+import { pino } from 'pino'
+import { Agent } from './agent.ts'
+import {
+  DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, defaultBins, oneOf, parseBin, parseHostPort, type AgentConfig
+} from './config.ts'
+import { formatSize, parseSize } from './units.ts'
+import { VERSION } from './version.ts'
+
+const asSize = (text: string): number => check(() => parseSize(text))
+const asHostPort = (text: string): { host: string, port: number } => check(() => parseHostPort(text))
+const collectBin = (text: string, prev: string[] | undefined): string[] => [...(prev ?? []), text]
+
+function check<T> (fn: () => T): T {
+  try {
+    return fn()
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message)
+  }
+}
+
+const program = new Command('chaac')
+  .description('Chaac: a context-aware distributed filesystem for containers')
+  .version(VERSION)
+
+program.command('agent')
+  .description('run the agent: mount the chaac path and serve it')
+  .addOption(new Option('--data <dir>', 'data folder: metadata (LevelDB), default bins and cloud tier').env('CHAAC_DATA').default(DEFAULTS.data))
+  .addOption(new Option('--mount <dir>', 'the chaac path, where the filesystem is mounted').env('CHAAC_MOUNT').default(DEFAULTS.mount))
+  .addOption(new Option('--http <host:port>', 'HTTP status API address (port 0: any free port)').env('CHAAC_HTTP').default(DEFAULTS.http))
+  .addOption(new Option('--bin <level:dir:capacity>', 'a bin (repeatable), level mem or disk, e.g. disk:/srv/chaac/bin0:100GiB; CHAAC_BIN takes a comma-separated list (default: mem on /dev/shm 256MiB + disk under --data 16GiB)').env('CHAAC_BIN').argParser(collectBin))
+  .addOption(new Option('--chunk-size <size>', 'largest ball: files are cut into balls of this size').env('CHAAC_CHUNK_SIZE').default(DEFAULTS.chunkSize))
+  .addOption(new Option('--write <policy>', 'cloud tier write policy: through (before close returns), async (in the background), none').env('CHAAC_WRITE').choices(WRITE_POLICIES).default(DEFAULTS.write))
+  .addOption(new Option('--cloud <dir>', 'cloud tier directory; "none" for no cloud tier (default: <data>/cloud)').env('CHAAC_CLOUD'))
+  .addOption(new Option('--cache-skip-over <size>', 'files larger than this are read without being cached').env('CHAAC_CACHE_SKIP_OVER').default(DEFAULTS.cacheSkipOver))
+  .addOption(new Option('--eviction <policy>', 'cache eviction within a bin').env('CHAAC_EVICTION').choices(EVICTION_POLICIES).default(DEFAULTS.eviction))
+  .addOption(new Option('--attr-timeout <seconds>', 'how long the kernel trusts attributes and names').env('CHAAC_ATTR_TIMEOUT').default('1'))
+  .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug').env('CHAAC_LOG_LEVEL').default('info'))
+  .action(runAgent)
+
+program.command('status')
+  .description('print a summary of a running agent')
+  .addOption(new Option('--http <host:port>', 'the agent\'s HTTP API').env('CHAAC_HTTP').default(DEFAULTS.http))
+  .option('--json', 'print the raw JSON of GET /status')
+  .action(async (opts: { http: string, json?: boolean }) => {
+    const status = await getJson(opts.http, '/status') as Status
+    if (opts.json) console.log(JSON.stringify(status, null, 2))
+    else printStatus(status)
+  })
+
+program.command('locate')
+  .description('show the balls of a file and the bins that hold them')
+  .argument('<file>', 'a file under the chaac path (host path), or a path inside the namespace')
+  .addOption(new Option('--http <host:port>', 'the agent\'s HTTP API').env('CHAAC_HTTP').default(DEFAULTS.http))
+  .option('--json', 'print the raw JSON of GET /api/v1/location')
+  .action(async (file: string, opts: { http: string, json?: boolean }) => {
+    const status = await getJson(opts.http, '/status') as Status
+    // A host path under the chaac path becomes a namespace path; anything else is one already.
+    const inside = relative(status.mount.path, resolve(file))
+    const path = inside.startsWith('..') ? file : '/' + inside
+    const loc = await getJson(opts.http, `/api/v1/location?path=${encodeURIComponent(path)}`) as Location
+    if (opts.json) {
+      console.log(JSON.stringify(loc, null, 2))
+      return
+    }
+    console.log(`${loc.path}: ${formatSize(loc.size)} in ${loc.balls.length} balls of up to ${formatSize(loc.chunkSize)}`)
+    for (const b of loc.balls) {
+      const where = b.hole ? 'hole (zeros, no storage)' : [...b.bins.map((x) => `${x.level}:${x.dir}`), ...(b.cloud ? ['cloud tier'] : [])].join(', ')
+      console.log(`  #${b.index} @${b.offset} +${b.length} ${b.id ?? '-'}  ${where}`)
+    }
+  })
+
+interface Status {
+  agent: { id: string, version: string, uptimeSeconds: number }
+  mount: { path: string }
+  http: string
+  bins: Array<{ level: string, dir: string, capacity: number, used: number, balls: number }>
+  reads: Record<string, number>
+  cloud: { location: string, writePolicy: string, uploadQueue: number } | null
+  files: number
+  context: { ufCPU: number, ufMemory: number, ufFileSystem: number, ufNet: number } | null
+}
+
+interface Location {
+  path: string
+  size: number
+  chunkSize: number
+  balls: Array<{ index: number, offset: number, length: number, id: string | null, hole: boolean, cloud: boolean, bins: Array<{ level: string, dir: string }> }>
+}
+
+async function getJson (http: string, path: string): Promise<unknown> {
+  const { host, port } = asHostPort(http)
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}${path}`
+  let res: Response
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(5000) })
+  } catch (err) {
+    throw new Error(`no agent answers at ${http} (${(err as Error).message}); start one with 'npm start' or 'chaac agent'`)
+  }
+  const body = await res.json() as { error?: string }
+  if (!res.ok) throw new Error(body.error ?? `HTTP ${res.status}`)
+  return body
+}
+
+function printStatus (s: Status): void {
+  const pct = (x: number): string => `${Math.round(x * 100)}%`
+  console.log(`agent ${s.agent.id} (chaac ${s.agent.version}), up ${s.agent.uptimeSeconds}s`)
+  console.log(`chaac path: ${s.mount.path}    files: ${s.files}    http: ${s.http}`)
+  console.log('bins:')
+  for (const b of s.bins) {
+    console.log(`  ${b.level.padEnd(4)} ${formatSize(b.used).padStart(10)} of ${formatSize(b.capacity).padEnd(10)} ${String(b.balls).padStart(6)} balls  ${b.dir}`)
+  }
+  const r = s.reads
+  console.log(`ball reads: ${r.localHit} local cache hits, ${r.remoteHit} remote cache hits, ${r.miss} cache misses, ${r.skip} cache skips`)
+  console.log(s.cloud ? `cloud tier: ${s.cloud.location} (write ${s.cloud.writePolicy}, ${s.cloud.uploadQueue} balls queued)` : 'cloud tier: none')
+  if (s.context) {
+    console.log(`context: cpu ${pct(s.context.ufCPU)}, memory ${pct(s.context.ufMemory)}, filesystem ${pct(s.context.ufFileSystem)}, net ${pct(s.context.ufNet)}`)
+  }
+}
+
+interface AgentFlags {
+  data: string
+  mount: string
+  http: string
+  bin?: string[]
+  chunkSize: string
+  write: string
+  cloud?: string
+  cacheSkipOver: string
+  eviction: string
+  attrTimeout: string
+  logLevel: string
+}
+
+function configFromFlags (f: AgentFlags): AgentConfig {
+  const data = resolve(f.data)
+  // From the environment, CHAAC_BIN arrives as one comma-separated string.
+  const binTexts = (f.bin ?? []).flatMap((b) => b.split(',')).filter((b) => b !== '')
+  const chunkSize = asSize(f.chunkSize)
+  if (chunkSize < 64 * 1024 || chunkSize > 64 * 1024 * 1024) throw new InvalidArgumentError('--chunk-size must be between 64KiB and 64MiB')
+  const attrTimeout = Number(f.attrTimeout)
+  if (!Number.isFinite(attrTimeout) || attrTimeout < 0) throw new InvalidArgumentError('--attr-timeout must be a number of seconds')
+  return {
+    data,
+    mount: resolve(f.mount),
+    http: asHostPort(f.http),
+    bins: binTexts.length > 0 ? binTexts.map((b) => check(() => parseBin(b))) : defaultBins(data),
+    chunkSize,
+    writePolicy: check(() => oneOf('--write', WRITE_POLICIES, f.write)),
+    cloud: f.cloud === 'none' ? undefined : resolve(f.cloud ?? resolve(data, 'cloud')),
+    cacheSkipOver: asSize(f.cacheSkipOver),
+    eviction: check(() => oneOf('--eviction', EVICTION_POLICIES, f.eviction)),
+    attrTimeout,
+    contextIntervalMs: 5000
+  }
+}
+
+async function runAgent (flags: AgentFlags): Promise<void> {
+  const config = configFromFlags(flags)
+  const log = pino({ level: flags.logLevel, base: { pid: process.pid } }, pino.destination(2))
+  const agent = await Agent.start(config, log)
+  const addr = agent.http.address
+  const http = addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : ''
+  console.log(`chaac agent ${agent.id} is running
+  chaac path:  ${config.mount}
+  status:      ${http}/status   (or: npx chaac status --http ${addr?.address}:${addr?.port})
+  containers:  docker run --rm -v ${config.mount}:/data:rslave busybox ls /data
+Press Ctrl-C to stop (the chaac path is unmounted cleanly).`)
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    log.info({ signal }, 'stopping')
+    agent.close().then(() => process.exit(0), (err) => {
+      log.error({ err }, 'shutdown failed')
+      process.exit(1)
+    })
+  }
+  process.on('SIGINT', () => stop('SIGINT'))
+  process.on('SIGTERM', () => stop('SIGTERM'))
+}
+
+program.parseAsync().catch((err: Error) => {
+  console.error(`chaac: ${err.message}`)
+  process.exit(1)
+})

@@ -1,0 +1,223 @@
+// The content of one regular file while handles have it open: the committed
+// ball list plus dirty chunks not yet sealed into balls. Writes land in
+// chunk buffers; a chunk written to its end is sealed into a ball in the
+// background, and flush/fsync/close seal the rest and commit the new ball
+// list in one batch. Readers on this host see the writes at once; other
+// hosts see them at the next commit (close-to-open consistency).
+import { ChaacError } from '../errors.ts'
+import type { Inode } from '../meta/schema.ts'
+import type { BallStore } from '../store/ball-store.ts'
+
+/** Dirty chunks kept before the oldest is sealed, and seals in flight per file. */
+const MAX_DIRTY = 8
+const MAX_SEALING = 2
+
+interface Sealing { gen: number, buf: Buffer, done: Promise<void> }
+
+export interface Snapshot {
+  size: number
+  balls: Array<string | null>
+  chunkSize: number
+  mtime?: number
+  /** Balls written for this snapshot that the writer holds pinned. */
+  pinned: string[]
+}
+
+export class OpenFile {
+  handles = 0
+  size: number
+  mtime: number
+  readonly chunkSize: number
+  private balls: Array<string | null>
+  private readonly dirty = new Map<number, Buffer>()
+  private readonly loading = new Map<number, Promise<Buffer>>()
+  private readonly sealing = new Map<number, Sealing>()
+  // The newest generation of each chunk: an older seal finishing late is ignored.
+  private readonly latest = new Map<number, number>()
+  private gen = 0
+  private pinned: string[] = []
+  private error: unknown
+  /** Bumped by every change; a commit clears `changed` only if nothing came after it. */
+  private version = 0
+  private committedVersion = 0
+  private commitChain: Promise<unknown> = Promise.resolve()
+
+  constructor (readonly ino: number, node: Inode, chunkSize: number, private readonly store: BallStore) {
+    this.size = node.size
+    this.mtime = node.mtime
+    this.balls = [...(node.balls ?? [])]
+    this.chunkSize = node.chunkSize ?? chunkSize
+  }
+
+  get changed (): boolean {
+    return this.version !== this.committedVersion
+  }
+
+  get busy (): boolean {
+    return this.dirty.size > 0 || this.sealing.size > 0 || this.changed
+  }
+
+  /** Writes `data` (already copied from the kernel's buffer) at `offset`. */
+  async write (data: Buffer, offset: number): Promise<void> {
+    this.throwPending()
+    const C = this.chunkSize
+    let pos = 0
+    while (pos < data.length) {
+      const abs = offset + pos
+      const idx = Math.floor(abs / C)
+      const within = abs - idx * C
+      const n = Math.min(C - within, data.length - pos)
+      const chunk = this.dirty.get(idx) ?? await this.chunkForWrite(idx, within === 0 && n === C)
+      data.copy(chunk, within, pos, pos + n)
+      pos += n
+      if (abs + n > this.size) this.size = abs + n
+      this.version++
+      if (within + n === C) this.seal(idx)
+    }
+    this.mtime = Date.now()
+    if (this.dirty.size > MAX_DIRTY) this.seal(Math.min(...this.dirty.keys()))
+    while (this.sealing.size > MAX_SEALING) await Promise.race([...this.sealing.values()].map((s) => s.done))
+    this.throwPending()
+  }
+
+  async read (target: Buffer, length: number, offset: number, skipCache: boolean): Promise<number> {
+    const end = Math.min(this.size, offset + length)
+    if (offset >= end) return 0
+    const C = this.chunkSize
+    for (let pos = offset; pos < end;) {
+      const idx = Math.floor(pos / C)
+      const within = pos - idx * C
+      const n = Math.min(C - within, end - pos)
+      const at = pos - offset
+      const buf = this.dirty.get(idx) ?? this.sealing.get(idx)?.buf
+      const id = this.balls[idx]
+      if (buf) {
+        buf.copy(target, at, within, within + n)
+      } else if (id == null) {
+        target.fill(0, at, at + n)
+      } else {
+        const data = await this.store.read(id, within, n, skipCache)
+        data.copy(target, at)
+        if (data.length < n) target.fill(0, at + data.length, at + n)
+      }
+      pos += n
+    }
+    return end - offset
+  }
+
+  async truncate (size: number): Promise<void> {
+    this.throwPending()
+    const C = this.chunkSize
+    const keep = Math.ceil(size / C)
+    for (const idx of [...this.dirty.keys(), ...this.sealing.keys()]) {
+      if (idx >= keep) this.discard(idx)
+    }
+    this.balls.length = Math.min(this.balls.length, keep)
+    const cut = size % C
+    if (size < this.size && cut !== 0) {
+      // Bytes past the new end must read as zeros if the file grows again.
+      const idx = keep - 1
+      const chunk = this.dirty.get(idx) ?? await this.chunkForWrite(idx, false)
+      chunk.fill(0, cut)
+    }
+    this.size = size
+    this.mtime = Date.now()
+    this.version++
+  }
+
+  /** Seals every dirty chunk and waits for all seals; the state to commit. */
+  async settle (): Promise<Snapshot> {
+    for (const idx of [...this.dirty.keys()]) this.seal(idx)
+    while (this.sealing.size > 0) await Promise.all([...this.sealing.values()].map((s) => s.done))
+    this.throwPending()
+    const pinned = this.pinned
+    this.pinned = []
+    return { size: this.size, balls: [...this.balls], chunkSize: this.chunkSize, mtime: this.mtime, pinned }
+  }
+
+  /** Runs commits of this file one after another. */
+  async serially<T>(fn: (version: number) => Promise<T>): Promise<T> {
+    const run = this.commitChain.then(async () => await fn(this.version))
+    this.commitChain = run.catch(() => {})
+    return await run
+  }
+
+  markCommitted (version: number): void {
+    this.committedVersion = version
+  }
+
+  // The buffer for chunk idx, loaded with its current content unless the
+  // write covers all of it.
+  private async chunkForWrite (idx: number, whole: boolean): Promise<Buffer> {
+    const sealing = this.sealing.get(idx)
+    if (sealing) return this.setDirty(idx, Buffer.from(sealing.buf))
+    const id = this.balls[idx]
+    if (whole || id == null) return this.setDirty(idx, Buffer.alloc(this.chunkSize))
+    let pending = this.loading.get(idx)
+    if (!pending) {
+      pending = (async () => {
+        const buf = Buffer.alloc(this.chunkSize)
+        const data = await this.store.read(id, 0, this.chunkSize, false)
+        data.copy(buf)
+        return buf
+      })().finally(() => this.loading.delete(idx))
+      this.loading.set(idx, pending)
+    }
+    const buf = await pending
+    return this.dirty.get(idx) ?? this.setDirty(idx, buf)
+  }
+
+  private setDirty (idx: number, buf: Buffer): Buffer {
+    this.dirty.set(idx, buf)
+    this.latest.set(idx, ++this.gen)
+    return buf
+  }
+
+  private discard (idx: number): void {
+    this.dirty.delete(idx)
+    this.sealing.delete(idx)
+    this.latest.set(idx, ++this.gen)
+  }
+
+  // Turns a dirty chunk into a ball in the background. An all-zero chunk
+  // becomes a hole and takes no space.
+  private seal (idx: number): void {
+    const buf = this.dirty.get(idx)
+    if (!buf) return
+    this.dirty.delete(idx)
+    const gen = ++this.gen
+    this.latest.set(idx, gen)
+    const length = Math.max(0, Math.min(this.chunkSize, this.size - idx * this.chunkSize))
+    const data = buf.subarray(0, length)
+    const done = (async () => {
+      const id = length === 0 || isZero(data) ? null : await this.store.put(data)
+      if (id !== null) this.pinned.push(id)
+      if (this.latest.get(idx) !== gen) return
+      while (this.balls.length <= idx) this.balls.push(null)
+      this.balls[idx] = id
+    })().catch((err) => {
+      // Keep the bytes so a later flush can try again (e.g. once space is freed).
+      if (this.latest.get(idx) === gen && !this.dirty.has(idx)) this.setDirty(idx, buf)
+      this.error ??= err
+    }).finally(() => {
+      if (this.sealing.get(idx)?.gen === gen) this.sealing.delete(idx)
+    })
+    this.sealing.set(idx, { gen, buf, done })
+  }
+
+  private throwPending (): void {
+    const err = this.error
+    if (err === undefined) return
+    this.error = undefined
+    throw err instanceof ChaacError ? err : new ChaacError('CHAAC_IO', 'could not store file data', { cause: err })
+  }
+}
+
+const ZEROS = Buffer.alloc(64 * 1024)
+function isZero (data: Buffer): boolean {
+  for (let pos = 0; pos < data.length; pos += ZEROS.length) {
+    const part = data.subarray(pos, pos + ZEROS.length)
+    if (!part.equals(ZEROS.subarray(0, part.length))) return false
+  }
+  return true
+}

@@ -1,0 +1,429 @@
+// The data pool: the namespace (inodes, directory entries, each file's ball
+// list), the map of balls and the upload queue, persisted in LevelDB.
+//
+// The whole namespace is also held in memory (as MooseFS's master does), so
+// lookups never wait on disk; every change is applied in memory and written
+// as one atomic LevelDB batch, and the caller is answered once it is stored.
+import { EventEmitter } from 'node:events'
+import { Level } from 'level'
+import { ChaacError, notFound } from '../errors.ts'
+import { BatchWriter, type BatchOp } from './batch-writer.ts'
+import {
+  NEXT_INO_KEY, ROOT_INO, S_IFDIR, S_IFMT, ballKey, decode, direntKey, encode, inodeKey, isDir, parseDirentKey, uploadKey,
+  type BallRecord, type Inode
+} from './schema.ts'
+
+export interface NewNode {
+  mode: number
+  uid: number
+  gid: number
+  rdev?: number
+  target?: string
+}
+
+export interface FileContent {
+  size: number
+  balls: Array<string | null>
+  chunkSize: number
+  /** Set when the content changed by writes (not by an explicit utimens). */
+  mtime?: number
+}
+
+export type AttrPatch = Partial<Pick<Inode, 'mode' | 'uid' | 'gid' | 'atime' | 'mtime'>>
+
+export class DataPool extends EventEmitter<{ queued: [] }> {
+  private readonly inodes = new Map<number, Inode>()
+  private readonly dirs = new Map<number, Map<string, number>>()
+  // Each directory has exactly one parent; kept for the rename loop check.
+  private readonly parents = new Map<number, number>()
+  readonly balls = new Map<string, BallRecord>()
+  readonly uploads = new Set<string>()
+  private nextIno = ROOT_INO + 1
+  private readonly writer: BatchWriter
+
+  private constructor (private readonly db: Level<string, Buffer>) {
+    super()
+    this.writer = new BatchWriter(db)
+  }
+
+  static async open (dir: string): Promise<DataPool> {
+    const db = new Level<string, Buffer>(dir, { valueEncoding: 'buffer' })
+    await db.open()
+    const pool = new DataPool(db)
+    await pool.load()
+    return pool
+  }
+
+  private async load (): Promise<void> {
+    const dirents: Array<[number, string, number]> = []
+    for await (const [key, value] of this.db.iterator()) {
+      switch (key[0]) {
+        case 'i': {
+          const node = decode<Inode>(value)
+          this.inodes.set(node.ino, node)
+          if (isDir(node)) this.dirs.set(node.ino, new Map())
+          break
+        }
+        case 'd': {
+          const { parent, name } = parseDirentKey(key)
+          dirents.push([parent, name, Number(value.toString())])
+          break
+        }
+        case 'b': this.balls.set(key.slice(2), decode<BallRecord>(value)); break
+        case 'q': this.uploads.add(key.slice(2)); break
+        case 'm': if (key === NEXT_INO_KEY) this.nextIno = Number(value.toString()); break
+      }
+    }
+    const repairs: BatchOp[] = []
+    for (const [parent, name, ino] of dirents) {
+      const dir = this.dirs.get(parent)
+      if (dir && this.inodes.has(ino)) {
+        dir.set(name, ino)
+        if (this.dirs.has(ino)) this.parents.set(ino, parent)
+      } else repairs.push({ type: 'del', key: direntKey(parent, name) })
+    }
+    if (!this.inodes.has(ROOT_INO)) {
+      const now = Date.now()
+      const root: Inode = { ino: ROOT_INO, mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 2, size: 0, rdev: 0, atime: now, mtime: now, ctime: now }
+      this.inodes.set(ROOT_INO, root)
+      this.dirs.set(ROOT_INO, new Map())
+      repairs.push(this.putInode(root))
+    }
+    if (repairs.length > 0) await this.writer.write(repairs, true)
+  }
+
+  // ---- reading ----
+
+  get (ino: number): Inode | undefined {
+    return this.inodes.get(ino)
+  }
+
+  lookup (parent: number, name: string): number | undefined {
+    return this.dirs.get(parent)?.get(name)
+  }
+
+  entries (dir: number): Map<string, number> {
+    const entries = this.dirs.get(dir)
+    if (!entries) throw new ChaacError('CHAAC_NOT_DIR', `inode ${dir} is not a directory`)
+    return entries
+  }
+
+  /** Inodes that no directory names any more (unlinked while open). */
+  orphans (): Inode[] {
+    return [...this.inodes.values()].filter((n) => n.nlink === 0)
+  }
+
+  get inodeCount (): number {
+    return this.inodes.size
+  }
+
+  isReferenced (ball: string): boolean {
+    return (this.balls.get(ball)?.refs ?? 0) > 0
+  }
+
+  // ---- namespace changes ----
+
+  async create (parent: number, name: string, spec: NewNode): Promise<Inode> {
+    const dir = this.dirForChange(parent, name)
+    const now = Date.now()
+    const node: Inode = {
+      ino: this.nextIno++,
+      mode: spec.mode,
+      uid: spec.uid,
+      gid: spec.gid,
+      nlink: (spec.mode & S_IFMT) === S_IFDIR ? 2 : 1,
+      size: spec.target !== undefined ? Buffer.byteLength(spec.target) : 0,
+      rdev: spec.rdev ?? 0,
+      atime: now,
+      mtime: now,
+      ctime: now
+    }
+    if (spec.target !== undefined) node.target = spec.target
+    const parentNode = this.inodes.get(parent) as Inode
+    if (isDir(node)) {
+      this.dirs.set(node.ino, new Map())
+      this.parents.set(node.ino, parent)
+      parentNode.nlink++
+    }
+    dir.set(name, node.ino)
+    this.inodes.set(node.ino, node)
+    this.touchDir(parentNode, now)
+    await this.persist([
+      this.putInode(node),
+      this.putInode(parentNode),
+      { type: 'put', key: direntKey(parent, name), value: Buffer.from(String(node.ino)) },
+      { type: 'put', key: NEXT_INO_KEY, value: Buffer.from(String(this.nextIno)) }
+    ])
+    return node
+  }
+
+  async link (ino: number, parent: number, name: string): Promise<Inode> {
+    const node = this.mustGet(ino)
+    if (isDir(node)) throw new ChaacError('CHAAC_NOT_PERMITTED', 'hard links to directories are not allowed')
+    const dir = this.dirForChange(parent, name)
+    const now = Date.now()
+    const parentNode = this.inodes.get(parent) as Inode
+    dir.set(name, ino)
+    node.nlink++
+    node.ctime = now
+    this.touchDir(parentNode, now)
+    await this.persist([
+      this.putInode(node),
+      this.putInode(parentNode),
+      { type: 'put', key: direntKey(parent, name), value: Buffer.from(String(ino)) }
+    ])
+    return node
+  }
+
+  /** Removes a name of a non-directory; returns its inode (nlink may now be 0). */
+  async unlink (parent: number, name: string): Promise<Inode> {
+    const node = this.mustGet(this.mustLookup(parent, name))
+    if (isDir(node)) throw new ChaacError('CHAAC_IS_DIR', `${name} is a directory`)
+    const now = Date.now()
+    const parentNode = this.inodes.get(parent) as Inode
+    this.entries(parent).delete(name)
+    node.nlink--
+    node.ctime = now
+    this.touchDir(parentNode, now)
+    await this.persist([
+      this.putInode(node),
+      this.putInode(parentNode),
+      { type: 'del', key: direntKey(parent, name) }
+    ])
+    return node
+  }
+
+  async rmdir (parent: number, name: string): Promise<void> {
+    const ino = this.mustLookup(parent, name)
+    const node = this.mustGet(ino)
+    if (!isDir(node)) throw new ChaacError('CHAAC_NOT_DIR', `${name} is not a directory`)
+    if (this.entries(ino).size > 0) throw new ChaacError('CHAAC_NOT_EMPTY', `${name} is not empty`)
+    const now = Date.now()
+    const parentNode = this.inodes.get(parent) as Inode
+    this.entries(parent).delete(name)
+    this.dirs.delete(ino)
+    this.parents.delete(ino)
+    this.inodes.delete(ino)
+    parentNode.nlink--
+    this.touchDir(parentNode, now)
+    await this.persist([
+      { type: 'del', key: inodeKey(ino) },
+      this.putInode(parentNode),
+      { type: 'del', key: direntKey(parent, name) }
+    ])
+  }
+
+  /**
+   * Atomic rename, replacing an existing target as POSIX says; returns the
+   * replaced inode when one lost a name (nlink may now be 0).
+   */
+  async rename (srcParent: number, srcName: string, dstParent: number, dstName: string): Promise<Inode | undefined> {
+    const ino = this.mustLookup(srcParent, srcName)
+    const node = this.mustGet(ino)
+    const dstDir = this.entries(dstParent)
+    const existing = dstDir.get(dstName)
+    if (existing === ino) return undefined
+    if (isDir(node) && this.isAncestor(ino, dstParent)) {
+      throw new ChaacError('CHAAC_INVALID', `cannot move ${srcName} into itself`)
+    }
+    const ops: BatchOp[] = []
+    let replaced: Inode | undefined
+    if (existing !== undefined) {
+      replaced = this.mustGet(existing)
+      if (isDir(replaced)) {
+        if (!isDir(node)) throw new ChaacError('CHAAC_IS_DIR', `${dstName} is a directory`)
+        if (this.entries(existing).size > 0) throw new ChaacError('CHAAC_NOT_EMPTY', `${dstName} is not empty`)
+        this.dirs.delete(existing)
+        this.parents.delete(existing)
+        this.inodes.delete(existing)
+        this.mustGet(dstParent).nlink--
+        ops.push({ type: 'del', key: inodeKey(existing) })
+        replaced = undefined
+      } else {
+        if (isDir(node)) throw new ChaacError('CHAAC_NOT_DIR', `${dstName} is not a directory`)
+        replaced.nlink--
+        replaced.ctime = Date.now()
+        ops.push(this.putInode(replaced))
+      }
+    } else {
+      this.checkName(dstName)
+    }
+    const now = Date.now()
+    const src = this.mustGet(srcParent)
+    const dst = this.mustGet(dstParent)
+    this.entries(srcParent).delete(srcName)
+    dstDir.set(dstName, ino)
+    if (isDir(node)) this.parents.set(ino, dstParent)
+    if (isDir(node) && srcParent !== dstParent) {
+      src.nlink--
+      dst.nlink++
+    }
+    node.ctime = now
+    this.touchDir(src, now)
+    this.touchDir(dst, now)
+    ops.push(
+      this.putInode(node), this.putInode(src), this.putInode(dst),
+      { type: 'del', key: direntKey(srcParent, srcName) },
+      { type: 'put', key: direntKey(dstParent, dstName), value: Buffer.from(String(ino)) }
+    )
+    await this.persist(ops)
+    return replaced
+  }
+
+  async setattr (ino: number, patch: AttrPatch): Promise<Inode> {
+    const node = this.mustGet(ino)
+    Object.assign(node, patch)
+    node.ctime = Date.now()
+    await this.persist([this.putInode(node)])
+    return node
+  }
+
+  /**
+   * Commits a file's new content in one batch: its ball list, size and the
+   * balls' reference counts, plus the upload queue entries for balls the
+   * cloud tier does not hold yet. Returns the balls nothing references now.
+   */
+  async commitFile (ino: number, content: FileContent, opts: { sync?: boolean, upload?: boolean } = {}): Promise<string[]> {
+    const node = this.mustGet(ino)
+    const ops: BatchOp[] = []
+    const released = this.adjustRefs(node.balls ?? [], content.balls, ops)
+    if (opts.upload) {
+      for (const id of content.balls) {
+        if (id === null || this.balls.get(id)?.cloud || this.uploads.has(id)) continue
+        this.uploads.add(id)
+        ops.push({ type: 'put', key: uploadKey(id), value: Buffer.alloc(0) })
+      }
+    }
+    node.balls = content.balls
+    node.size = content.size
+    node.chunkSize = content.chunkSize
+    if (content.mtime !== undefined) {
+      node.mtime = content.mtime
+      node.ctime = content.mtime
+    }
+    ops.push(this.putInode(node))
+    await this.persist(ops, opts.sync)
+    if (this.uploads.size > 0) this.emit('queued')
+    return released
+  }
+
+  /** Deletes an inode no name refers to and no handle holds; returns the balls released. */
+  async purge (ino: number): Promise<string[]> {
+    const node = this.inodes.get(ino)
+    if (!node || node.nlink > 0) return []
+    const ops: BatchOp[] = [{ type: 'del', key: inodeKey(ino) }]
+    const released = this.adjustRefs(node.balls ?? [], [], ops)
+    this.inodes.delete(ino)
+    await this.persist(ops)
+    return released
+  }
+
+  // ---- the map of balls ----
+
+  async recordCopy (binId: string, id: string, bytes: number, present: boolean): Promise<void> {
+    const rec = this.balls.get(id) ?? { bytes, refs: 0, cloud: false, bins: [] }
+    const has = rec.bins.includes(binId)
+    if (present === has) return
+    rec.bins = present ? [...rec.bins, binId] : rec.bins.filter((b) => b !== binId)
+    this.balls.set(id, rec)
+    await this.persist([{ type: 'put', key: ballKey(id), value: encode(rec) }])
+  }
+
+  async markInCloud (id: string, bytes: number): Promise<void> {
+    const rec = this.balls.get(id) ?? { bytes, refs: 0, cloud: true, bins: [] }
+    rec.cloud = true
+    this.balls.set(id, rec)
+    this.uploads.delete(id)
+    await this.persist([{ type: 'del', key: uploadKey(id) }, { type: 'put', key: ballKey(id), value: encode(rec) }])
+  }
+
+  inCloud (id: string): boolean {
+    return this.balls.get(id)?.cloud === true
+  }
+
+  async dropUpload (id: string): Promise<void> {
+    this.uploads.delete(id)
+    await this.persist([{ type: 'del', key: uploadKey(id) }])
+  }
+
+  /** Forgets a ball whose every copy is gone. */
+  async dropBall (id: string): Promise<void> {
+    this.balls.delete(id)
+    this.uploads.delete(id)
+    await this.persist([{ type: 'del', key: ballKey(id) }, { type: 'del', key: uploadKey(id) }])
+  }
+
+  async sync (): Promise<void> {
+    await this.persist([], true)
+  }
+
+  async close (): Promise<void> {
+    await this.sync()
+    await this.db.close()
+  }
+
+  // ---- helpers ----
+
+  private adjustRefs (before: Array<string | null>, after: Array<string | null>, ops: BatchOp[]): string[] {
+    const delta = new Map<string, number>()
+    for (const id of before) if (id !== null) delta.set(id, (delta.get(id) ?? 0) - 1)
+    for (const id of after) if (id !== null) delta.set(id, (delta.get(id) ?? 0) + 1)
+    const released: string[] = []
+    for (const [id, d] of delta) {
+      if (d === 0) continue
+      const rec = this.balls.get(id) ?? { bytes: 0, refs: 0, cloud: false, bins: [] }
+      rec.refs += d
+      this.balls.set(id, rec)
+      ops.push({ type: 'put', key: ballKey(id), value: encode(rec) })
+      if (rec.refs <= 0) released.push(id)
+    }
+    return released
+  }
+
+  private async persist (ops: BatchOp[], sync = false): Promise<void> {
+    try {
+      await this.writer.write(ops, sync)
+    } catch (err) {
+      throw new ChaacError('CHAAC_META_FAILED', 'the data pool could not store a change', { cause: err })
+    }
+  }
+
+  private putInode (node: Inode): BatchOp {
+    return { type: 'put', key: inodeKey(node.ino), value: encode(node) }
+  }
+
+  private touchDir (dir: Inode, now: number): void {
+    dir.mtime = now
+    dir.ctime = now
+  }
+
+  private mustGet (ino: number): Inode {
+    const node = this.inodes.get(ino)
+    if (!node) throw notFound(`inode ${ino}`)
+    return node
+  }
+
+  private mustLookup (parent: number, name: string): number {
+    const ino = this.entries(parent).get(name)
+    if (ino === undefined) throw notFound(name)
+    return ino
+  }
+
+  private checkName (name: string): void {
+    if (Buffer.byteLength(name) > 255) throw new ChaacError('CHAAC_NAME_TOO_LONG', `name too long: ${name.slice(0, 32)}...`)
+  }
+
+  private dirForChange (parent: number, name: string): Map<string, number> {
+    this.checkName(name)
+    const dir = this.entries(parent)
+    if (dir.has(name)) throw new ChaacError('CHAAC_EXISTS', `${name} exists`)
+    return dir
+  }
+
+  private isAncestor (ino: number, of: number): boolean {
+    for (let cur: number | undefined = of; cur !== undefined && cur !== ROOT_INO; cur = this.parents.get(cur)) {
+      if (cur === ino) return true
+    }
+    return false
+  }
+}

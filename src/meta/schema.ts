@@ -1,0 +1,63 @@
+// The data pool's records and how they are laid out in LevelDB.
+//
+//   i!<ino, 16 hex>              -> Inode
+//   d!<parent ino>!<name>        -> child ino (decimal)
+//   b!<ball id>                  -> BallRecord
+//   q!<ball id>                  -> '' (waiting for upload to the cloud tier)
+//   m!next-ino                   -> next inode number (decimal)
+import { pack, unpack } from 'msgpackr'
+
+export const S_IFMT = 0o170000
+export const S_IFDIR = 0o040000
+export const S_IFREG = 0o100000
+export const S_IFLNK = 0o120000
+
+export interface Inode {
+  ino: number
+  mode: number
+  uid: number
+  gid: number
+  nlink: number
+  size: number
+  rdev: number
+  /** Milliseconds since the epoch. */
+  atime: number
+  mtime: number
+  ctime: number
+  /** Symbolic links: where the link points. */
+  target?: string
+  /** Regular files: ball ids by chunk index; null is a hole (zeros). */
+  balls?: Array<string | null>
+  /** Regular files: the chunk size the ball list was cut with. */
+  chunkSize?: number
+}
+
+export interface BallRecord {
+  bytes: number
+  /** How many chunk slots of committed files name this ball. */
+  refs: number
+  /** The cloud tier holds a copy. */
+  cloud: boolean
+  /** Ids of the bins that hold a copy. */
+  bins: string[]
+}
+
+export const ROOT_INO = 1
+
+export const isDir = (n: Inode): boolean => (n.mode & S_IFMT) === S_IFDIR
+export const isFile = (n: Inode): boolean => (n.mode & S_IFMT) === S_IFREG
+export const isSymlink = (n: Inode): boolean => (n.mode & S_IFMT) === S_IFLNK
+
+const hex = (ino: number): string => ino.toString(16).padStart(16, '0')
+export const inodeKey = (ino: number): string => `i!${hex(ino)}`
+export const direntKey = (parent: number, name: string): string => `d!${hex(parent)}!${name}`
+export const ballKey = (id: string): string => `b!${id}`
+export const uploadKey = (id: string): string => `q!${id}`
+export const NEXT_INO_KEY = 'm!next-ino'
+
+export function parseDirentKey (key: string): { parent: number, name: string } {
+  return { parent: parseInt(key.slice(2, 18), 16), name: key.slice(19) }
+}
+
+export const encode = (value: unknown): Buffer => pack(value)
+export const decode = <T>(buf: Uint8Array): T => unpack(buf) as T

@@ -1,0 +1,237 @@
+// The agent's local store: its bins by level, the cloud tier behind them, the
+// read path (memory level, then disk level, then cloud tier) with its
+// outcomes, and cache eviction within each bin's hard capacity.
+import { EventEmitter } from 'node:events'
+import type { CloudTier } from '../cloud/cloud-tier.ts'
+import { ChaacError, isChaacError } from '../errors.ts'
+import { encodeBall } from './ball-codec.ts'
+import type { Bin, EvictionPolicy } from './bin.ts'
+import { VerifiedReader } from './verified-reader.ts'
+
+export type ReadOutcome = 'localHit' | 'remoteHit' | 'miss' | 'skip'
+export type WritePolicy = 'through' | 'async' | 'none'
+
+export interface BallStoreOptions {
+  bins: Bin[]
+  cloud?: CloudTier
+  writePolicy: WritePolicy
+  eviction: EvictionPolicy
+  /** Whether the cloud tier is known to hold the ball (kept by the data pool). */
+  inCloud: (id: string) => boolean
+  log?: { warn: (obj: object, msg: string) => void }
+}
+
+export interface StoreEvents {
+  /** A bin gained or lost a copy of a ball. */
+  copy: [binId: string, ballId: string, bytes: number, present: boolean]
+  /** The cloud tier now holds the ball. */
+  uploaded: [ballId: string, bytes: number]
+}
+
+export class BallStore extends EventEmitter<StoreEvents> {
+  readonly outcomes: Record<ReadOutcome, number> = { localHit: 0, remoteHit: 0, miss: 0, skip: 0 }
+  readonly bins: Bin[]
+  readonly cloud?: CloudTier
+  readonly writePolicy: WritePolicy
+  private readonly reader = new VerifiedReader()
+  private readonly fetches = new Map<string, Promise<Buffer>>()
+  private readonly promotions = new Set<string>()
+  // Balls written for content not yet committed: garbage collection leaves them alone.
+  private readonly pins = new Map<string, number>()
+
+  constructor (private readonly opts: BallStoreOptions) {
+    super()
+    // Faster levels first: that is the order reads try them in.
+    this.bins = [...opts.bins].sort((a, b) => Number(a.level === 'disk') - Number(b.level === 'disk'))
+    this.cloud = opts.cloud
+    this.writePolicy = opts.cloud ? opts.writePolicy : 'none'
+  }
+
+  get diskBins (): Bin[] {
+    return this.bins.filter((b) => b.level === 'disk')
+  }
+
+  binsHolding (id: string): Bin[] {
+    return this.bins.filter((b) => b.has(id))
+  }
+
+  /**
+   * Stores a new ball in a bin (and, with the `through` policy, in the cloud
+   * tier) and returns its id. Identical content is stored once.
+   */
+  async put (data: Buffer): Promise<string> {
+    const { id, header } = encodeBall(data)
+    this.pin(id)
+    try {
+      const upload = this.writePolicy === 'through' && !this.opts.inCloud(id) ? this.uploadBall(id, header, data) : undefined
+      const local = this.durableBins().some((b) => b.has(id)) ? undefined : this.storeLocal(id, header, data)
+      await Promise.all([local, upload])
+    } catch (err) {
+      this.unpin(id)
+      throw err
+    }
+    return id
+  }
+
+  /** Every put pins its ball; the writer unpins it once its file is committed (or given up). */
+  unpin (id: string): void {
+    const n = (this.pins.get(id) ?? 0) - 1
+    if (n > 0) this.pins.set(id, n)
+    else this.pins.delete(id)
+  }
+
+  isPinned (id: string): boolean {
+    return this.pins.has(id)
+  }
+
+  private pin (id: string): void {
+    this.pins.set(id, (this.pins.get(id) ?? 0) + 1)
+  }
+
+  private async uploadBall (id: string, header: Buffer, data: Buffer): Promise<void> {
+    await (this.cloud as CloudTier).put(id, header, data)
+    this.emit('uploaded', id, header.length + data.length)
+  }
+
+  /** Verified bytes of a ball, from the nearest copy; counts the read outcome. */
+  async read (id: string, offset: number, length: number, skipCache: boolean): Promise<Buffer> {
+    for (const bin of this.bins) {
+      if (!bin.has(id)) continue
+      try {
+        const data = await this.reader.read(bin, id, offset, length)
+        this.outcomes.localHit++
+        if (bin.level === 'disk' && !skipCache) this.promote(id)
+        return data
+      } catch (err) {
+        if (!isChaacError(err, 'CHAAC_BALL_CORRUPT') && !isChaacError(err, 'CHAAC_BALL_MISSING')) throw err
+        this.opts.log?.warn({ ball: id, bin: bin.dir, err: (err as Error).message }, 'dropping a bad copy of a ball')
+        await this.dropCopy(bin, id)
+      }
+    }
+    if (!this.cloud) throw new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy in any bin and no cloud tier`)
+    if (skipCache) {
+      const data = await this.reader.read(this.cloud, id, offset, length)
+      this.outcomes.skip++
+      return data
+    }
+    const whole = await this.fetchIntoCache(id)
+    this.outcomes.miss++
+    return await this.reader.read({ readRaw: async (_, start, len) => whole.subarray(start, start + len) }, id, offset, length)
+  }
+
+  /** Copies a ball from a local bin to the cloud tier (the background uploader's job). */
+  async upload (id: string): Promise<void> {
+    if (!this.cloud) return
+    const bin = this.bins.find((b) => b.has(id))
+    if (!bin) throw new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no local copy to upload`)
+    const h = await this.reader.header(bin, id)
+    const data = await this.reader.read(bin, id, 0, h.size)
+    await this.uploadBall(id, await bin.readRaw(id, 0, h.length), data)
+  }
+
+  /** Removes every copy of a ball that no file references any more; false if it is pinned. */
+  async forget (id: string): Promise<boolean> {
+    if (this.isPinned(id)) return false
+    await Promise.all(this.bins.map(async (b) => await this.dropCopy(b, id)))
+    await this.cloud?.delete(id)
+    return true
+  }
+
+  /** Balls held in the local bins. */
+  localBalls (): Set<string> {
+    const ids = new Set<string>()
+    for (const bin of this.bins) for (const id of bin.entries.keys()) ids.add(id)
+    return ids
+  }
+
+  private durableBins (): Bin[] {
+    const disk = this.diskBins
+    return disk.length > 0 ? disk : this.bins
+  }
+
+  // A copy may be dropped when another durable copy exists: in the cloud
+  // tier or another disk bin; a memory-level copy when any disk copy exists.
+  private evictable (bin: Bin, id: string): boolean {
+    if (this.opts.inCloud(id)) return true
+    return this.diskBins.some((b) => b !== bin && b.has(id))
+  }
+
+  private async makeRoom (bin: Bin, bytes: number): Promise<boolean> {
+    if (bin.tryReserve(bytes)) return true
+    for (const victim of bin.victims(bytes, this.opts.eviction, (id) => this.evictable(bin, id))) {
+      await this.dropCopy(bin, victim)
+    }
+    return bin.tryReserve(bytes)
+  }
+
+  /** The bins a new ball of `bytes` would go to now, best first: the freest durable bins. */
+  placementFor (bytes: number): Bin[] {
+    return this.durableBins()
+      .filter((b) => b.capacity >= bytes)
+      .sort((a, b) => b.free / b.capacity - a.free / a.capacity)
+  }
+
+  private async storeLocal (id: string, header: Buffer, data: Buffer): Promise<void> {
+    const bytes = header.length + data.length
+    for (const bin of this.placementFor(bytes)) {
+      if (!await this.makeRoom(bin, bytes)) continue
+      await bin.write(id, header, data)
+      this.emit('copy', bin.id, id, bytes, true)
+      return
+    }
+    throw new ChaacError('CHAAC_NO_SPACE', `no bin has room for a ball of ${bytes} bytes`)
+  }
+
+  private async cacheCopy (bin: Bin, id: string, header: Buffer, data: Buffer): Promise<void> {
+    const bytes = header.length + data.length
+    if (bin.has(id) || !await this.makeRoom(bin, bytes)) return
+    await bin.write(id, header, data)
+    this.emit('copy', bin.id, id, bytes, true)
+  }
+
+  private async dropCopy (bin: Bin, id: string): Promise<void> {
+    const entry = bin.entries.get(id)
+    if (!entry) return
+    await bin.delete(id)
+    this.emit('copy', bin.id, id, entry.bytes, false)
+  }
+
+  // Copies a ball read from the disk level into the memory level, in the background.
+  private promote (id: string): void {
+    const mem = this.bins.find((b) => b.level === 'mem' && !b.has(id))
+    const disk = this.diskBins.find((b) => b.has(id))
+    if (!mem || !disk || this.promotions.has(id)) return
+    this.promotions.add(id)
+    void (async () => {
+      const h = await this.reader.header(disk, id)
+      const data = await this.reader.read(disk, id, 0, h.size)
+      await this.cacheCopy(mem, id, await disk.readRaw(id, 0, h.length), data)
+    })().catch((err) => {
+      this.opts.log?.warn({ ball: id, err: (err as Error).message }, 'could not cache a ball in the memory level')
+    }).finally(() => this.promotions.delete(id))
+  }
+
+  // One fetch per ball however many readers want it; the whole ball is
+  // verified, then kept in the first level that has room.
+  private async fetchIntoCache (id: string): Promise<Buffer> {
+    let pending = this.fetches.get(id)
+    if (!pending) {
+      pending = (async () => {
+        const cloud = this.cloud as CloudTier
+        const h = await this.reader.header(cloud, id)
+        const raw = await cloud.readRaw(id, 0, h.length + h.size)
+        await this.reader.read({ readRaw: async (_, start, len) => raw.subarray(start, start + len) }, id, 0, h.size)
+        // Keep a copy in each level: the first bin of the level with room.
+        for (const level of ['mem', 'disk']) {
+          for (const bin of this.bins.filter((b) => b.level === level)) {
+            await this.cacheCopy(bin, id, raw.subarray(0, h.length), raw.subarray(h.length)).catch(() => {})
+            if (bin.has(id)) break
+          }
+        }
+        return raw
+      })().finally(() => this.fetches.delete(id))
+      this.fetches.set(id, pending)
+    }
+    return await pending
+  }
+}

@@ -1,0 +1,178 @@
+// A bin: one directory of ball files with a hard capacity, on a level
+// (`mem`: tmpfs, `disk`). Balls are immutable, so open descriptors are cached
+// and any copy can be checked by its name.
+import { randomUUID } from 'node:crypto'
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
+import { ChaacError } from '../errors.ts'
+import { Lru } from './lru.ts'
+import type { BallSource } from './verified-reader.ts'
+
+export type Level = 'mem' | 'disk'
+export const LEVELS: readonly Level[] = ['mem', 'disk']
+
+export interface BinSpec {
+  level: Level
+  dir: string
+  capacity: number
+}
+
+export interface BallEntry {
+  bytes: number
+  /** Logical time of the last use (a counter, not a clock). */
+  lastUse: number
+  uses: number
+}
+
+export type EvictionPolicy = 'lru' | 'lfu'
+
+const ID_FILE = '.chaac-bin'
+let useClock = 0
+
+export class Bin implements BallSource {
+  readonly level: Level
+  readonly dir: string
+  readonly capacity: number
+  id = ''
+  readonly entries = new Map<string, BallEntry>()
+  used = 0
+  private reserved = 0
+  // A ball deleted and written again at once: the rename must come after the unlink.
+  private readonly deleting = new Map<string, Promise<void>>()
+  private readonly fds = new Lru<string, Promise<FileHandle>>(64, (_, fh) => {
+    fh.then(async (h) => await h.close()).catch(() => {})
+  })
+
+  constructor (spec: BinSpec) {
+    this.level = spec.level
+    this.dir = spec.dir
+    this.capacity = spec.capacity
+  }
+
+  /** Creates the directory or indexes what it already holds; leftovers of interrupted writes go. */
+  async open (): Promise<void> {
+    await mkdir(this.dir, { recursive: true })
+    try {
+      this.id = (await readFile(join(this.dir, ID_FILE), 'utf8')).trim()
+    } catch {
+      this.id = randomUUID()
+      await writeFile(join(this.dir, ID_FILE), this.id + '\n')
+    }
+    for (const sub of await readdir(this.dir)) {
+      if (!/^[0-9a-f]{2}$/.test(sub)) continue
+      for (const name of await readdir(join(this.dir, sub))) {
+        const path = join(this.dir, sub, name)
+        if (!/^[0-9a-f]{64}$/.test(name)) {
+          await rm(path, { force: true })
+          continue
+        }
+        const { size } = await stat(path)
+        this.entries.set(name, { bytes: size, lastUse: ++useClock, uses: 0 })
+        this.used += size
+      }
+    }
+  }
+
+  get free (): number {
+    return Math.max(0, this.capacity - this.used - this.reserved)
+  }
+
+  has (id: string): boolean {
+    return this.entries.has(id)
+  }
+
+  /** Claims room for a ball about to be written; false when the bin lacks it. */
+  tryReserve (bytes: number): boolean {
+    if (bytes > this.free) return false
+    this.reserved += bytes
+    return true
+  }
+
+  release (bytes: number): void {
+    this.reserved -= bytes
+  }
+
+  /** Writes a ball into room reserved with tryReserve; durable on return for the disk level. */
+  async write (id: string, header: Buffer, data: Buffer): Promise<void> {
+    const bytes = header.length + data.length
+    const path = this.pathOf(id)
+    const tmp = `${path}.${process.pid}.${++useClock}.tmp`
+    try {
+      await mkdir(join(this.dir, id.slice(0, 2)), { recursive: true })
+      const fh = await open(tmp, 'w')
+      try {
+        await fh.writev([header, data])
+        if (this.level === 'disk') await fh.datasync()
+      } finally {
+        await fh.close()
+      }
+      await this.deleting.get(id)
+      await rename(tmp, path)
+    } catch (err) {
+      await rm(tmp, { force: true })
+      throw new ChaacError((err as NodeJS.ErrnoException).code === 'ENOSPC' ? 'CHAAC_NO_SPACE' : 'CHAAC_IO',
+        `bin ${this.dir}: cannot write ball ${id}`, { cause: err })
+    } finally {
+      this.reserved -= bytes
+    }
+    if (!this.entries.has(id)) this.used += bytes
+    this.entries.set(id, { bytes, lastUse: ++useClock, uses: 1 })
+  }
+
+  async readRaw (id: string, start: number, length: number): Promise<Buffer> {
+    const entry = this.entries.get(id)
+    if (!entry) throw new ChaacError('CHAAC_BALL_MISSING', `bin ${this.dir}: no ball ${id}`)
+    entry.lastUse = ++useClock
+    entry.uses++
+    let fh = this.fds.get(id)
+    if (!fh) {
+      fh = open(this.pathOf(id), 'r')
+      this.fds.set(id, fh)
+    }
+    try {
+      const buf = Buffer.allocUnsafe(Math.max(0, Math.min(length, entry.bytes - start)))
+      const { bytesRead } = await (await fh).read(buf, 0, buf.length, start)
+      return buf.subarray(0, bytesRead)
+    } catch (err) {
+      this.fds.delete(id)
+      throw new ChaacError('CHAAC_BALL_MISSING', `bin ${this.dir}: cannot read ball ${id}`, { cause: err })
+    }
+  }
+
+  async delete (id: string): Promise<void> {
+    const entry = this.entries.get(id)
+    if (!entry) return
+    this.entries.delete(id)
+    this.used -= entry.bytes
+    this.fds.delete(id)
+    const gone = unlink(this.pathOf(id)).catch(() => {}).finally(() => this.deleting.delete(id))
+    this.deleting.set(id, gone)
+    await gone
+  }
+
+  /** Balls to drop, least valuable first, until `bytes` are free; only those `evictable` allows. */
+  victims (bytes: number, policy: EvictionPolicy, evictable: (id: string) => boolean): string[] {
+    const need = bytes - this.free
+    if (need <= 0) return []
+    const order = [...this.entries].filter(([id]) => evictable(id))
+    order.sort(policy === 'lru'
+      ? (a, b) => a[1].lastUse - b[1].lastUse
+      : (a, b) => a[1].uses - b[1].uses || a[1].lastUse - b[1].lastUse)
+    const out: string[] = []
+    let freed = 0
+    for (const [id, entry] of order) {
+      if (freed >= need) break
+      out.push(id)
+      freed += entry.bytes
+    }
+    return freed >= need ? out : []
+  }
+
+  async close (): Promise<void> {
+    this.fds.clear()
+  }
+
+  private pathOf (id: string): string {
+    return join(this.dir, id.slice(0, 2), id)
+  }
+}

@@ -1,0 +1,43 @@
+// Reads byte ranges of balls from any source (a bin, a peer, the cloud tier)
+// and checks every block it returns against the ball's hash tree.
+import { ChaacError } from '../errors.ts'
+import { blockSpan, parseHeader, peekHeaderLength, verifyBlocks, type BallHeader } from './ball-codec.ts'
+import { Lru } from './lru.ts'
+
+export interface BallSource {
+  /** Raw bytes [start, start + length) of the stored ball (header ++ data); shorter at the end. */
+  readRaw: (id: string, start: number, length: number) => Promise<Buffer>
+}
+
+// Covers the header of a ball of up to 127 blocks (8 MiB) in one read.
+const FIRST_READ = 4096
+
+export class VerifiedReader {
+  // Headers are the same whichever copy they came from, so one cache serves all sources.
+  private readonly headers = new Lru<string, BallHeader>(8192)
+
+  async header (source: BallSource, id: string): Promise<BallHeader> {
+    const cached = this.headers.get(id)
+    if (cached) return cached
+    let raw = await source.readRaw(id, 0, FIRST_READ)
+    const length = peekHeaderLength(raw)
+    if (length !== null && length > raw.length) raw = await source.readRaw(id, 0, length)
+    const header = parseHeader(id, raw)
+    if (!header) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: header does not match its id`)
+    this.headers.set(id, header)
+    return header
+  }
+
+  /** Verified bytes [offset, offset + length) of the ball's data, clipped to its size. */
+  async read (source: BallSource, id: string, offset: number, length: number): Promise<Buffer> {
+    const h = await this.header(source, id)
+    if (offset >= h.size || length <= 0) return Buffer.alloc(0)
+    const span = blockSpan(h, offset, length)
+    const data = await source.readRaw(id, h.length + span.start, span.end - span.start)
+    if (data.length !== span.end - span.start || !verifyBlocks(h, span.first, data)) {
+      throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: bytes ${span.start}-${span.end} fail their hash`)
+    }
+    return data.subarray(offset - span.start, Math.min(h.size, offset + length) - span.start)
+  }
+}
+
