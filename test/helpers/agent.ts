@@ -1,0 +1,156 @@
+// Starts real agent processes for integration tests: a fresh temporary data
+// folder and chaac path each, HTTP on a free loopback port, and a teardown
+// that kills by PID and unmounts lazily so a failed test leaves no mount.
+import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { mkdtemp, rm, readdir, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { promisify } from 'node:util'
+import { waitFor, withDeadline } from './wait.ts'
+
+const execFileP = promisify(execFile)
+export const PROJECT = resolve(import.meta.dirname, '..', '..')
+const CLI = join(PROJECT, 'bin', 'chaac.mjs')
+
+export interface AgentOptions {
+  /** Extra `chaac agent` flags. */
+  args?: string[]
+  /** Reuse this data folder (restart tests); a fresh one otherwise. */
+  data?: string
+  env?: NodeJS.ProcessEnv
+}
+
+export interface RunningAgent {
+  pid: number
+  root: string
+  data: string
+  mount: string
+  /** http://127.0.0.1:PORT */
+  url: string
+  /** HOST:PORT of the HTTP API */
+  http: string
+  log: () => string
+  /** SIGTERM and wait for a clean exit (unmounts). */
+  stop: () => Promise<number | null>
+  /** SIGKILL: the mount is left behind, as after a crash. */
+  kill9: () => Promise<void>
+  json: (path: string) => Promise<any>
+}
+
+const running = new Set<{ child: ChildProcess, mount: string }>()
+
+export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent> {
+  const root = opts.data ? resolve(opts.data, '..') : await mkdtemp(join(tmpdir(), 'chaac-test-'))
+  const data = opts.data ?? join(root, 'data')
+  const mount = join(root, 'mnt')
+  const hasBin = (opts.args ?? []).includes('--bin')
+  const args = [
+    CLI, 'agent', '--data', data, '--mount', mount, '--http', '127.0.0.1:0',
+    ...(hasBin ? [] : ['--bin', `mem:${join(root, 'shm')}:64MiB`, '--bin', `disk:${join(data, 'bins', 'disk0')}:4GiB`]),
+    ...(opts.args ?? [])
+  ]
+  const child = spawn(process.execPath, args, { env: { ...process.env, CHAAC_LOG_LEVEL: 'warn', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const entry = { child, mount }
+  running.add(entry)
+  let out = ''
+  child.stdout?.on('data', (d) => { out += String(d) })
+  child.stderr?.on('data', (d) => { out += String(d) })
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => {
+    running.delete(entry)
+    resolve(code)
+  }))
+  let gone = false
+  void exited.then(() => { gone = true })
+  const http = await waitFor(() => {
+    if (gone) throw new Error(`agent exited before it was ready:\n${out}`)
+    return /status:\s+http:\/\/([\d.]+:\d+)\/status/.exec(out)?.[1]
+  }, { timeoutMs: 60_000, what: 'the agent to start' })
+  const url = `http://${http}`
+  return {
+    pid: child.pid as number,
+    root,
+    data,
+    mount,
+    url,
+    http,
+    log: () => out,
+    stop: async () => {
+      if (gone) return child.exitCode
+      child.kill('SIGTERM')
+      return await withDeadline(exited, 60_000, 'agent shutdown')
+    },
+    kill9: async () => {
+      if (gone) return
+      child.kill('SIGKILL')
+      await withDeadline(exited, 10_000, 'agent exit after SIGKILL')
+    },
+    json: async (path: string) => {
+      const res = await fetch(url + path, { signal: AbortSignal.timeout(10_000) })
+      return await res.json()
+    }
+  }
+}
+
+/** Kills what a test left running and unmounts its chaac paths; for t.teardown. */
+export async function cleanupAgent (agent: RunningAgent | undefined, removeRoot = true): Promise<void> {
+  if (!agent) return
+  await agent.kill9()
+  await unmountLazily(agent.mount)
+  if (removeRoot) await rm(agent.root, { recursive: true, force: true })
+}
+
+export async function unmountLazily (mount: string): Promise<void> {
+  await execFileP('fusermount', ['-uz', mount]).catch(() => {})
+}
+
+/**
+ * Frees processes stuck on a FUSE connection whose server died: writes 1 to
+ * its abort file under fusectl.
+ */
+export async function abortDeadFuseConnections (): Promise<void> {
+  const dir = '/sys/fs/fuse/connections'
+  for (const conn of await readdir(dir).catch(() => [])) {
+    await writeFile(join(dir, conn, 'abort'), '1').catch(() => {})
+  }
+}
+
+export interface ShResult { code: number, stdout: string, stderr: string }
+
+/** Runs a shell command in a child process (never synchronously: the mount is served by another process, but tests stay uniform). */
+export async function sh (command: string, opts: { cwd?: string, timeoutMs?: number, env?: NodeJS.ProcessEnv } = {}): Promise<ShResult> {
+  return await new Promise((resolve) => {
+    const child = spawn('bash', ['-c', command], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => { stdout += String(d) })
+    child.stderr.on('data', (d) => { stderr += String(d) })
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000)
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr: stderr + (signal ? `\nkilled by ${signal} (timeout)` : '') })
+    })
+  })
+}
+
+/** Like sh, but fails on a non-zero exit with the command's output. */
+export async function shOk (command: string, opts: { cwd?: string, timeoutMs?: number } = {}): Promise<string> {
+  const r = await sh(command, opts)
+  if (r.code !== 0) throw new Error(`command failed (${r.code}): ${command}\n${r.stdout}\n${r.stderr}`)
+  return r.stdout
+}
+
+/** Python one-off in a child process, for exact syscalls and errno checks. */
+export async function py (code: string, opts: { cwd?: string } = {}): Promise<string> {
+  const file = join(await mkdtemp(join(tmpdir(), 'chaac-py-')), 'script.py')
+  await writeFile(file, code)
+  try {
+    return await shOk(`python3 ${file}`, opts)
+  } finally {
+    await rm(resolve(file, '..'), { recursive: true, force: true })
+  }
+}
+
+
+process.on('exit', () => {
+  for (const { child } of running) child.kill('SIGKILL')
+})
