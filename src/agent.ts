@@ -72,15 +72,20 @@ export class Agent {
 
   /** Safe to call twice; stops in reverse: unmount, drain writes, uploads, HTTP, context, bins, LevelDB. */
   async close (): Promise<void> {
+    const step = async (name: string, fn: () => Promise<unknown>): Promise<void> => {
+      this.log.debug({ step: name }, 'shutdown')
+      await fn()
+    }
     this.closing ??= (async () => {
-      await this.mount.unmount()
-      await this.fs.commitAll().catch((err) => this.log.error({ err }, 'could not commit open files at shutdown'))
-      await this.uploader.close()
-      await this.http.close()
-      await this.context.close()
-      await Promise.all(this.store.bins.map(async (b) => await b.close()))
-      await this.store.cloud?.close()
-      await this.pool.close()
+      await step('unmount', async () => await this.mount.unmount())
+      await step('commit open files', async () => await this.fs.commitAll()
+        .catch((err) => this.log.error({ err }, 'could not commit open files at shutdown')))
+      await step('uploads', async () => await this.uploader.close())
+      await step('http', async () => await this.http.close())
+      await step('context', async () => this.context.close())
+      await step('bins', async () => await Promise.all(this.store.bins.map(async (b) => await b.close())))
+      await step('cloud tier', async () => await this.store.cloud?.close())
+      await step('data pool', async () => await this.pool.close())
     })()
     await this.closing
   }

@@ -5,6 +5,7 @@ export class ContextMonitor {
   latest?: HostContext
   private timer?: NodeJS.Timeout
   private sampling?: Promise<void>
+  private closed = false
 
   constructor (
     private readonly probe: HostProbe,
@@ -19,15 +20,16 @@ export class ContextMonitor {
     this.timer.unref()
   }
 
-  async close (): Promise<void> {
+  /** Stops sampling; a sample under way is left to finish on its own (it may wait on a slow host). */
+  close (): void {
     clearInterval(this.timer)
-    await this.sampling
+    this.closed = true
   }
 
   private sampleNow (): void {
     if (this.sampling) return
     this.sampling = this.probe.sample(this.dataDir)
-      .then((ctx) => { this.latest = ctx })
+      .then((ctx) => { if (!this.closed) this.latest = ctx })
       .catch((err) => this.log.warn({ err: (err as Error).message }, 'could not sample the host context'))
       .finally(() => { this.sampling = undefined })
   }

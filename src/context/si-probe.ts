@@ -1,4 +1,7 @@
-// Host context from systeminformation.
+// Host context from systeminformation, and statfs for the data folder's file
+// system (systeminformation's fsSize runs df over every mount, which hangs on
+// a dead FUSE mount anywhere on the host).
+import { statfs } from 'node:fs/promises'
 import si from 'systeminformation'
 import type { HostContext, HostProbe } from './host-context.ts'
 
@@ -9,19 +12,15 @@ const clamp = (x: number): number => Math.min(1, Math.max(0, Number.isFinite(x) 
 
 export class SiProbe implements HostProbe {
   async sample (dataDir: string): Promise<HostContext> {
-    const [load, mem, disks, nets] = await Promise.all([si.currentLoad(), si.mem(), si.fsSize(), si.networkStats('*')])
-    // The file system holding the data folder: the longest mount point that prefixes it.
-    const disk = disks
-      .filter((d) => dataDir === d.mount || dataDir.startsWith(d.mount.endsWith('/') ? d.mount : d.mount + '/'))
-      .sort((a, b) => b.mount.length - a.mount.length)[0]
+    const [load, mem, disk, nets] = await Promise.all([si.currentLoad(), si.mem(), statfs(dataDir), si.networkStats('*')])
     const netBytesPerSec = nets.reduce((sum, n) => sum + Math.max(0, n.rx_sec ?? 0) + Math.max(0, n.tx_sec ?? 0), 0)
     return {
       ufCPU: clamp(load.currentLoad / 100),
       ufMemory: clamp(mem.active / mem.total),
-      ufFileSystem: clamp(disk ? disk.used / disk.size : 0),
+      ufFileSystem: clamp(1 - disk.bfree / disk.blocks),
       ufNet: clamp(netBytesPerSec / ASSUMED_LINK_BYTES_PER_SEC),
       memFree: mem.available,
-      diskFree: disk ? disk.available : 0,
+      diskFree: disk.bavail * disk.bsize,
       netBytesPerSec,
       sampledAt: Date.now()
     }

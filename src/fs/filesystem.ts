@@ -285,6 +285,11 @@ export class Filesystem {
     await file.serially(async (version) => {
       const snap = await file.settle()
       try {
+        // Data before metadata: on fsync the balls reach stable storage before the ball list.
+        if (sync) {
+          await this.store.sync(snap.unsynced)
+          file.markSynced(snap)
+        }
         if (file.changed) {
           const released = await this.pool.commitFile(ino, snap, { sync, upload: this.store.writePolicy === 'async' })
           file.markCommitted(version)

@@ -21,6 +21,8 @@ export interface Snapshot {
   mtime?: number
   /** Balls written for this snapshot that the writer holds pinned. */
   pinned: string[]
+  /** Balls written since the last fsync. */
+  unsynced: string[]
 }
 
 export class OpenFile {
@@ -36,6 +38,7 @@ export class OpenFile {
   private readonly latest = new Map<number, number>()
   private gen = 0
   private pinned: string[] = []
+  private unsynced: string[] = []
   private error: unknown
   /** Bumped by every change; a commit clears `changed` only if nothing came after it. */
   private version = 0
@@ -132,7 +135,12 @@ export class OpenFile {
     this.throwPending()
     const pinned = this.pinned
     this.pinned = []
-    return { size: this.size, balls: [...this.balls], chunkSize: this.chunkSize, mtime: this.mtime, pinned }
+    return { size: this.size, balls: [...this.balls], chunkSize: this.chunkSize, mtime: this.mtime, pinned, unsynced: this.unsynced }
+  }
+
+  /** After an fsync: the balls of that snapshot are on stable storage. */
+  markSynced (snap: Snapshot): void {
+    this.unsynced = this.unsynced.filter((id) => !snap.unsynced.includes(id))
   }
 
   /** Runs commits of this file one after another. */
@@ -191,7 +199,10 @@ export class OpenFile {
     const data = buf.subarray(0, length)
     const done = (async () => {
       const id = length === 0 || isZero(data) ? null : await this.store.put(data)
-      if (id !== null) this.pinned.push(id)
+      if (id !== null) {
+        this.pinned.push(id)
+        this.unsynced.push(id)
+      }
       if (this.latest.get(idx) !== gen) return
       while (this.balls.length <= idx) this.balls.push(null)
       this.balls[idx] = id

@@ -119,6 +119,11 @@ export class BallStore extends EventEmitter<StoreEvents> {
     return await this.reader.read({ readRaw: async (_, start, len) => whole.subarray(start, start + len) }, id, offset, length)
   }
 
+  /** Makes the local durable copies of balls safe from a power loss (fsync). */
+  async sync (ids: string[]): Promise<void> {
+    await Promise.all(this.durableBins().map(async (b) => await b.sync(ids)))
+  }
+
   /** Copies a ball from a local bin to the cloud tier (the background uploader's job). */
   async upload (id: string): Promise<void> {
     if (!this.cloud) return

@@ -39,6 +39,7 @@ export class Bin implements BallSource {
   private reserved = 0
   // A ball deleted and written again at once: the rename must come after the unlink.
   private readonly deleting = new Map<string, Promise<void>>()
+  private readonly subdirs = new Set<string>()
   private readonly fds = new Lru<string, Promise<FileHandle>>(64, (_, fh) => {
     fh.then(async (h) => await h.close()).catch(() => {})
   })
@@ -92,17 +93,23 @@ export class Bin implements BallSource {
     this.reserved -= bytes
   }
 
-  /** Writes a ball into room reserved with tryReserve; durable on return for the disk level. */
+  /**
+   * Writes a ball into room reserved with tryReserve. It is safe from an
+   * agent crash on return; `sync` makes it safe from a power loss too.
+   */
   async write (id: string, header: Buffer, data: Buffer): Promise<void> {
     const bytes = header.length + data.length
     const path = this.pathOf(id)
     const tmp = `${path}.${process.pid}.${++useClock}.tmp`
     try {
-      await mkdir(join(this.dir, id.slice(0, 2)), { recursive: true })
+      const sub = id.slice(0, 2)
+      if (!this.subdirs.has(sub)) {
+        await mkdir(join(this.dir, sub), { recursive: true })
+        this.subdirs.add(sub)
+      }
       const fh = await open(tmp, 'w')
       try {
         await fh.writev([header, data])
-        if (this.level === 'disk') await fh.datasync()
       } finally {
         await fh.close()
       }
@@ -117,6 +124,27 @@ export class Bin implements BallSource {
     }
     if (!this.entries.has(id)) this.used += bytes
     this.entries.set(id, { bytes, lastUse: ++useClock, uses: 1 })
+  }
+
+  /** Flushes balls to stable storage (fsync of the files and of their directories). */
+  async sync (ids: string[]): Promise<void> {
+    const held = ids.filter((id) => this.entries.has(id))
+    await Promise.all(held.map(async (id) => {
+      const fh = await open(this.pathOf(id), 'r')
+      try {
+        await fh.datasync()
+      } finally {
+        await fh.close()
+      }
+    }))
+    await Promise.all([...new Set(held.map((id) => id.slice(0, 2)))].map(async (sub) => {
+      const dir = await open(join(this.dir, sub), 'r')
+      try {
+        await dir.sync()
+      } finally {
+        await dir.close()
+      }
+    }))
   }
 
   async readRaw (id: string, start: number, length: number): Promise<Buffer> {
