@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const forTests = process.argv.includes('--test')
 const aptPackages = ['libfuse2', 'fuse3']
-if (forTests) aptPackages.push('docker.io', 'busybox-static', 'iproute2')
+if (forTests) aptPackages.push('docker.io', 'busybox-static', 'iproute2', 'rsync', 'git', 'sqlite3')
 
 function run (cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { stdio: 'inherit', ...opts })
