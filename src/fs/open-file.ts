@@ -70,7 +70,7 @@ export class OpenFile {
       const idx = Math.floor(abs / C)
       const within = abs - idx * C
       const n = Math.min(C - within, data.length - pos)
-      const chunk = this.dirty.get(idx) ?? await this.chunkForWrite(idx, within === 0 && n === C)
+      const chunk = this.grow(idx, this.dirty.get(idx) ?? await this.chunkForWrite(idx), within + n)
       data.copy(chunk, within, pos, pos + n)
       pos += n
       if (abs + n > this.size) this.size = abs + n
@@ -95,7 +95,9 @@ export class OpenFile {
       const buf = this.dirty.get(idx) ?? this.sealing.get(idx)?.buf
       const id = this.balls[idx]
       if (buf) {
-        buf.copy(target, at, within, within + n)
+        // A dirty buffer holds the chunk's first bytes only; the rest are zeros.
+        const copied = within < buf.length ? buf.copy(target, at, within, within + n) : 0
+        if (copied < n) target.fill(0, at + copied, at + n)
       } else if (id == null) {
         target.fill(0, at, at + n)
       } else {
@@ -120,7 +122,7 @@ export class OpenFile {
     if (size < this.size && cut !== 0) {
       // Bytes past the new end must read as zeros if the file grows again.
       const idx = keep - 1
-      const chunk = this.dirty.get(idx) ?? await this.chunkForWrite(idx, false)
+      const chunk = this.dirty.get(idx) ?? await this.chunkForWrite(idx)
       chunk.fill(0, cut)
     }
     this.size = size
@@ -154,25 +156,33 @@ export class OpenFile {
     this.committedVersion = version
   }
 
-  // The buffer for chunk idx, loaded with its current content unless the
-  // write covers all of it.
-  private async chunkForWrite (idx: number, whole: boolean): Promise<Buffer> {
+  // The dirty buffer for chunk idx, holding the chunk's current content.
+  // Buffers start small and grow, so small files never take a whole chunk.
+  private async chunkForWrite (idx: number): Promise<Buffer> {
     const sealing = this.sealing.get(idx)
     if (sealing) return this.setDirty(idx, Buffer.from(sealing.buf))
     const id = this.balls[idx]
-    if (whole || id == null) return this.setDirty(idx, Buffer.alloc(this.chunkSize))
+    if (id == null) return this.setDirty(idx, Buffer.alloc(0))
     let pending = this.loading.get(idx)
     if (!pending) {
-      pending = (async () => {
-        const buf = Buffer.alloc(this.chunkSize)
-        const data = await this.store.read(id, 0, this.chunkSize, false)
-        data.copy(buf)
-        return buf
-      })().finally(() => this.loading.delete(idx))
+      // A copy: the store may share the bytes it returns with other readers.
+      pending = this.store.read(id, 0, this.chunkSize, false).then((data) => Buffer.from(data))
+        .finally(() => this.loading.delete(idx))
       this.loading.set(idx, pending)
     }
     const buf = await pending
     return this.dirty.get(idx) ?? this.setDirty(idx, buf)
+  }
+
+  private grow (idx: number, buf: Buffer, need: number): Buffer {
+    if (buf.length >= need) return buf
+    // Double up to the chunk size; a write reaching a quarter of it goes straight there.
+    const C = this.chunkSize
+    const size = need >= C / 4 ? C : Math.min(C, Math.max(need, 2 * buf.length, 64 * 1024))
+    const bigger = Buffer.alloc(size)
+    buf.copy(bigger)
+    this.dirty.set(idx, bigger)
+    return bigger
   }
 
   private setDirty (idx: number, buf: Buffer): Buffer {
@@ -196,7 +206,7 @@ export class OpenFile {
     const gen = ++this.gen
     this.latest.set(idx, gen)
     const length = Math.max(0, Math.min(this.chunkSize, this.size - idx * this.chunkSize))
-    const data = buf.subarray(0, length)
+    const data = buf.length >= length ? buf.subarray(0, length) : Buffer.concat([buf, Buffer.alloc(length - buf.length)])
     const done = (async () => {
       const id = length === 0 || isZero(data) ? null : await this.store.put(data)
       if (id !== null) {
