@@ -70,7 +70,7 @@ export class Agent {
     return agent
   }
 
-  /** Safe to call twice; stops in reverse: unmount, drain writes, uploads, HTTP, context, bins, LevelDB. */
+  /** Safe to call twice; stops in reverse: unmount, drain writes, uploads, HTTP, context, ball store, LevelDB. */
   async close (): Promise<void> {
     const step = async (name: string, fn: () => Promise<unknown>): Promise<void> => {
       this.log.debug({ step: name }, 'shutdown')
@@ -83,8 +83,7 @@ export class Agent {
       await step('uploads', async () => await this.uploader.close())
       await step('http', async () => await this.http.close())
       await step('context', async () => this.context.close())
-      await step('bins', async () => await Promise.all(this.store.bins.map(async (b) => await b.close())))
-      await step('cloud tier', async () => await this.store.cloud?.close())
+      await step('ball store', async () => await this.store.close())
       await step('data pool', async () => await this.pool.close())
     })()
     await this.closing

@@ -55,6 +55,9 @@ export function peekHeaderLength (fixed: Buffer): number | null {
 
 export const FIXED_HEADER_LENGTH = FIXED_HEADER
 
+/** The header of the largest ball (2^32 - 1 bytes) in standard blocks: anything longer is corrupt. */
+export const MAX_HEADER_LENGTH = headerLength(0xffffffff)
+
 /** Parses a header and checks it against the ball's id; null if it does not match. */
 export function parseHeader (id: string, raw: Buffer): BallHeader | null {
   const length = peekHeaderLength(raw)

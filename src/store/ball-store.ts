@@ -35,7 +35,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
   readonly writePolicy: WritePolicy
   private readonly reader = new VerifiedReader()
   private readonly fetches = new Map<string, Promise<Buffer>>()
-  private readonly promotions = new Set<string>()
+  private readonly promotions = new Map<string, Promise<void>>()
   // Balls written for content not yet committed: garbage collection leaves them alone.
   private readonly pins = new Map<string, number>()
 
@@ -95,6 +95,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
 
   /** Verified bytes of a ball, from the nearest copy; counts the read outcome. */
   async read (id: string, offset: number, length: number, skipCache: boolean): Promise<Buffer> {
+    let failure: unknown
     for (const bin of this.bins) {
       if (!bin.has(id)) continue
       try {
@@ -103,12 +104,15 @@ export class BallStore extends EventEmitter<StoreEvents> {
         if (bin.level === 'disk' && !skipCache) this.promote(id)
         return data
       } catch (err) {
+        failure = err
+        // A copy that could not be read (e.g. EMFILE) may well be good: keep it, it may be the only one.
+        if (isChaacError(err, 'CHAAC_IO')) continue
         if (!isChaacError(err, 'CHAAC_BALL_CORRUPT') && !isChaacError(err, 'CHAAC_BALL_MISSING')) throw err
         this.opts.log?.warn({ ball: id, bin: bin.dir, err: (err as Error).message }, 'dropping a bad copy of a ball')
         await this.dropCopy(bin, id)
       }
     }
-    if (!this.cloud) throw new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy in any bin and no cloud tier`)
+    if (!this.cloud) throw failure ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy in any bin and no cloud tier`)
     if (skipCache) {
       const data = await this.reader.read(this.cloud, id, offset, length)
       this.outcomes.skip++
@@ -142,6 +146,13 @@ export class BallStore extends EventEmitter<StoreEvents> {
     return true
   }
 
+  /** Waits for background cache copies, then closes the bins and the cloud tier. */
+  async close (): Promise<void> {
+    await Promise.allSettled([...this.promotions.values(), ...this.fetches.values()])
+    await Promise.all(this.bins.map(async (b) => await b.close()))
+    await this.cloud?.close()
+  }
+
   /** Balls held in the local bins. */
   localBalls (): Set<string> {
     const ids = new Set<string>()
@@ -161,12 +172,15 @@ export class BallStore extends EventEmitter<StoreEvents> {
     return this.diskBins.some((b) => b !== bin && b.has(id))
   }
 
+  // Concurrent writers may take the room freed for this one, so victims are
+  // chosen again until the reservation holds or nothing more may go.
   private async makeRoom (bin: Bin, bytes: number): Promise<boolean> {
-    if (bin.tryReserve(bytes)) return true
-    for (const victim of bin.victims(bytes, this.opts.eviction, (id) => this.evictable(bin, id))) {
-      await this.dropCopy(bin, victim)
+    while (!bin.tryReserve(bytes)) {
+      const victims = bin.victims(bytes, this.opts.eviction, (id) => this.evictable(bin, id))
+      if (victims.length === 0) return false
+      await Promise.all(victims.map(async (id) => await this.dropCopy(bin, id)))
     }
-    return bin.tryReserve(bytes)
+    return true
   }
 
   /** The bins a new ball of `bytes` would go to now, best first: the freest durable bins. */
@@ -206,14 +220,13 @@ export class BallStore extends EventEmitter<StoreEvents> {
     const mem = this.bins.find((b) => b.level === 'mem' && !b.has(id))
     const disk = this.diskBins.find((b) => b.has(id))
     if (!mem || !disk || this.promotions.has(id)) return
-    this.promotions.add(id)
-    void (async () => {
+    this.promotions.set(id, (async () => {
       const h = await this.reader.header(disk, id)
       const data = await this.reader.read(disk, id, 0, h.size)
       await this.cacheCopy(mem, id, await disk.readRaw(id, 0, h.length), data)
     })().catch((err) => {
       this.opts.log?.warn({ ball: id, err: (err as Error).message }, 'could not cache a ball in the memory level')
-    }).finally(() => this.promotions.delete(id))
+    }).finally(() => this.promotions.delete(id)))
   }
 
   // One fetch per ball however many readers want it; the whole ball is

@@ -163,7 +163,9 @@ export class Bin implements BallSource {
       return buf.subarray(0, bytesRead)
     } catch (err) {
       this.fds.delete(id)
-      throw new ChaacError('CHAAC_BALL_MISSING', `bin ${this.dir}: cannot read ball ${id}`, { cause: err })
+      // Only a file that is gone is a missing ball; other failures may pass and leave the copy good.
+      const gone = (err as NodeJS.ErrnoException).code === 'ENOENT'
+      throw new ChaacError(gone ? 'CHAAC_BALL_MISSING' : 'CHAAC_IO', `bin ${this.dir}: cannot read ball ${id}`, { cause: err })
     }
   }
 
@@ -171,11 +173,12 @@ export class Bin implements BallSource {
     const entry = this.entries.get(id)
     if (!entry) return
     this.entries.delete(id)
-    this.used -= entry.bytes
     this.fds.delete(id)
     const gone = unlink(this.pathOf(id)).catch(() => {}).finally(() => this.deleting.delete(id))
     this.deleting.set(id, gone)
     await gone
+    // The room counts as free once the file is gone, so the directory never holds more than the capacity.
+    this.used -= entry.bytes
   }
 
   /** Balls to drop, least valuable first, until `bytes` are free; only those `evictable` allows. */

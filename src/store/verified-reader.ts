@@ -1,7 +1,7 @@
 // Reads byte ranges of balls from any source (a bin, a peer, the cloud tier)
 // and checks every block it returns against the ball's hash tree.
 import { ChaacError } from '../errors.ts'
-import { blockSpan, parseHeader, peekHeaderLength, verifyBlocks, type BallHeader } from './ball-codec.ts'
+import { MAX_HEADER_LENGTH, blockSpan, parseHeader, peekHeaderLength, verifyBlocks, type BallHeader } from './ball-codec.ts'
 import { Lru } from './lru.ts'
 
 export interface BallSource {
@@ -21,9 +21,11 @@ export class VerifiedReader {
     if (cached) return cached
     let raw = await source.readRaw(id, 0, FIRST_READ)
     const length = peekHeaderLength(raw)
+    // A corrupt size field must not make a source allocate gigabytes.
+    if (length !== null && length > MAX_HEADER_LENGTH) throw corrupt(id)
     if (length !== null && length > raw.length) raw = await source.readRaw(id, 0, length)
     const header = parseHeader(id, raw)
-    if (!header) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: header does not match its id`)
+    if (!header) throw corrupt(id)
     this.headers.set(id, header)
     return header
   }
@@ -41,3 +43,4 @@ export class VerifiedReader {
   }
 }
 
+const corrupt = (id: string): ChaacError => new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: header does not match its id`)
