@@ -324,6 +324,8 @@ export class DataPool extends EventEmitter<{ queued: [] }> {
     const rec = this.balls.get(id) ?? { bytes, refs: 0, cloud: false, bins: [] }
     const has = rec.bins.includes(binId)
     if (present === has) return
+    // A commit may have made the record before any copy was seen, without a size.
+    rec.bytes ||= bytes
     rec.bins = present ? [...rec.bins, binId] : rec.bins.filter((b) => b !== binId)
     this.balls.set(id, rec)
     await this.persist([{ type: 'put', key: ballKey(id), value: encode(rec) }])
@@ -331,6 +333,7 @@ export class DataPool extends EventEmitter<{ queued: [] }> {
 
   async markInCloud (id: string, bytes: number): Promise<void> {
     const rec = this.balls.get(id) ?? { bytes, refs: 0, cloud: true, bins: [] }
+    rec.bytes ||= bytes
     rec.cloud = true
     this.balls.set(id, rec)
     this.uploads.delete(id)
