@@ -10,15 +10,14 @@ import {
 import { formatSize, parseSize } from './units.ts'
 import { VERSION } from './version.ts'
 
-const asSize = (text: string): number => check(() => parseSize(text))
-const asHostPort = (text: string): { host: string, port: number } => check(() => parseHostPort(text))
 const collectBin = (text: string, prev: string[] | undefined): string[] => [...(prev ?? []), text]
 
-function check<T> (fn: () => T): T {
+/** Runs a parser for one flag; its error names the flag, so that users know which value to fix. */
+function check<T> (flag: string, fn: () => T): T {
   try {
     return fn()
   } catch (err) {
-    throw new InvalidArgumentError((err as Error).message)
+    throw new InvalidArgumentError(`${flag}: ${(err as Error).message}`)
   }
 }
 
@@ -38,7 +37,7 @@ program.command('agent')
   .addOption(new Option('--cache-skip-over <size>', 'files larger than this are read without being cached').env('CHAAC_CACHE_SKIP_OVER').default(DEFAULTS.cacheSkipOver))
   .addOption(new Option('--eviction <policy>', 'cache eviction within a bin').env('CHAAC_EVICTION').choices(EVICTION_POLICIES).default(DEFAULTS.eviction))
   .addOption(new Option('--attr-timeout <seconds>', 'how long the kernel trusts attributes and names').env('CHAAC_ATTR_TIMEOUT').default('1'))
-  .addOption(new Option('--log-level <level>', 'fatal, error, warn, info, debug').env('CHAAC_LOG_LEVEL').default('info'))
+  .addOption(new Option('--log-level <level>', 'how much to log (to stderr, as JSON lines)').env('CHAAC_LOG_LEVEL').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .action(runAgent)
 
 program.command('status')
@@ -92,7 +91,7 @@ interface Location {
 }
 
 async function getJson (http: string, path: string): Promise<unknown> {
-  const { host, port } = asHostPort(http)
+  const { host, port } = check('--http', () => parseHostPort(http))
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}${path}`
   let res: Response
   try {
@@ -139,20 +138,25 @@ function configFromFlags (f: AgentFlags): AgentConfig {
   const data = resolve(f.data)
   // From the environment, CHAAC_BIN arrives as one comma-separated string.
   const binTexts = (f.bin ?? []).flatMap((b) => b.split(',')).filter((b) => b !== '')
-  const chunkSize = asSize(f.chunkSize)
+  const chunkSize = check('--chunk-size', () => parseSize(f.chunkSize))
   if (chunkSize < 64 * 1024 || chunkSize > 64 * 1024 * 1024) throw new InvalidArgumentError('--chunk-size must be between 64KiB and 64MiB')
+  const bins = binTexts.length > 0 ? binTexts.map((b) => check('--bin', () => parseBin(b))) : defaultBins(data)
+  // Two bins in one directory would share one bin id and count every ball twice.
+  const dirs = bins.map((b) => b.dir)
+  const twice = dirs.find((d, i) => dirs.indexOf(d) !== i)
+  if (twice !== undefined) throw new InvalidArgumentError(`--bin: two bins use the directory ${twice}`)
   const attrTimeout = Number(f.attrTimeout)
   if (!Number.isFinite(attrTimeout) || attrTimeout < 0) throw new InvalidArgumentError('--attr-timeout must be a number of seconds')
   return {
     data,
     mount: resolve(f.mount),
-    http: asHostPort(f.http),
-    bins: binTexts.length > 0 ? binTexts.map((b) => check(() => parseBin(b))) : defaultBins(data),
+    http: check('--http', () => parseHostPort(f.http)),
+    bins,
     chunkSize,
-    writePolicy: check(() => oneOf('--write', WRITE_POLICIES, f.write)),
+    writePolicy: oneOf('--write', WRITE_POLICIES, f.write),
     cloud: f.cloud === 'none' ? undefined : resolve(f.cloud ?? resolve(data, 'cloud')),
-    cacheSkipOver: asSize(f.cacheSkipOver),
-    eviction: check(() => oneOf('--eviction', EVICTION_POLICIES, f.eviction)),
+    cacheSkipOver: check('--cache-skip-over', () => parseSize(f.cacheSkipOver)),
+    eviction: oneOf('--eviction', EVICTION_POLICIES, f.eviction),
     attrTimeout,
     contextIntervalMs: 5000
   }

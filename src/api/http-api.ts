@@ -26,7 +26,14 @@ export class HttpApi {
       'POST /api/v1/allocation': async (_, req) => allocation(agent, await readJson(req))
     }
     const server = createServer((req, res) => {
-      const url = new URL(req.url ?? '/', 'http://agent')
+      let url: URL
+      try {
+        url = new URL(req.url ?? '/', 'http://agent')
+      } catch {
+        // e.g. "//[": the URL parser throws, and an uncaught throw here would end the agent.
+        sendError(res, 400, 'not a valid request URL')
+        return
+      }
       if (req.method === 'GET' && url.pathname === '/metrics') {
         metrics.metrics().then((text) => send(res, 200, text, metrics.contentType), (err) => sendError(res, 500, (err as Error).message))
         return
