@@ -37,7 +37,7 @@ export class DirCloud implements CloudTier {
     return await stat(this.pathOf(id)).then(() => true, () => false)
   }
 
-  async readRaw (id: string, start: number, length: number): Promise<Buffer> {
+  async readRaw (id: string, start: number, length: number, into?: Buffer): Promise<Buffer> {
     let fh
     try {
       fh = await open(this.pathOf(id), 'r')
@@ -45,7 +45,7 @@ export class DirCloud implements CloudTier {
       throw new ChaacError('CHAAC_BALL_MISSING', `cloud tier ${this.location}: no ball ${id}`, { cause: err })
     }
     try {
-      const buf = Buffer.allocUnsafe(length)
+      const buf = into ?? Buffer.allocUnsafe(length)
       const { bytesRead } = await fh.read(buf, 0, length, start)
       return buf.subarray(0, bytesRead)
     } finally {

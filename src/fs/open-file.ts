@@ -101,8 +101,9 @@ export class OpenFile {
       } else if (id == null) {
         target.fill(0, at, at + n)
       } else {
-        const data = await this.store.read(id, within, n, skipCache)
-        data.copy(target, at)
+        const data = await this.store.read(id, within, n, skipCache, target.subarray(at, at + n))
+        const inPlace = data.buffer === target.buffer && data.byteOffset === target.byteOffset + at
+        if (!inPlace) data.copy(target, at)
         if (data.length < n) target.fill(0, at + data.length, at + n)
       }
       pos += n

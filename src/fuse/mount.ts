@@ -45,7 +45,9 @@ export class ChaacMount {
       maxRead: 1024 * 1024,
       maxReadahead: 1024 * 1024,
       useIno: true,
-      hardRemove: true,
+      // No hard_remove: libfuse 2 answers fstat of an unlinked open file with
+      // ENOENT under it. Instead libfuse renames such a file to .fuse_hiddenN
+      // and unlinks it at the last close, so it stays readable until then.
       // Re-reads come from the kernel's page cache until the file's mtime or size changes.
       autoCache: true,
       attrTimeout: this.opts.attrTimeout,

@@ -93,13 +93,16 @@ export class BallStore extends EventEmitter<StoreEvents> {
     this.emit('uploaded', id, header.length + data.length)
   }
 
-  /** Verified bytes of a ball, from the nearest copy; counts the read outcome. */
-  async read (id: string, offset: number, length: number, skipCache: boolean): Promise<Buffer> {
+  /**
+   * Verified bytes of a ball, from the nearest copy; counts the read outcome.
+   * `into` is where the caller wants the bytes; the result may be a view of it.
+   */
+  async read (id: string, offset: number, length: number, skipCache: boolean, into?: Buffer): Promise<Buffer> {
     let failure: unknown
     for (const bin of this.bins) {
       if (!bin.has(id)) continue
       try {
-        const data = await this.reader.read(bin, id, offset, length)
+        const data = await this.reader.read(bin, id, offset, length, into)
         this.outcomes.localHit++
         if (bin.level === 'disk' && !skipCache) this.promote(id)
         return data
@@ -114,7 +117,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
     }
     if (!this.cloud) throw failure ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy in any bin and no cloud tier`)
     if (skipCache) {
-      const data = await this.reader.read(this.cloud, id, offset, length)
+      const data = await this.reader.read(this.cloud, id, offset, length, into)
       this.outcomes.skip++
       return data
     }

@@ -147,7 +147,7 @@ export class Bin implements BallSource {
     }))
   }
 
-  async readRaw (id: string, start: number, length: number): Promise<Buffer> {
+  async readRaw (id: string, start: number, length: number, into?: Buffer): Promise<Buffer> {
     const entry = this.entries.get(id)
     if (!entry) throw new ChaacError('CHAAC_BALL_MISSING', `bin ${this.dir}: no ball ${id}`)
     entry.lastUse = ++useClock
@@ -158,8 +158,9 @@ export class Bin implements BallSource {
       this.fds.set(id, fh)
     }
     try {
-      const buf = Buffer.allocUnsafe(Math.max(0, Math.min(length, entry.bytes - start)))
-      const { bytesRead } = await (await fh).read(buf, 0, buf.length, start)
+      const n = Math.max(0, Math.min(length, entry.bytes - start))
+      const buf = into ?? Buffer.allocUnsafe(n)
+      const { bytesRead } = await (await fh).read(buf, 0, n, start)
       return buf.subarray(0, bytesRead)
     } catch (err) {
       this.fds.delete(id)

@@ -5,8 +5,12 @@ import { MAX_HEADER_LENGTH, blockSpan, parseHeader, peekHeaderLength, verifyBloc
 import { Lru } from './lru.ts'
 
 export interface BallSource {
-  /** Raw bytes [start, start + length) of the stored ball (header ++ data); shorter at the end. */
-  readRaw: (id: string, start: number, length: number) => Promise<Buffer>
+  /**
+   * Raw bytes [start, start + length) of the stored ball (header ++ data);
+   * shorter at the end. With `into` (at least `length` bytes) a source may
+   * read into it and return a view of it, which saves a copy on the hot path.
+   */
+  readRaw: (id: string, start: number, length: number, into?: Buffer) => Promise<Buffer>
 }
 
 // Covers the header of a ball of up to 127 blocks (8 MiB) in one read.
@@ -30,12 +34,17 @@ export class VerifiedReader {
     return header
   }
 
-  /** Verified bytes [offset, offset + length) of the ball's data, clipped to its size. */
-  async read (source: BallSource, id: string, offset: number, length: number): Promise<Buffer> {
+  /**
+   * Verified bytes [offset, offset + length) of the ball's data, clipped to
+   * its size. When the range is whole blocks, they are read into `into` (if
+   * given) and the result is a view of it.
+   */
+  async read (source: BallSource, id: string, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     const h = await this.header(source, id)
     if (offset >= h.size || length <= 0) return Buffer.alloc(0)
     const span = blockSpan(h, offset, length)
-    const data = await source.readRaw(id, h.length + span.start, span.end - span.start)
+    const aligned = span.start === offset && span.end === Math.min(h.size, offset + length)
+    const data = await source.readRaw(id, h.length + span.start, span.end - span.start, aligned ? into : undefined)
     if (data.length !== span.end - span.start || !verifyBlocks(h, span.first, data)) {
       throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: bytes ${span.start}-${span.end} fail their hash`)
     }
