@@ -1,8 +1,11 @@
-// POSIX semantics on top of the data pool and the ball store: path
-// resolution, file handles, open-file state, unlink of open files, and
-// garbage collection of balls no file references any more.
+// POSIX semantics on top of the data pool and the ball store, addressed as the
+// kernel addresses them: by inode number (and a parent plus a name for names).
+// Keeps the kernel's references to inodes (lookup counts), file and directory
+// handles and open-file state; an inode without names lives on while the
+// kernel or a handle still holds it, as on a local disk, and its balls are
+// released when the last one lets go.
 import { ChaacError, notFound } from '../errors.ts'
-import type { DataPool } from '../meta/data-pool.ts'
+import type { AttrPatch, DataPool } from '../meta/data-pool.ts'
 import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, isFile, isSymlink, type Inode } from '../meta/schema.ts'
 import type { BallStore } from '../store/ball-store.ts'
 import { OpenFile } from './open-file.ts'
@@ -44,7 +47,17 @@ export interface StatFs {
 
 export interface Caller { uid: number, gid: number }
 
-interface Handle { ino: number, flags: number }
+export interface DirEntry { name: string, ino: number, mode: number }
+
+/** A new handle, and whether the kernel may keep the pages it cached of the file. */
+export interface Opened { fd: number, keepCache: boolean }
+
+/** What a setattr changes; times in milliseconds. */
+export interface AttrChanges { mode?: number, uid?: number, gid?: number, size?: number, atime?: number, mtime?: number }
+
+// A directory handle lists the entries it had when read from the start, so
+// that offsets stay valid while the directory changes.
+interface Handle { ino: number, flags: number, entries?: DirEntry[] }
 
 export interface FilesystemOptions {
   pool: DataPool
@@ -60,6 +73,10 @@ export class Filesystem {
   private readonly store: BallStore
   private readonly handles = new Map<number, Handle>()
   private readonly open = new Map<number, OpenFile>()
+  // How many references the kernel holds to each inode (entries it was given, minus forgets).
+  private readonly lookups = new Map<number, number>()
+  // mtime and size of each file when the kernel last saw its content, for keepCache.
+  private readonly seen = new Map<number, string>()
   private nextFd = 1
 
   constructor (private readonly opts: FilesystemOptions) {
@@ -67,45 +84,58 @@ export class Filesystem {
     this.store = opts.store
   }
 
+  // ---- the kernel's references ----
+
+  /** The entry `name` in directory `parent`; the kernel holds a reference to it from now on. */
+  lookup (parent: number, name: string): Stat {
+    checkName(name)
+    if (!isDir(this.node(parent))) throw new ChaacError('CHAAC_NOT_DIR', `inode ${parent} is not a directory`)
+    const ino = this.pool.lookup(parent, name)
+    if (ino === undefined) throw notFound(name)
+    return this.remember(ino)
+  }
+
+  /** The kernel dropped `count` references to an inode. */
+  async forget (ino: number, count: number): Promise<void> {
+    const left = (this.lookups.get(ino) ?? 0) - count
+    if (left > 0) {
+      this.lookups.set(ino, left)
+      return
+    }
+    this.lookups.delete(ino)
+    // The kernel dropped its pages of the file along with the inode.
+    this.seen.delete(ino)
+    const node = this.pool.get(ino)
+    if (node) await this.dropIfUnused(node)
+  }
+
   // ---- attributes ----
 
-  getattr (path: string): Stat {
-    return this.stat(this.resolve(path))
+  getattr (ino: number): Stat {
+    return this.stat(ino)
   }
 
-  fgetattr (fd: number): Stat {
-    return this.stat(this.handle(fd).ino)
-  }
-
-  access (path: string): void {
-    this.resolve(path)
-  }
-
-  async chmod (path: string, mode: number): Promise<void> {
-    const node = this.node(this.resolve(path))
-    await this.pool.setattr(node.ino, { mode: (node.mode & S_IFMT) | (mode & 0o7777) })
-  }
-
-  async chown (path: string, uid: number, gid: number): Promise<void> {
-    const node = this.node(this.resolve(path))
-    // -1 (as an unsigned 32-bit number) leaves that id unchanged.
-    const patch: { uid?: number, gid?: number } = {}
-    if (uid !== -1 && uid !== 0xffffffff) patch.uid = uid
-    if (gid !== -1 && gid !== 0xffffffff) patch.gid = gid
-    await this.pool.setattr(node.ino, patch)
-  }
-
-  /** Times in milliseconds; undefined leaves that time as it is. */
-  async utimens (path: string, atime: number | undefined, mtime: number | undefined): Promise<void> {
-    const ino = this.resolve(path)
-    const patch: { atime?: number, mtime?: number } = {}
-    if (atime !== undefined) patch.atime = atime
-    if (mtime !== undefined) {
-      patch.mtime = mtime
-      const file = this.open.get(ino)
-      if (file) file.mtime = mtime
+  /** chmod, chown, truncate and utimens in one; `fd` is the handle of an ftruncate. */
+  async setattr (ino: number, changes: AttrChanges, fd?: number): Promise<Stat> {
+    const node = this.node(ino)
+    if (changes.size !== undefined) {
+      if (isDir(node)) throw new ChaacError('CHAAC_IS_DIR', `inode ${ino} is a directory`)
+      if (!isFile(node)) throw new ChaacError('CHAAC_INVALID', `inode ${ino} is not a regular file`)
+      if (fd !== undefined && this.handles.get(fd)?.ino === ino) await this.fileOf(fd).truncate(changes.size)
+      else await this.truncate(node, changes.size)
     }
-    await this.pool.setattr(ino, patch)
+    const patch: AttrPatch = {}
+    if (changes.mode !== undefined) patch.mode = (node.mode & S_IFMT) | (changes.mode & 0o7777)
+    if (changes.uid !== undefined) patch.uid = changes.uid
+    if (changes.gid !== undefined) patch.gid = changes.gid
+    if (changes.atime !== undefined) patch.atime = changes.atime
+    if (changes.mtime !== undefined) {
+      patch.mtime = changes.mtime
+      const file = this.open.get(ino)
+      if (file) file.mtime = changes.mtime
+    }
+    if (Object.keys(patch).length > 0) await this.pool.setattr(ino, patch)
+    return this.stat(ino)
   }
 
   statfs (): StatFs {
@@ -131,83 +161,93 @@ export class Filesystem {
 
   // ---- directories ----
 
-  readdir (path: string): { names: string[], stats: Stat[] } {
-    const ino = this.resolve(path)
-    const entries = this.pool.entries(ino)
-    const names = ['.', '..']
-    const stats = [this.stat(ino), this.stat(ino)]
-    for (const [name, child] of entries) {
-      names.push(name)
-      stats.push(this.stat(child))
-    }
-    return { names, stats }
+  opendir (ino: number): number {
+    const node = this.node(ino)
+    if (!isDir(node)) throw new ChaacError('CHAAC_NOT_DIR', `inode ${ino} is not a directory`)
+    return this.openHandle(node, 0)
   }
 
-  async mkdir (path: string, mode: number, caller: Caller): Promise<void> {
-    const { parent, name } = this.parentOf(path)
-    await this.pool.create(parent, name, this.ownership(parent, S_IFDIR | (mode & 0o7777), caller))
+  /** At most `max` entries from position `offset`; position 0 starts over with a fresh listing. */
+  readdir (fd: number, offset: number, max: number): DirEntry[] {
+    const h = this.handle(fd)
+    if (offset === 0 || !h.entries) h.entries = this.listing(h.ino)
+    return h.entries.slice(offset, offset + max)
   }
 
-  async rmdir (path: string): Promise<void> {
-    const { parent, name } = this.parentOf(path)
+  releasedir (fd: number): void {
+    this.handles.delete(fd)
+  }
+
+  /** fsync of a directory: its entries are in the data pool; make them durable. */
+  async syncMetadata (): Promise<void> {
+    await this.pool.sync()
+  }
+
+  async mkdir (parent: number, name: string, mode: number, caller: Caller): Promise<Stat> {
+    const node = await this.pool.create(parent, name, this.ownership(parent, S_IFDIR | (mode & 0o7777), caller))
+    return this.remember(node.ino)
+  }
+
+  async rmdir (parent: number, name: string): Promise<void> {
     await this.pool.rmdir(parent, name)
   }
 
   // ---- names ----
 
-  async mknod (path: string, mode: number, rdev: number, caller: Caller): Promise<void> {
-    const { parent, name } = this.parentOf(path)
-    await this.pool.create(parent, name, { ...this.ownership(parent, mode, caller), rdev })
+  async mknod (parent: number, name: string, mode: number, rdev: number, caller: Caller): Promise<Stat> {
+    const node = await this.pool.create(parent, name, { ...this.ownership(parent, mode, caller), rdev })
+    return this.remember(node.ino)
   }
 
-  async symlink (target: string, path: string, caller: Caller): Promise<void> {
+  async symlink (target: string, parent: number, name: string, caller: Caller): Promise<Stat> {
     if (Buffer.byteLength(target) > PATH_MAX) throw new ChaacError('CHAAC_NAME_TOO_LONG', 'symbolic link target too long')
-    const { parent, name } = this.parentOf(path)
-    await this.pool.create(parent, name, { ...this.ownership(parent, S_IFLNK | 0o777, caller), target })
+    const node = await this.pool.create(parent, name, { ...this.ownership(parent, S_IFLNK | 0o777, caller), target })
+    return this.remember(node.ino)
   }
 
-  readlink (path: string): string {
-    const node = this.node(this.resolve(path))
-    if (!isSymlink(node)) throw new ChaacError('CHAAC_INVALID', `${path} is not a symbolic link`)
+  readlink (ino: number): string {
+    const node = this.node(ino)
+    if (!isSymlink(node)) throw new ChaacError('CHAAC_INVALID', `inode ${ino} is not a symbolic link`)
     return node.target ?? ''
   }
 
-  async link (existing: string, path: string): Promise<void> {
-    const ino = this.resolve(existing)
-    const { parent, name } = this.parentOf(path)
+  async link (ino: number, parent: number, name: string): Promise<Stat> {
     await this.pool.link(ino, parent, name)
+    return this.remember(ino)
   }
 
-  async unlink (path: string): Promise<void> {
-    const { parent, name } = this.parentOf(path)
+  async unlink (parent: number, name: string): Promise<void> {
     const node = await this.pool.unlink(parent, name)
     await this.dropIfUnused(node)
   }
 
-  async rename (from: string, to: string): Promise<void> {
-    const src = this.parentOf(from)
-    const dst = this.parentOf(to)
-    const replaced = await this.pool.rename(src.parent, src.name, dst.parent, dst.name)
+  async rename (parent: number, name: string, newParent: number, newName: string): Promise<void> {
+    const replaced = await this.pool.rename(parent, name, newParent, newName)
     if (replaced) await this.dropIfUnused(replaced)
   }
 
   // ---- files ----
 
-  async create (path: string, mode: number, flags: number, caller: Caller): Promise<number> {
-    const { parent, name } = this.parentOf(path)
+  async create (parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<{ stat: Stat, fd: number }> {
     const node = await this.pool.create(parent, name, this.ownership(parent, S_IFREG | (mode & 0o7777), caller))
-    return this.openHandle(node, flags)
+    const stat = this.remember(node.ino)
+    return { stat, fd: this.openHandle(node, flags) }
   }
 
-  async openFile (path: string, flags: number): Promise<number> {
-    const node = this.node(this.resolve(path))
-    if (isDir(node) && (flags & O_ACCMODE) !== 0) throw new ChaacError('CHAAC_IS_DIR', `${path} is a directory`)
+  async openFile (ino: number, flags: number): Promise<Opened> {
+    const node = this.node(ino)
+    if (isDir(node) && (flags & O_ACCMODE) !== 0) throw new ChaacError('CHAAC_IS_DIR', `inode ${ino} is a directory`)
     const fd = this.openHandle(node, flags)
     if (isFile(node) && (flags & O_TRUNC) !== 0 && (flags & O_ACCMODE) !== 0) {
       const file = this.open.get(node.ino) as OpenFile
-      if (file.size > 0) await file.truncate(0)
+      try {
+        if (file.size > 0) await file.truncate(0)
+      } catch (err) {
+        await this.release(fd)
+        throw err
+      }
     }
-    return fd
+    return { fd, keepCache: this.keepCache(ino) }
   }
 
   async read (fd: number, target: Buffer, length: number, offset: number): Promise<number> {
@@ -218,21 +258,6 @@ export class Filesystem {
   async write (fd: number, data: Buffer, offset: number): Promise<number> {
     await this.fileOf(fd).write(data, offset)
     return data.length
-  }
-
-  async truncate (path: string, size: number): Promise<void> {
-    const node = this.node(this.resolve(path))
-    if (isDir(node)) throw new ChaacError('CHAAC_IS_DIR', `${path} is a directory`)
-    const fd = this.openHandle(node, 1)
-    try {
-      await this.fileOf(fd).truncate(size)
-    } finally {
-      await this.release(fd)
-    }
-  }
-
-  async ftruncate (fd: number, size: number): Promise<void> {
-    await this.fileOf(fd).truncate(size)
   }
 
   async flush (fd: number): Promise<void> {
@@ -267,11 +292,24 @@ export class Filesystem {
   /** Deletes files unlinked while open before a crash, and balls nothing references. */
   async collectGarbage (): Promise<void> {
     for (const node of this.pool.orphans()) {
-      if (!this.open.has(node.ino)) await this.releaseBalls(await this.pool.purge(node.ino))
+      if (!this.open.has(node.ino) && !this.lookups.has(node.ino)) await this.releaseBalls(await this.pool.purge(node.ino))
     }
     const candidates = new Set(this.store.localBalls())
     for (const [id, rec] of this.pool.balls) if (rec.refs <= 0) candidates.add(id)
     await this.releaseBalls([...candidates])
+  }
+
+  /** The inode a path names (for the HTTP API; the kernel never sends paths). */
+  resolve (path: string): number {
+    let ino = ROOT_INO
+    for (const name of path.split('/').filter((p) => p.length > 0)) {
+      checkName(name)
+      if (!isDir(this.node(ino))) throw new ChaacError('CHAAC_NOT_DIR', `${path}: a component is not a directory`)
+      const child = this.pool.lookup(ino, name)
+      if (child === undefined) throw notFound(path)
+      ino = child
+    }
+    return ino
   }
 
   // ---- internals ----
@@ -293,6 +331,8 @@ export class Filesystem {
         if (file.changed) {
           const released = await this.pool.commitFile(ino, snap, { sync, upload: this.store.writePolicy === 'async' })
           file.markCommitted(version)
+          // The kernel's pages already hold these writes: they went through it.
+          if (this.seen.has(ino)) this.seen.set(ino, stamp(this.stat(ino)))
           await this.releaseBalls(released)
         } else if (sync) {
           await this.pool.sync()
@@ -316,7 +356,7 @@ export class Filesystem {
   }
 
   private async dropIfUnused (node: Inode): Promise<void> {
-    if (node.nlink > 0 || this.open.has(node.ino)) return
+    if (node.nlink > 0 || this.open.has(node.ino) || this.lookups.has(node.ino)) return
     await this.releaseBalls(await this.pool.purge(node.ino))
   }
 
@@ -380,35 +420,51 @@ export class Filesystem {
     return { mode: isDirMode(mode) ? mode | S_ISGID : mode, uid: caller.uid, gid: dir.gid }
   }
 
-  /** The inode a path names. */
-  resolve (path: string): number {
-    let ino = ROOT_INO
-    for (const name of components(path)) {
-      const node = this.node(ino)
-      if (!isDir(node)) throw new ChaacError('CHAAC_NOT_DIR', `${path}: a component is not a directory`)
-      const child = this.pool.lookup(ino, name)
-      if (child === undefined) throw notFound(path)
-      ino = child
-    }
-    return ino
+  // Counts a reference the kernel takes to an inode by getting its entry.
+  private remember (ino: number): Stat {
+    const stat = this.stat(ino)
+    this.lookups.set(ino, (this.lookups.get(ino) ?? 0) + 1)
+    return stat
   }
 
-  private parentOf (path: string): { parent: number, name: string } {
-    const parts = components(path)
-    const name = parts.pop()
-    if (name === undefined) throw new ChaacError('CHAAC_EXISTS', 'the root directory exists')
-    const parent = this.resolve('/' + parts.join('/'))
-    if (!isDir(this.node(parent))) throw new ChaacError('CHAAC_NOT_DIR', `${path}: parent is not a directory`)
-    return { parent, name }
+  // The kernel may keep its cached pages of a file when the content is as it
+  // last saw it; a commit from elsewhere changes mtime and size.
+  private keepCache (ino: number): boolean {
+    const now = stamp(this.stat(ino))
+    const keep = this.seen.get(ino) === now
+    this.seen.set(ino, now)
+    return keep
+  }
+
+  private listing (ino: number): DirEntry[] {
+    const node = this.pool.get(ino)
+    // A removed directory still open reads as empty.
+    if (!node || !isDir(node)) return []
+    const up = this.pool.parent(ino) ?? ino
+    const list: DirEntry[] = [
+      { name: '.', ino, mode: node.mode },
+      { name: '..', ino: up, mode: this.pool.get(up)?.mode ?? node.mode }
+    ]
+    for (const [name, child] of this.pool.entries(ino)) list.push({ name, ino: child, mode: this.pool.get(child)?.mode ?? 0 })
+    return list
+  }
+
+  private async truncate (node: Inode, size: number): Promise<void> {
+    const fd = this.openHandle(node, 1)
+    try {
+      await this.fileOf(fd).truncate(size)
+    } finally {
+      await this.release(fd)
+    }
   }
 }
 
-function components (path: string): string[] {
-  const parts = path.split('/').filter((p) => p.length > 0)
-  for (const p of parts) {
-    if (Buffer.byteLength(p) > NAME_MAX) throw new ChaacError('CHAAC_NAME_TOO_LONG', `name too long: ${p.slice(0, 32)}...`)
-  }
-  return parts
+function checkName (name: string): void {
+  if (Buffer.byteLength(name) > NAME_MAX) throw new ChaacError('CHAAC_NAME_TOO_LONG', `name too long: ${name.slice(0, 32)}...`)
+}
+
+function stamp (stat: Stat): string {
+  return `${stat.mtime}:${stat.size}`
 }
 
 function isDirMode (mode: number): boolean {

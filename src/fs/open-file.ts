@@ -60,27 +60,41 @@ export class OpenFile {
     return this.dirty.size > 0 || this.sealing.size > 0 || this.changed
   }
 
-  /** Writes `data` (already copied from the kernel's buffer) at `offset`. */
+  /**
+   * Writes `data` at `offset`. `data` may be the kernel's buffer, lent only
+   * for this call: every byte is copied before the first await (into chunk
+   * buffers, or into a private copy for a chunk that must be loaded first).
+   */
   async write (data: Buffer, offset: number): Promise<void> {
     this.throwPending()
     const C = this.chunkSize
-    let pos = 0
-    while (pos < data.length) {
+    const later: Array<{ idx: number, within: number, bytes: Buffer }> = []
+    for (let pos = 0; pos < data.length;) {
       const abs = offset + pos
       const idx = Math.floor(abs / C)
       const within = abs - idx * C
       const n = Math.min(C - within, data.length - pos)
-      const chunk = this.grow(idx, this.dirty.get(idx) ?? await this.chunkForWrite(idx), within + n)
-      data.copy(chunk, within, pos, pos + n)
-      pos += n
+      // The size first: sealing a chunk cuts the ball at the file's size.
       if (abs + n > this.size) this.size = abs + n
-      this.version++
-      if (within + n === C) this.seal(idx)
+      const chunk = this.dirty.get(idx) ?? this.chunkAtHand(idx)
+      if (chunk) this.place(idx, chunk, within, data.subarray(pos, pos + n))
+      else later.push({ idx, within, bytes: Buffer.from(data.subarray(pos, pos + n)) })
+      pos += n
     }
+    this.version++
     this.mtime = Date.now()
+    for (const { idx, within, bytes } of later) {
+      this.place(idx, this.dirty.get(idx) ?? await this.chunkForWrite(idx), within, bytes)
+    }
     if (this.dirty.size > MAX_DIRTY) this.seal(Math.min(...this.dirty.keys()))
     while (this.sealing.size > MAX_SEALING) await Promise.race([...this.sealing.values()].map((s) => s.done))
     this.throwPending()
+  }
+
+  // Copies bytes into a chunk; a chunk written up to its end is sealed.
+  private place (idx: number, chunk: Buffer, within: number, bytes: Buffer): void {
+    bytes.copy(this.grow(idx, chunk, within + bytes.length), within)
+    if (within + bytes.length === this.chunkSize) this.seal(idx)
   }
 
   async read (target: Buffer, length: number, offset: number, skipCache: boolean): Promise<number> {
@@ -157,13 +171,22 @@ export class OpenFile {
     this.committedVersion = version
   }
 
-  // The dirty buffer for chunk idx, holding the chunk's current content.
-  // Buffers start small and grow, so small files never take a whole chunk.
-  private async chunkForWrite (idx: number): Promise<Buffer> {
+  // A dirty buffer for chunk idx made without waiting: a copy of the chunk
+  // being sealed, or an empty one for a hole; undefined when the chunk's
+  // ball must be read first. Buffers start small and grow, so small files
+  // never take a whole chunk.
+  private chunkAtHand (idx: number): Buffer | undefined {
     const sealing = this.sealing.get(idx)
     if (sealing) return this.setDirty(idx, Buffer.from(sealing.buf))
-    const id = this.balls[idx]
-    if (id == null) return this.setDirty(idx, Buffer.alloc(0))
+    if (this.balls[idx] == null) return this.setDirty(idx, Buffer.alloc(0))
+    return undefined
+  }
+
+  // The dirty buffer for chunk idx, holding the chunk's current content.
+  private async chunkForWrite (idx: number): Promise<Buffer> {
+    const atHand = this.chunkAtHand(idx)
+    if (atHand) return atHand
+    const id = this.balls[idx] as string
     let pending = this.loading.get(idx)
     if (!pending) {
       // A copy: the store may share the bytes it returns with other readers.

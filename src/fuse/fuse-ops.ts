@@ -67,11 +67,9 @@ export function fuseOps (fs: Filesystem, log: OpLog): Fuse.Operations {
       answer(log, 'create', async () => await fs.create(path, mode, 0, { uid, gid }), cb),
     read: (_path, fd, buf, len, pos, cb) =>
       answer(log, 'read', async () => await fs.read(fd, buf, len, pos), bytes(cb)),
-    // The kernel's buffer is only lent for this call: copy it before the first await.
-    write: (_path, fd, buf, len, pos, cb) => {
-      const data = Buffer.from(buf.subarray(0, len))
-      answer(log, 'write', async () => await fs.write(fd, data, pos), bytes(cb))
-    },
+    // The kernel's buffer is only lent for this call: Filesystem.write copies it before its first await.
+    write: (_path, fd, buf, len, pos, cb) =>
+      answer(log, 'write', async () => await fs.write(fd, buf.subarray(0, len), pos), bytes(cb)),
     release: (_path, fd, cb) => answer(log, 'release', async () => await fs.release(fd), done(cb)),
     unlink: (path, cb) => answer(log, 'unlink', async () => await fs.unlink(path), done(cb)),
     rename: (src, dest, cb) => answer(log, 'rename', async () => await fs.rename(src, dest), done(cb)),
