@@ -278,6 +278,10 @@ export class Filesystem {
     } finally {
       if (--file.handles === 0) {
         this.open.delete(ino)
+        // Balls of a commit that failed (e.g. ENOSPC) would stay pinned, and take room, until a restart.
+        const pins = file.takePins()
+        for (const id of pins) this.store.unpin(id)
+        await this.releaseBalls(pins)
         const node = this.pool.get(ino)
         if (node) await this.dropIfUnused(node)
       }

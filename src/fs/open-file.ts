@@ -155,6 +155,13 @@ export class OpenFile {
     return { size: this.size, balls: [...this.balls], chunkSize: this.chunkSize, mtime: this.mtime, pinned, unsynced: this.unsynced }
   }
 
+  /** Gives up the balls still pinned (the last commit failed): the caller unpins them. */
+  takePins (): string[] {
+    const pinned = this.pinned
+    this.pinned = []
+    return pinned
+  }
+
   /** After an fsync: the balls of that snapshot are on stable storage. */
   markSynced (snap: Snapshot): void {
     this.unsynced = this.unsynced.filter((id) => !snap.unsynced.includes(id))
