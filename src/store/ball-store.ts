@@ -224,9 +224,10 @@ export class BallStore extends EventEmitter<StoreEvents> {
     const disk = this.diskBins.find((b) => b.has(id))
     if (!mem || !disk || this.promotions.has(id)) return
     this.promotions.set(id, (async () => {
-      const h = await this.reader.header(disk, id)
-      const data = await this.reader.read(disk, id, 0, h.size)
-      await this.cacheCopy(mem, id, await disk.readRaw(id, 0, h.length), data)
+      const bytes = disk.entries.get(id)?.bytes
+      if (bytes === undefined || mem.has(id) || !await this.makeRoom(mem, bytes)) return
+      await mem.copyFrom(disk, id, bytes)
+      this.emit('copy', mem.id, id, bytes, true)
     })().catch((err) => {
       this.opts.log?.warn({ ball: id, err: (err as Error).message }, 'could not cache a ball in the memory level')
     }).finally(() => this.promotions.delete(id)))

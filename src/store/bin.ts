@@ -2,7 +2,7 @@
 // (`mem`: tmpfs, `disk`). Balls are immutable, so open descriptors are cached
 // and any copy can be checked by its name.
 import { randomUUID } from 'node:crypto'
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises'
+import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ChaacError } from '../errors.ts'
 import { Lru } from './lru.ts'
@@ -98,7 +98,27 @@ export class Bin implements BallSource {
    * agent crash on return; `sync` makes it safe from a power loss too.
    */
   async write (id: string, header: Buffer, data: Buffer): Promise<void> {
-    const bytes = header.length + data.length
+    await this.store(id, header.length + data.length, async (tmp) => {
+      const fh = await open(tmp, 'w')
+      try {
+        await fh.writev([header, data])
+      } finally {
+        await fh.close()
+      }
+    })
+  }
+
+  /**
+   * Copies a ball from another bin into room reserved with tryReserve (a
+   * cache copy). The kernel copies the bytes; they are checked when read,
+   * like those of any copy.
+   */
+  async copyFrom (source: Bin, id: string, bytes: number): Promise<void> {
+    await this.store(id, bytes, async (tmp) => await copyFile(source.pathOf(id), tmp))
+  }
+
+  // Fills a temporary file, then renames it into place: a ball file is whole or absent.
+  private async store (id: string, bytes: number, fill: (tmp: string) => Promise<void>): Promise<void> {
     const path = this.pathOf(id)
     const tmp = `${path}.${process.pid}.${++useClock}.tmp`
     try {
@@ -107,12 +127,7 @@ export class Bin implements BallSource {
         await mkdir(join(this.dir, sub), { recursive: true })
         this.subdirs.add(sub)
       }
-      const fh = await open(tmp, 'w')
-      try {
-        await fh.writev([header, data])
-      } finally {
-        await fh.close()
-      }
+      await fill(tmp)
       await this.deleting.get(id)
       await rename(tmp, path)
     } catch (err) {
