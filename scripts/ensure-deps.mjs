@@ -44,11 +44,11 @@ if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lock).mtime
   run('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root })
 }
 
-// The FUSE addon (native/fuse, our fork of fuse-native) is built from source with
-// npm's bundled node-gyp, against Node's installed headers and the system libfuse.so.2.
-const fuseDir = join(root, 'native', 'fuse')
-const addon = join(fuseDir, 'build', 'Release', 'fuse.node')
-const addonSources = ['fuse-native.c', 'binding.gyp'].map((f) => join(fuseDir, f))
+// The FUSE addon (native/chaac-fuse, on libfuse's low-level API) is built from source
+// with npm's bundled node-gyp, against Node's installed headers and the system libfuse.so.2.
+const fuseDir = join(root, 'native', 'chaac-fuse')
+const addon = join(fuseDir, 'build', 'Release', 'chaac_fuse.node')
+const addonSources = ['chaac-fuse.c', 'binding.gyp'].map((f) => join(fuseDir, f))
 if (!existsSync(addon) || addonSources.some((f) => statSync(f).mtimeMs > statSync(addon).mtimeMs)) {
   const nodePrefix = join(dirname(process.execPath), '..')
   const nodeGyp = process.env.npm_config_node_gyp ??
@@ -56,6 +56,6 @@ if (!existsSync(addon) || addonSources.some((f) => statSync(f).mtimeMs > statSyn
   const args = [nodeGyp, 'rebuild', '--loglevel=warn', '--directory', fuseDir]
   // Headers next to the node binary (Debian, NodeSource): no download needed.
   if (existsSync(join(nodePrefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${nodePrefix}`)
-  console.error('chaac setup: building the FUSE addon (native/fuse)')
+  console.error('chaac setup: building the FUSE addon (native/chaac-fuse)')
   run(process.execPath, args, { cwd: root })
 }

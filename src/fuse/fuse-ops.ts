@@ -1,82 +1,172 @@
-// fuse-native operations -> Filesystem calls. Translation only: arguments in,
-// errno out. Every callback is answered exactly once, through `answer`.
+// Kernel requests -> Filesystem calls. Translation only: arguments in, exactly
+// one reply out (the result, or an errno), and never later than the op's deadline.
 import { constants } from 'node:os'
-import type Fuse from '../../native/fuse/index.cjs'
 import { ChaacError } from '../errors.ts'
-import type { Filesystem } from '../fs/filesystem.ts'
+import type { AttrChanges, Filesystem, Stat } from '../fs/filesystem.ts'
+import { binding as native, OP_NAMES, Op, SA, SetAttr, type Req } from './lowlevel.ts'
 
 export interface OpLog {
   error: (obj: object, msg: string) => void
   debug: (obj: object, msg: string) => void
 }
 
-const EIO = -constants.errno.EIO
+/** Milliseconds before an unanswered request gets ETIMEDOUT, by op name. */
+export type OpTimeouts = { default: number } & Record<string, number>
 
-/** The negative errno for an error: ChaacErrors map by their code; anything else is EIO and logged. */
+const { EIO, ETIMEDOUT } = constants.errno
+
+/** The errno for an error: ChaacErrors map by their code; anything else is EIO and logged. */
 export function errnoOf (err: unknown, log: OpLog, op: string): number {
   if (err instanceof ChaacError) {
     log.debug({ op, code: err.code, msg: err.message }, 'operation failed')
-    return -(constants.errno[err.errno as keyof typeof constants.errno] ?? constants.errno.EIO)
+    return constants.errno[err.errno as keyof typeof constants.errno] ?? EIO
   }
   log.error({ op, err }, 'unexpected error in a file operation')
   return EIO
 }
 
-// Settles a callback with the work's result, or with the errno of its failure.
-function answer<T> (log: OpLog, op: string, work: () => T | Promise<T>, reply: (err: number, value?: T) => void): void {
-  let result: T | Promise<T>
-  try {
-    result = work()
-  } catch (err) {
-    reply(errnoOf(err, log, op))
-    return
-  }
-  if (!(result instanceof Promise)) {
-    reply(0, result)
-    return
-  }
-  result.then((value) => reply(0, value), (err) => reply(errnoOf(err, log, op)))
+function attrs (st: Stat): Float64Array {
+  return Float64Array.of(st.ino, st.mode, st.nlink, st.uid, st.gid, st.rdev, st.size, st.blocks, st.atime, st.mtime, st.ctime, st.blksize)
 }
 
-export function fuseOps (fs: Filesystem, log: OpLog): Fuse.Operations {
-  const done = (cb: Fuse.Callback) => (err: number) => cb(err)
-  const bytes = (cb: (n: number) => void) => (err: number, n?: number) => cb(err !== 0 ? err : n ?? 0)
-  return {
-    init: (cb) => cb(0),
-    access: (path, _mode, cb) => answer(log, 'access', () => fs.access(path), done(cb)),
-    statfs: (_path, cb) => answer(log, 'statfs', () => fs.statfs(), cb),
-    getattr: (path, cb) => answer(log, 'getattr', () => fs.getattr(path), cb),
-    fgetattr: (_path, fd, cb) => answer(log, 'fgetattr', () => fs.fgetattr(fd), cb),
-    flush: (_path, fd, cb) => answer(log, 'flush', async () => await fs.flush(fd), done(cb)),
-    fsync: (_path, _datasync, fd, cb) => answer(log, 'fsync', async () => await fs.fsync(fd), done(cb)),
-    fsyncdir: (_path, _datasync, _fd, cb) => cb(0),
-    readdir: (path, cb) => answer(log, 'readdir', () => fs.readdir(path), (err, v) => cb(err, v?.names, v?.stats)),
-    opendir: (path, _flags, cb) => answer(log, 'opendir', () => { fs.access(path); return 0 }, cb),
-    releasedir: (_path, _fd, cb) => cb(0),
-    truncate: (path, size, cb) => answer(log, 'truncate', async () => await fs.truncate(path, size), done(cb)),
-    ftruncate: (_path, fd, size, cb) => answer(log, 'ftruncate', async () => await fs.ftruncate(fd, size), done(cb)),
-    utimens: (path, atime, mtime, cb) =>
-      answer(log, 'utimens', async () => await fs.utimens(path, atime ?? undefined, mtime ?? undefined), done(cb)),
-    readlink: (path, cb) => answer(log, 'readlink', () => fs.readlink(path), cb),
-    chown: (path, uid, gid, cb) => answer(log, 'chown', async () => await fs.chown(path, uid, gid), done(cb)),
-    chmod: (path, mode, cb) => answer(log, 'chmod', async () => await fs.chmod(path, mode), done(cb)),
-    mknod: (path, mode, dev, uid, gid, cb) =>
-      answer(log, 'mknod', async () => await fs.mknod(path, mode, dev, { uid, gid }), done(cb)),
-    open: (path, flags, cb) => answer(log, 'open', async () => await fs.openFile(path, flags), cb),
-    create: (path, mode, uid, gid, cb) =>
-      answer(log, 'create', async () => await fs.create(path, mode, 0, { uid, gid }), cb),
-    read: (_path, fd, buf, len, pos, cb) =>
-      answer(log, 'read', async () => await fs.read(fd, buf, len, pos), bytes(cb)),
-    // The kernel's buffer is only lent for this call: Filesystem.write copies it before its first await.
-    write: (_path, fd, buf, len, pos, cb) =>
-      answer(log, 'write', async () => await fs.write(fd, buf.subarray(0, len), pos), bytes(cb)),
-    release: (_path, fd, cb) => answer(log, 'release', async () => await fs.release(fd), done(cb)),
-    unlink: (path, cb) => answer(log, 'unlink', async () => await fs.unlink(path), done(cb)),
-    rename: (src, dest, cb) => answer(log, 'rename', async () => await fs.rename(src, dest), done(cb)),
-    link: (src, dest, cb) => answer(log, 'link', async () => await fs.link(src, dest), done(cb)),
-    symlink: (target, linkPath, uid, gid, cb) =>
-      answer(log, 'symlink', async () => await fs.symlink(target, linkPath, { uid, gid }), done(cb)),
-    mkdir: (path, mode, uid, gid, cb) => answer(log, 'mkdir', async () => await fs.mkdir(path, mode, { uid, gid }), done(cb)),
-    rmdir: (path, cb) => answer(log, 'rmdir', async () => await fs.rmdir(path), done(cb))
+function changes (valid: number, v: Float64Array): AttrChanges {
+  const out: AttrChanges = {}
+  if ((valid & SetAttr.MODE) !== 0) out.mode = v[SA.MODE]
+  if ((valid & SetAttr.UID) !== 0) out.uid = v[SA.UID]
+  if ((valid & SetAttr.GID) !== 0) out.gid = v[SA.GID]
+  if ((valid & SetAttr.SIZE) !== 0) out.size = v[SA.SIZE]
+  if ((valid & SetAttr.ATIME_NOW) !== 0) out.atime = Date.now()
+  else if ((valid & SetAttr.ATIME) !== 0) out.atime = v[SA.ATIME]
+  if ((valid & SetAttr.MTIME_NOW) !== 0) out.mtime = Date.now()
+  else if ((valid & SetAttr.MTIME) !== 0) out.mtime = v[SA.MTIME]
+  return out
+}
+
+// The smallest directory entry the kernel accepts takes 32 bytes.
+const MIN_DIRENT = 32
+
+export class FuseOps {
+  private inFlight = 0
+  private drainedWaiters: Array<() => void> = []
+
+  constructor (
+    private readonly fs: Filesystem,
+    private readonly log: OpLog,
+    private readonly timeouts: OpTimeouts,
+    private readonly onStopped: () => void
+  ) {}
+
+  /** Resolves once every request received so far has been answered. */
+  async drained (): Promise<void> {
+    if (this.inFlight === 0) return
+    await new Promise<void>((resolve) => this.drainedWaiters.push(resolve))
+  }
+
+  readonly dispatch = (op: number, req: Req | null, ino: number, ...a: any[]): void => {
+    const fs = this.fs
+    const r = req as Req
+    switch (op) {
+      case Op.LOOKUP: return this.entry(r, op, () => fs.lookup(ino, a[0]))
+      case Op.FORGET:
+        fs.forget(ino, a[0]).catch((err) => errnoOf(err, this.log, 'forget'))
+        return
+      case Op.GETATTR: return this.answer(r, op, () => fs.getattr(ino), (st) => native.replyAttr(r, attrs(st)))
+      case Op.SETATTR:
+        return this.answer(r, op, async () => await fs.setattr(ino, changes(a[0], a[1]), a[2] ?? undefined), (st) => native.replyAttr(r, attrs(st)))
+      case Op.READLINK: return this.answer(r, op, () => fs.readlink(ino), (target) => native.replyReadlink(r, target))
+      case Op.MKNOD: return this.entry(r, op, async () => await fs.mknod(ino, a[0], a[1], a[2], { uid: a[3], gid: a[4] }))
+      case Op.MKDIR: return this.entry(r, op, async () => await fs.mkdir(ino, a[0], a[1], { uid: a[2], gid: a[3] }))
+      case Op.UNLINK: return this.done(r, op, async () => await fs.unlink(ino, a[0]))
+      case Op.RMDIR: return this.done(r, op, async () => await fs.rmdir(ino, a[0]))
+      case Op.SYMLINK: return this.entry(r, op, async () => await fs.symlink(a[1], ino, a[0], { uid: a[2], gid: a[3] }))
+      case Op.RENAME: return this.done(r, op, async () => await fs.rename(ino, a[0], a[1], a[2]))
+      case Op.LINK: return this.entry(r, op, async () => await fs.link(ino, a[0], a[1]))
+      case Op.OPEN:
+        return this.answer(r, op, async () => await fs.openFile(ino, a[0]), (o) => native.replyOpen(r, o.fd, o.keepCache),
+          async (o) => await fs.release(o.fd))
+      case Op.READ:
+        return this.answer(r, op, async () => {
+          const buf = Buffer.allocUnsafe(a[1])
+          return { buf, n: await fs.read(a[0], buf, a[1], a[2]) }
+        }, ({ buf, n }) => native.replyBuf(r, buf, n))
+      case Op.WRITE: return this.answer(r, op, async () => await fs.write(a[0], a[1], a[2]), (n) => native.replyWrite(r, n))
+      case Op.FLUSH: return this.done(r, op, async () => await fs.flush(a[0]))
+      case Op.RELEASE: return this.done(r, op, async () => await fs.release(a[0]))
+      case Op.FSYNC: return this.done(r, op, async () => await fs.fsync(a[0]))
+      case Op.OPENDIR:
+        return this.answer(r, op, () => fs.opendir(ino), (fd) => native.replyOpen(r, fd, false), (fd) => fs.releasedir(fd))
+      case Op.READDIR:
+        return this.answer(r, op, () => fs.readdir(a[0], a[2], Math.ceil(a[1] / MIN_DIRENT)), (list) => {
+          const inoModes = new Float64Array(list.length * 2)
+          list.forEach((e, i) => { inoModes[2 * i] = e.ino; inoModes[2 * i + 1] = e.mode })
+          native.replyDirents(r, a[1], list.map((e) => e.name), inoModes, a[2])
+          return 0
+        })
+      case Op.RELEASEDIR: return this.done(r, op, () => fs.releasedir(a[0]))
+      case Op.FSYNCDIR: return this.done(r, op, async () => await fs.syncMetadata())
+      case Op.STATFS:
+        return this.answer(r, op, () => fs.statfs(), (s) => native.replyStatfs(r, Float64Array.of(
+          s.bsize, s.frsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.favail, s.fsid, s.flag, s.namemax)))
+      case Op.CREATE:
+        return this.answer(r, op, async () => await fs.create(ino, a[0], a[1], a[2], { uid: a[3], gid: a[4] }),
+          (c) => native.replyCreate(r, attrs(c.stat), c.fd, false),
+          async (c) => {
+            await fs.release(c.fd)
+            await fs.forget(c.stat.ino, 1)
+          })
+      case Op.STOPPED: return this.onStopped()
+      default:
+        native.replyErr(r, constants.errno.ENOSYS)
+    }
+  }
+
+  // Ops that answer with an entry give the kernel a reference to the inode.
+  private entry (req: Req, op: number, work: () => Stat | Promise<Stat>): void {
+    this.answer(req, op, work, (st) => native.replyEntry(req, attrs(st)), async (st) => await this.fs.forget(st.ino, 1))
+  }
+
+  private done (req: Req, op: number, work: () => void | Promise<void>): void {
+    this.answer(req, op, work, () => native.replyErr(req, 0))
+  }
+
+  /**
+   * Runs `work` and replies with its result or its errno, once. A result the
+   * kernel did not take (the request was interrupted, or timed out first) is
+   * handed to `undo`, so that handles and references do not leak.
+   */
+  private answer<T> (req: Req, op: number, work: () => T | Promise<T>, reply: (value: T) => number, undo?: (value: T) => unknown): void {
+    const name = OP_NAMES[op]
+    let answered = false
+    this.inFlight++
+    const settle = (): void => {
+      answered = true
+      clearTimeout(timer)
+      if (--this.inFlight === 0) for (const wake of this.drainedWaiters.splice(0)) wake()
+    }
+    const timer = setTimeout(() => {
+      if (answered) return
+      this.log.error({ op: name, ms: this.timeouts[name] ?? this.timeouts.default }, 'file operation timed out')
+      settle()
+      native.replyErr(req, ETIMEDOUT)
+    }, this.timeouts[name] ?? this.timeouts.default)
+    const fail = (err: unknown): void => {
+      if (answered) return
+      settle()
+      native.replyErr(req, errnoOf(err, this.log, name))
+    }
+    const succeed = (value: T): void => {
+      const late = answered
+      if (!late) settle()
+      if (late || reply(value) !== 0) {
+        Promise.resolve(undo?.(value)).catch((err) => errnoOf(err, this.log, name))
+      }
+    }
+    try {
+      const result = work()
+      if (result instanceof Promise) result.then(succeed, fail)
+      else succeed(result)
+    } catch (err) {
+      fail(err)
+    }
   }
 }

@@ -1,12 +1,12 @@
 // Mounting the chaac path: the mount options that decide performance and
-// consistency, stale-mount cleanup after a crash, and a lazy unmount.
+// consistency, stale-mount cleanup after a crash, and the unmount.
 import { execFile } from 'node:child_process'
 import { mkdir, readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { promisify } from 'node:util'
-import Fuse from '../../native/fuse/index.cjs'
 import type { Filesystem } from '../fs/filesystem.ts'
-import { fuseOps, type OpLog } from './fuse-ops.ts'
+import { FuseOps, type OpLog } from './fuse-ops.ts'
+import { binding, type SessionHandle } from './lowlevel.ts'
 
 const exec = promisify(execFile)
 
@@ -26,8 +26,13 @@ export async function lazyUnmount (dir: string): Promise<void> {
   await exec('fusermount', ['-uz', resolve(dir)]).catch(async () => await exec('umount', ['-l', resolve(dir)]))
 }
 
+// How long an unmount waits for the kernel to end the session; a lazy unmount
+// with files still open elsewhere ends it only when they are closed.
+const STOP_WAIT_MS = 5_000
+
 export class ChaacMount {
-  private fuse?: Fuse
+  private session?: SessionHandle
+  private stopped?: Promise<void>
 
   constructor (readonly dir: string, private readonly fs: Filesystem, private readonly log: OpLog, private readonly opts: MountOptions) {}
 
@@ -35,39 +40,38 @@ export class ChaacMount {
     await mkdir(this.dir, { recursive: true })
     // A previous agent that died leaves its mount behind ("transport endpoint is not connected").
     if (await isMounted(this.dir)) await lazyUnmount(this.dir)
-    const fuse = new Fuse(this.dir, fuseOps(this.fs, this.log), {
-      fsname: 'chaac',
-      subtype: 'chaac',
-      allowOther: true,
-      defaultPermissions: true,
-      bigWrites: true,
-      maxWrite: 1024 * 1024,
-      maxRead: 1024 * 1024,
-      maxReadahead: 1024 * 1024,
-      useIno: true,
-      // No hard_remove: libfuse 2 answers fstat of an unlinked open file with
-      // ENOENT under it. Instead libfuse renames such a file to .fuse_hiddenN
-      // and unlinks it at the last close, so it stays readable until then.
-      // Re-reads come from the kernel's page cache until the file's mtime or size changes.
-      autoCache: true,
-      attrTimeout: this.opts.attrTimeout,
-      entryTimeout: this.opts.attrTimeout,
-      negativeTimeout: 0,
+    let onStopped = (): void => {}
+    this.stopped = new Promise<void>((resolve) => { onStopped = resolve })
+    const ops = new FuseOps(this.fs, this.log, {
       // Shorter than any client's patience; longer than the agent's own network deadlines.
-      timeout: { default: 30_000, flush: 120_000, fsync: 120_000, release: 120_000, write: 60_000 }
+      default: 30_000, flush: 120_000, fsync: 120_000, release: 120_000, write: 60_000
+    }, () => onStopped())
+    const mountOptions = [
+      'fsname=chaac', 'subtype=chaac',
+      // Other users and containers reach the mount; the kernel checks modes and owners.
+      'allow_other', 'default_permissions',
+      'max_read=1048576'
+    ].join(',')
+    const session = binding.mount(resolve(this.dir), mountOptions, 'max_write=1048576,max_readahead=1048576',
+      this.opts.attrTimeout, this.opts.attrTimeout, ops.dispatch)
+    this.session = session
+    // Once the kernel ended the session, free it as soon as no request waits for a reply.
+    void this.stopped.then(async () => {
+      await ops.drained()
+      if (this.session === session) this.session = undefined
+      binding.destroy(session)
     })
-    await new Promise<void>((resolve, reject) => fuse.mount((err) => err ? reject(err) : resolve()))
-    this.fuse = fuse
   }
 
   async unmount (): Promise<void> {
-    const fuse = this.fuse
-    if (!fuse) return
-    this.fuse = undefined
-    await new Promise<void>((resolve) => fuse.unmount((err) => {
-      if (err) this.log.error({ err }, 'unmount failed; unmounting lazily')
-      resolve()
-    }))
-    if (await isMounted(this.dir)) await lazyUnmount(this.dir)
+    if (!this.session || !this.stopped) return
+    const dir = resolve(this.dir)
+    await exec('fusermount', ['-u', dir]).catch(async (err) => {
+      this.log.error({ err: (err as Error).message }, 'unmount failed (files still open?); unmounting lazily')
+      await lazyUnmount(dir)
+    })
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([this.stopped, new Promise((resolve) => { timer = setTimeout(resolve, STOP_WAIT_MS) })])
+    clearTimeout(timer)
   }
 }

@@ -108,6 +108,11 @@ export class DataPool extends EventEmitter<{ queued: [] }> {
     return entries
   }
 
+  /** The directory that holds directory `dir` (undefined for the root). */
+  parent (dir: number): number | undefined {
+    return this.parents.get(dir)
+  }
+
   /** Inodes that no directory names any more (unlinked while open). */
   orphans (): Inode[] {
     return [...this.inodes.values()].filter((n) => n.nlink === 0)

@@ -1,0 +1,788 @@
+// Chaac's FUSE binding: libfuse 2.9's low-level (inode-based) API for Node.
+//
+// The kernel names every file by the inode number the agent gives it, so hard
+// links share one kernel inode, an open or unlinked file is reached by its
+// number (never by a path that may be gone), and inode lifetimes follow the
+// kernel's lookup counts (forget). One thread reads requests from /dev/fuse and
+// queues them to the JS thread through a thread-safe function; JS answers
+// each request once, later, with one of the reply functions (fuse_reply_* is
+// safe to call from any thread). Nothing here blocks the JS thread.
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <fuse_lowlevel.h>
+#include <node_api.h>
+
+enum {
+  OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK, OP_RMDIR,
+  OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE, OP_FSYNC,
+  OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_FSYNCDIR, OP_STATFS, OP_CREATE, OP_STOPPED
+};
+
+// Values of a setattr, in the order JS reads them.
+enum { SA_MODE, SA_UID, SA_GID, SA_SIZE, SA_ATIME, SA_MTIME, SA_COUNT };
+
+// Attributes as JS sends them (a Float64Array), times in milliseconds.
+enum { AT_INO, AT_MODE, AT_NLINK, AT_UID, AT_GID, AT_RDEV, AT_SIZE, AT_BLOCKS, AT_ATIME, AT_MTIME, AT_CTIME, AT_BLKSIZE, AT_COUNT };
+
+typedef struct {
+  struct fuse_session *se;
+  struct fuse_chan *ch;
+  napi_threadsafe_function tsfn;
+  napi_ref dispatch;
+  pthread_t thread;
+  double entry_timeout;
+  double attr_timeout;
+} session_t;
+
+// One request on its way from the FUSE thread to JS. Strings and write data are
+// copies: libfuse reuses its buffer as soon as the op callback returns.
+typedef struct {
+  int op;
+  fuse_req_t req;
+  fuse_ino_t ino;
+  fuse_ino_t ino2;
+  char *name;
+  char *name2;
+  uint64_t fh;
+  int has_fh;
+  int flags;
+  uint32_t mode;
+  uint64_t rdev;
+  uint64_t size;
+  int64_t off;
+  char *data;
+  double setattr[SA_COUNT];
+  uint32_t uid;
+  uint32_t gid;
+} request_t;
+
+static request_t *request (int op, fuse_req_t req, fuse_ino_t ino) {
+  request_t *r = calloc(1, sizeof(request_t));
+  if (r == NULL) return NULL;
+  r->op = op;
+  r->req = req;
+  r->ino = ino;
+  if (req != NULL) {
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    r->uid = ctx->uid;
+    r->gid = ctx->gid;
+  }
+  return r;
+}
+
+static void request_free (request_t *r) {
+  free(r->name);
+  free(r->name2);
+  free(r->data);
+  free(r);
+}
+
+static void set_fh (request_t *r, struct fuse_file_info *fi) {
+  if (fi == NULL) return;
+  r->fh = fi->fh;
+  r->has_fh = 1;
+}
+
+// Hands a request to JS; answers ENOMEM at once when it cannot.
+static void enqueue (fuse_req_t req, request_t *r) {
+  if (r == NULL) {
+    if (req != NULL) fuse_reply_err(req, ENOMEM);
+    return;
+  }
+  session_t *s = fuse_req_userdata(req);
+  if (napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_nonblocking) != napi_ok) {
+    if (req != NULL) fuse_reply_err(req, EIO);
+    request_free(r);
+  }
+}
+
+static char *copy (const char *s) {
+  return s == NULL ? NULL : strdup(s);
+}
+
+static double ms_of (const struct timespec *ts) {
+  return floor((double) ts->tv_sec * 1000 + (double) ts->tv_nsec / 1e6);
+}
+
+// ---- requests (FUSE thread) ----
+
+static void ll_init (void *userdata, struct fuse_conn_info *conn) {
+  // O_TRUNC arrives with open, saving a setattr round trip.
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  if (conn->capable & FUSE_CAP_BIG_WRITES) conn->want |= FUSE_CAP_BIG_WRITES;
+}
+
+static void ll_lookup (fuse_req_t req, fuse_ino_t parent, const char *name) {
+  request_t *r = request(OP_LOOKUP, req, parent);
+  if (r) r->name = copy(name);
+  enqueue(req, r);
+}
+
+static void ll_forget (fuse_req_t req, fuse_ino_t ino, unsigned long nlookup) {
+  session_t *s = fuse_req_userdata(req);
+  request_t *r = request(OP_FORGET, NULL, ino);
+  fuse_reply_none(req);
+  if (r == NULL) return;
+  r->size = nlookup;
+  if (napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_nonblocking) != napi_ok) request_free(r);
+}
+
+static void ll_getattr (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  request_t *r = request(OP_GETATTR, req, ino);
+  if (r) set_fh(r, fi);
+  enqueue(req, r);
+}
+
+static void ll_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
+  request_t *r = request(OP_SETATTR, req, ino);
+  if (r) {
+    set_fh(r, fi);
+    r->flags = to_set;
+    r->setattr[SA_MODE] = attr->st_mode;
+    r->setattr[SA_UID] = attr->st_uid;
+    r->setattr[SA_GID] = attr->st_gid;
+    r->setattr[SA_SIZE] = attr->st_size;
+    r->setattr[SA_ATIME] = ms_of(&attr->st_atim);
+    r->setattr[SA_MTIME] = ms_of(&attr->st_mtim);
+  }
+  enqueue(req, r);
+}
+
+static void ll_readlink (fuse_req_t req, fuse_ino_t ino) {
+  enqueue(req, request(OP_READLINK, req, ino));
+}
+
+static void ll_mknod (fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
+  request_t *r = request(OP_MKNOD, req, parent);
+  if (r) {
+    r->name = copy(name);
+    r->mode = mode;
+    r->rdev = rdev;
+  }
+  enqueue(req, r);
+}
+
+static void ll_mkdir (fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+  request_t *r = request(OP_MKDIR, req, parent);
+  if (r) {
+    r->name = copy(name);
+    r->mode = mode;
+  }
+  enqueue(req, r);
+}
+
+static void ll_unlink (fuse_req_t req, fuse_ino_t parent, const char *name) {
+  request_t *r = request(OP_UNLINK, req, parent);
+  if (r) r->name = copy(name);
+  enqueue(req, r);
+}
+
+static void ll_rmdir (fuse_req_t req, fuse_ino_t parent, const char *name) {
+  request_t *r = request(OP_RMDIR, req, parent);
+  if (r) r->name = copy(name);
+  enqueue(req, r);
+}
+
+static void ll_symlink (fuse_req_t req, const char *link, fuse_ino_t parent, const char *name) {
+  request_t *r = request(OP_SYMLINK, req, parent);
+  if (r) {
+    r->name = copy(name);
+    r->name2 = copy(link);
+  }
+  enqueue(req, r);
+}
+
+static void ll_rename (fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname) {
+  request_t *r = request(OP_RENAME, req, parent);
+  if (r) {
+    r->name = copy(name);
+    r->ino2 = newparent;
+    r->name2 = copy(newname);
+  }
+  enqueue(req, r);
+}
+
+static void ll_link (fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname) {
+  request_t *r = request(OP_LINK, req, ino);
+  if (r) {
+    r->ino2 = newparent;
+    r->name2 = copy(newname);
+  }
+  enqueue(req, r);
+}
+
+static void ll_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  request_t *r = request(OP_OPEN, req, ino);
+  if (r) r->flags = fi->flags;
+  enqueue(req, r);
+}
+
+static void ll_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  request_t *r = request(OP_READ, req, ino);
+  if (r) {
+    set_fh(r, fi);
+    r->size = size;
+    r->off = off;
+  }
+  enqueue(req, r);
+}
+
+static void ll_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  request_t *r = request(OP_WRITE, req, ino);
+  if (r) {
+    set_fh(r, fi);
+    r->size = size;
+    r->off = off;
+    r->data = malloc(size > 0 ? size : 1);
+    if (r->data == NULL) {
+      request_free(r);
+      r = NULL;
+    } else {
+      memcpy(r->data, buf, size);
+    }
+  }
+  enqueue(req, r);
+}
+
+static void ll_flush (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  request_t *r = request(OP_FLUSH, req, ino);
+  if (r) set_fh(r, fi);
+  enqueue(req, r);
+}
+
+static void ll_release (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  request_t *r = request(OP_RELEASE, req, ino);
+  if (r) set_fh(r, fi);
+  enqueue(req, r);
+}
+
+static void ll_fsync (fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  request_t *r = request(OP_FSYNC, req, ino);
+  if (r) {
+    set_fh(r, fi);
+    r->flags = datasync;
+  }
+  enqueue(req, r);
+}
+
+static void ll_opendir (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  request_t *r = request(OP_OPENDIR, req, ino);
+  if (r) r->flags = fi->flags;
+  enqueue(req, r);
+}
+
+static void ll_readdir (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  request_t *r = request(OP_READDIR, req, ino);
+  if (r) {
+    set_fh(r, fi);
+    r->size = size;
+    r->off = off;
+  }
+  enqueue(req, r);
+}
+
+static void ll_releasedir (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  request_t *r = request(OP_RELEASEDIR, req, ino);
+  if (r) set_fh(r, fi);
+  enqueue(req, r);
+}
+
+static void ll_fsyncdir (fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  request_t *r = request(OP_FSYNCDIR, req, ino);
+  if (r) {
+    set_fh(r, fi);
+    r->flags = datasync;
+  }
+  enqueue(req, r);
+}
+
+static void ll_statfs (fuse_req_t req, fuse_ino_t ino) {
+  enqueue(req, request(OP_STATFS, req, ino));
+}
+
+static void ll_create (fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  request_t *r = request(OP_CREATE, req, parent);
+  if (r) {
+    r->name = copy(name);
+    r->mode = mode;
+    r->flags = fi->flags;
+  }
+  enqueue(req, r);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+  .init = ll_init,
+  .lookup = ll_lookup,
+  .forget = ll_forget,
+  .getattr = ll_getattr,
+  .setattr = ll_setattr,
+  .readlink = ll_readlink,
+  .mknod = ll_mknod,
+  .mkdir = ll_mkdir,
+  .unlink = ll_unlink,
+  .rmdir = ll_rmdir,
+  .symlink = ll_symlink,
+  .rename = ll_rename,
+  .link = ll_link,
+  .open = ll_open,
+  .read = ll_read,
+  .write = ll_write,
+  .flush = ll_flush,
+  .release = ll_release,
+  .fsync = ll_fsync,
+  .opendir = ll_opendir,
+  .readdir = ll_readdir,
+  .releasedir = ll_releasedir,
+  .fsyncdir = ll_fsyncdir,
+  .statfs = ll_statfs,
+  .create = ll_create,
+};
+
+// ---- the JS side of a request ----
+
+static napi_value num (napi_env env, double v) {
+  napi_value out;
+  napi_create_double(env, v, &out);
+  return out;
+}
+
+static napi_value str (napi_env env, const char *s) {
+  napi_value out;
+  if (s == NULL) napi_get_null(env, &out);
+  else napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &out);
+  return out;
+}
+
+static void free_data (napi_env env, void *data, void *hint) {
+  free(data);
+}
+
+// Calls dispatch(op, req, ino, ...args) on the JS thread.
+static void call_js (napi_env env, napi_value js_cb, void *context, void *data) {
+  request_t *r = data;
+  session_t *s = context;
+  if (env == NULL) {
+    // The session is going away with this request still queued.
+    if (r->req != NULL) fuse_reply_err(r->req, EIO);
+    request_free(r);
+    return;
+  }
+  napi_value argv[9];
+  size_t argc = 3;
+  argv[0] = num(env, r->op);
+  if (r->req != NULL) napi_create_external(env, r->req, NULL, NULL, &argv[1]);
+  else napi_get_null(env, &argv[1]);
+  argv[2] = num(env, (double) r->ino);
+  napi_value fh = r->has_fh ? num(env, (double) r->fh) : NULL;
+  if (fh == NULL) napi_get_null(env, &fh);
+  switch (r->op) {
+    case OP_LOOKUP: case OP_UNLINK: case OP_RMDIR:
+      argv[argc++] = str(env, r->name);
+      break;
+    case OP_FORGET:
+      argv[argc++] = num(env, (double) r->size);
+      break;
+    case OP_GETATTR: case OP_FLUSH: case OP_RELEASE: case OP_RELEASEDIR:
+      argv[argc++] = fh;
+      break;
+    case OP_SETATTR: {
+      napi_value ab, values;
+      void *raw;
+      napi_create_arraybuffer(env, sizeof(r->setattr), &raw, &ab);
+      memcpy(raw, r->setattr, sizeof(r->setattr));
+      napi_create_typedarray(env, napi_float64_array, SA_COUNT, ab, 0, &values);
+      argv[argc++] = num(env, r->flags);
+      argv[argc++] = values;
+      argv[argc++] = fh;
+      break;
+    }
+    case OP_MKNOD:
+      argv[argc++] = str(env, r->name);
+      argv[argc++] = num(env, r->mode);
+      argv[argc++] = num(env, (double) r->rdev);
+      argv[argc++] = num(env, r->uid);
+      argv[argc++] = num(env, r->gid);
+      break;
+    case OP_MKDIR:
+      argv[argc++] = str(env, r->name);
+      argv[argc++] = num(env, r->mode);
+      argv[argc++] = num(env, r->uid);
+      argv[argc++] = num(env, r->gid);
+      break;
+    case OP_SYMLINK:
+      argv[argc++] = str(env, r->name);
+      argv[argc++] = str(env, r->name2);
+      argv[argc++] = num(env, r->uid);
+      argv[argc++] = num(env, r->gid);
+      break;
+    case OP_RENAME:
+      argv[argc++] = str(env, r->name);
+      argv[argc++] = num(env, (double) r->ino2);
+      argv[argc++] = str(env, r->name2);
+      break;
+    case OP_LINK:
+      argv[argc++] = num(env, (double) r->ino2);
+      argv[argc++] = str(env, r->name2);
+      break;
+    case OP_OPEN: case OP_OPENDIR:
+      argv[argc++] = num(env, r->flags);
+      break;
+    case OP_READ: case OP_READDIR:
+      argv[argc++] = fh;
+      argv[argc++] = num(env, (double) r->size);
+      argv[argc++] = num(env, (double) r->off);
+      break;
+    case OP_WRITE: {
+      napi_value buf;
+      napi_create_external_buffer(env, r->size, r->data, free_data, NULL, &buf);
+      r->data = NULL; // the Buffer owns it now
+      argv[argc++] = fh;
+      argv[argc++] = buf;
+      argv[argc++] = num(env, (double) r->off);
+      break;
+    }
+    case OP_FSYNC: case OP_FSYNCDIR:
+      argv[argc++] = fh;
+      argv[argc++] = num(env, r->flags);
+      break;
+    case OP_CREATE:
+      argv[argc++] = str(env, r->name);
+      argv[argc++] = num(env, r->mode);
+      argv[argc++] = num(env, r->flags);
+      argv[argc++] = num(env, r->uid);
+      argv[argc++] = num(env, r->gid);
+      break;
+    case OP_STATFS: case OP_READLINK: case OP_STOPPED:
+      break;
+  }
+  request_free(r);
+  napi_value dispatch, global;
+  napi_get_reference_value(env, s->dispatch, &dispatch);
+  napi_get_global(env, &global);
+  napi_status status = napi_call_function(env, global, dispatch, argc, argv, NULL);
+  if (status == napi_pending_exception) {
+    // A throwing dispatcher is a bug in the agent: surface it as Node would.
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_fatal_exception(env, err);
+  }
+}
+
+// ---- the FUSE thread ----
+
+static void *loop (void *arg) {
+  session_t *s = arg;
+  fuse_session_loop(s->se);
+  request_t *r = request(OP_STOPPED, NULL, 0);
+  if (r != NULL && napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_blocking) != napi_ok) request_free(r);
+  return NULL;
+}
+
+// ---- exported functions ----
+
+#define THROW(env, msg) do { napi_throw_error(env, NULL, msg); return NULL; } while (0)
+#define ARGS(n) \
+  size_t argc = n; \
+  napi_value argv[n]; \
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < n) THROW(env, "wrong number of arguments");
+
+static fuse_req_t req_of (napi_env env, napi_value v) {
+  void *req = NULL;
+  napi_get_value_external(env, v, &req);
+  return req;
+}
+
+static double *doubles_of (napi_env env, napi_value v, size_t want) {
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, NULL, NULL) != napi_ok) return NULL;
+  if (type != napi_float64_array || length < want) return NULL;
+  return data;
+}
+
+static void fill_stat (const double *a, struct stat *st) {
+  memset(st, 0, sizeof(*st));
+  st->st_ino = (ino_t) a[AT_INO];
+  st->st_mode = (mode_t) a[AT_MODE];
+  st->st_nlink = (nlink_t) a[AT_NLINK];
+  st->st_uid = (uid_t) a[AT_UID];
+  st->st_gid = (gid_t) a[AT_GID];
+  st->st_rdev = (dev_t) a[AT_RDEV];
+  st->st_size = (off_t) a[AT_SIZE];
+  st->st_blocks = (blkcnt_t) a[AT_BLOCKS];
+  st->st_blksize = (blksize_t) a[AT_BLKSIZE];
+  const double *times[3] = { &a[AT_ATIME], &a[AT_MTIME], &a[AT_CTIME] };
+  struct timespec *ts[3] = { &st->st_atim, &st->st_mtim, &st->st_ctim };
+  for (int i = 0; i < 3; i++) {
+    double ms = *times[i];
+    double sec = floor(ms / 1000);
+    ts[i]->tv_sec = (time_t) sec;
+    ts[i]->tv_nsec = (long) round((ms - sec * 1000) * 1e6);
+    if (ts[i]->tv_nsec >= 1000000000) ts[i]->tv_nsec = 999999999;
+  }
+}
+
+static int fill_entry (napi_env env, napi_value attrs, struct fuse_entry_param *e, session_t *s) {
+  const double *a = doubles_of(env, attrs, AT_COUNT);
+  if (a == NULL) return 0;
+  memset(e, 0, sizeof(*e));
+  fill_stat(a, &e->attr);
+  e->ino = (fuse_ino_t) a[AT_INO];
+  e->generation = 1;
+  e->attr_timeout = s->attr_timeout;
+  e->entry_timeout = s->entry_timeout;
+  return 1;
+}
+
+static napi_value result (napi_env env, int rc) {
+  napi_value out;
+  napi_create_int32(env, rc, &out);
+  return out;
+}
+
+// mount(mountpoint, mountOptions, lowlevelOptions, entryTimeout, attrTimeout, dispatch) -> session
+static napi_value mount (napi_env env, napi_callback_info info) {
+  ARGS(6)
+  char mnt[4096], mopts[4096], lopts[4096];
+  size_t len;
+  napi_get_value_string_utf8(env, argv[0], mnt, sizeof(mnt), &len);
+  napi_get_value_string_utf8(env, argv[1], mopts, sizeof(mopts), &len);
+  napi_get_value_string_utf8(env, argv[2], lopts, sizeof(lopts), &len);
+  session_t *s = calloc(1, sizeof(session_t));
+  if (s == NULL) THROW(env, "out of memory");
+  napi_get_value_double(env, argv[3], &s->entry_timeout);
+  napi_get_value_double(env, argv[4], &s->attr_timeout);
+
+  char *margv[] = { "chaac", "-o", mopts, NULL };
+  struct fuse_args margs = FUSE_ARGS_INIT(mopts[0] ? 3 : 1, margv);
+  s->ch = fuse_mount(mnt, &margs);
+  fuse_opt_free_args(&margs);
+  if (s->ch == NULL) {
+    free(s);
+    THROW(env, "could not mount (see stderr)");
+  }
+  char *largv[] = { "chaac", "-o", lopts, NULL };
+  struct fuse_args largs = FUSE_ARGS_INIT(lopts[0] ? 3 : 1, largv);
+  s->se = fuse_lowlevel_new(&largs, &ops, sizeof(ops), s);
+  fuse_opt_free_args(&largs);
+  if (s->se == NULL) {
+    fuse_unmount(mnt, s->ch);
+    free(s);
+    THROW(env, "libfuse rejected the options (see stderr)");
+  }
+  fuse_session_add_chan(s->se, s->ch);
+
+  napi_value name;
+  napi_create_string_utf8(env, "chaac-fuse", NAPI_AUTO_LENGTH, &name);
+  napi_create_reference(env, argv[5], 1, &s->dispatch);
+  if (napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, s, call_js, &s->tsfn) != napi_ok) {
+    fuse_session_destroy(s->se);
+    fuse_unmount(mnt, NULL);
+    free(s);
+    THROW(env, "could not create the request queue");
+  }
+  // The mount alone does not keep the process alive.
+  napi_unref_threadsafe_function(env, s->tsfn);
+  if (pthread_create(&s->thread, NULL, loop, s) != 0) {
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    fuse_session_destroy(s->se);
+    fuse_unmount(mnt, NULL);
+    free(s);
+    THROW(env, "could not start the FUSE thread");
+  }
+  napi_value out;
+  napi_create_external(env, s, NULL, NULL, &out);
+  return out;
+}
+
+// destroy(session): after the loop stopped (the mount is gone) and every request was answered.
+static napi_value destroy (napi_env env, napi_callback_info info) {
+  ARGS(1)
+  session_t *s = NULL;
+  napi_get_value_external(env, argv[0], (void **) &s);
+  if (s == NULL) THROW(env, "not a session");
+  pthread_join(s->thread, NULL);
+  fuse_session_destroy(s->se); // also closes the channel
+  napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  napi_delete_reference(env, s->dispatch);
+  free(s);
+  return NULL;
+}
+
+// replyErr(req, errno): 0 answers success for ops without data.
+static napi_value reply_err (napi_env env, napi_callback_info info) {
+  ARGS(2)
+  int32_t err;
+  napi_get_value_int32(env, argv[1], &err);
+  return result(env, fuse_reply_err(req_of(env, argv[0]), err));
+}
+
+// replyEntry(req, attrs)
+static napi_value reply_entry (napi_env env, napi_callback_info info) {
+  ARGS(2)
+  fuse_req_t req = req_of(env, argv[0]);
+  struct fuse_entry_param e;
+  if (!fill_entry(env, argv[1], &e, fuse_req_userdata(req))) return result(env, fuse_reply_err(req, EIO));
+  return result(env, fuse_reply_entry(req, &e));
+}
+
+static void fill_open (napi_env env, napi_value fh, napi_value keep, struct fuse_file_info *fi) {
+  double v;
+  bool b;
+  memset(fi, 0, sizeof(*fi));
+  napi_get_value_double(env, fh, &v);
+  napi_get_value_bool(env, keep, &b);
+  fi->fh = (uint64_t) v;
+  fi->keep_cache = b ? 1 : 0;
+}
+
+// replyCreate(req, attrs, fh, keepCache)
+static napi_value reply_create (napi_env env, napi_callback_info info) {
+  ARGS(4)
+  fuse_req_t req = req_of(env, argv[0]);
+  struct fuse_entry_param e;
+  struct fuse_file_info fi;
+  if (!fill_entry(env, argv[1], &e, fuse_req_userdata(req))) return result(env, fuse_reply_err(req, EIO));
+  fill_open(env, argv[2], argv[3], &fi);
+  return result(env, fuse_reply_create(req, &e, &fi));
+}
+
+// replyAttr(req, attrs)
+static napi_value reply_attr (napi_env env, napi_callback_info info) {
+  ARGS(2)
+  fuse_req_t req = req_of(env, argv[0]);
+  const double *a = doubles_of(env, argv[1], AT_COUNT);
+  if (a == NULL) return result(env, fuse_reply_err(req, EIO));
+  struct stat st;
+  fill_stat(a, &st);
+  session_t *s = fuse_req_userdata(req);
+  return result(env, fuse_reply_attr(req, &st, s->attr_timeout));
+}
+
+// replyReadlink(req, target)
+static napi_value reply_readlink (napi_env env, napi_callback_info info) {
+  ARGS(2)
+  fuse_req_t req = req_of(env, argv[0]);
+  size_t len;
+  napi_get_value_string_utf8(env, argv[1], NULL, 0, &len);
+  char *target = malloc(len + 1);
+  if (target == NULL) return result(env, fuse_reply_err(req, ENOMEM));
+  napi_get_value_string_utf8(env, argv[1], target, len + 1, &len);
+  int rc = fuse_reply_readlink(req, target);
+  free(target);
+  return result(env, rc);
+}
+
+// replyOpen(req, fh, keepCache)
+static napi_value reply_open (napi_env env, napi_callback_info info) {
+  ARGS(3)
+  struct fuse_file_info fi;
+  fill_open(env, argv[1], argv[2], &fi);
+  return result(env, fuse_reply_open(req_of(env, argv[0]), &fi));
+}
+
+// replyBuf(req, buffer, length)
+static napi_value reply_buf (napi_env env, napi_callback_info info) {
+  ARGS(3)
+  void *data;
+  size_t size;
+  uint32_t n;
+  napi_get_buffer_info(env, argv[1], &data, &size);
+  napi_get_value_uint32(env, argv[2], &n);
+  return result(env, fuse_reply_buf(req_of(env, argv[0]), data, n < size ? n : size));
+}
+
+// replyWrite(req, count)
+static napi_value reply_write (napi_env env, napi_callback_info info) {
+  ARGS(2)
+  uint32_t n;
+  napi_get_value_uint32(env, argv[1], &n);
+  return result(env, fuse_reply_write(req_of(env, argv[0]), n));
+}
+
+// replyStatfs(req, Float64Array [bsize, frsize, blocks, bfree, bavail, files, ffree, favail, fsid, flag, namemax])
+static napi_value reply_statfs (napi_env env, napi_callback_info info) {
+  ARGS(2)
+  fuse_req_t req = req_of(env, argv[0]);
+  const double *a = doubles_of(env, argv[1], 11);
+  if (a == NULL) return result(env, fuse_reply_err(req, EIO));
+  struct statvfs st;
+  memset(&st, 0, sizeof(st));
+  st.f_bsize = a[0];
+  st.f_frsize = a[1];
+  st.f_blocks = a[2];
+  st.f_bfree = a[3];
+  st.f_bavail = a[4];
+  st.f_files = a[5];
+  st.f_ffree = a[6];
+  st.f_favail = a[7];
+  st.f_fsid = a[8];
+  st.f_flag = a[9];
+  st.f_namemax = a[10];
+  return result(env, fuse_reply_statfs(req, &st));
+}
+
+// replyDirents(req, size, names, Float64Array [ino, mode, ...], firstOffset) -> entries sent.
+// Entry i carries offset firstOffset + i + 1: where the next readdir resumes.
+static napi_value reply_dirents (napi_env env, napi_callback_info info) {
+  ARGS(5)
+  fuse_req_t req = req_of(env, argv[0]);
+  uint32_t size, count;
+  double first;
+  napi_get_value_uint32(env, argv[1], &size);
+  napi_get_array_length(env, argv[2], &count);
+  napi_get_value_double(env, argv[4], &first);
+  // An empty Float64Array may have no data pointer at all: the end of the directory.
+  const double *a = count > 0 ? doubles_of(env, argv[3], (size_t) count * 2) : NULL;
+  char *buf = malloc(size > 0 ? size : 1);
+  if ((count > 0 && a == NULL) || buf == NULL) {
+    free(buf);
+    fuse_reply_err(req, a == NULL ? EIO : ENOMEM);
+    return result(env, 0);
+  }
+  size_t pos = 0;
+  uint32_t i;
+  char name[1024];
+  for (i = 0; i < count; i++) {
+    napi_value v;
+    size_t len;
+    napi_get_element(env, argv[2], i, &v);
+    napi_get_value_string_utf8(env, v, name, sizeof(name), &len);
+    struct stat st;
+    memset(&st, 0, sizeof(st));
+    st.st_ino = (ino_t) a[2 * i];
+    st.st_mode = (mode_t) a[2 * i + 1];
+    size_t need = fuse_add_direntry(req, buf + pos, size - pos, name, &st, (off_t) (first + i + 1));
+    if (need > size - pos) break;
+    pos += need;
+  }
+  fuse_reply_buf(req, buf, pos);
+  free(buf);
+  return result(env, i);
+}
+
+NAPI_MODULE_INIT () {
+  napi_property_descriptor fns[] = {
+    { "mount", NULL, mount, NULL, NULL, NULL, napi_default, NULL },
+    { "destroy", NULL, destroy, NULL, NULL, NULL, napi_default, NULL },
+    { "replyErr", NULL, reply_err, NULL, NULL, NULL, napi_default, NULL },
+    { "replyEntry", NULL, reply_entry, NULL, NULL, NULL, napi_default, NULL },
+    { "replyCreate", NULL, reply_create, NULL, NULL, NULL, napi_default, NULL },
+    { "replyAttr", NULL, reply_attr, NULL, NULL, NULL, napi_default, NULL },
+    { "replyReadlink", NULL, reply_readlink, NULL, NULL, NULL, napi_default, NULL },
+    { "replyOpen", NULL, reply_open, NULL, NULL, NULL, napi_default, NULL },
+    { "replyBuf", NULL, reply_buf, NULL, NULL, NULL, napi_default, NULL },
+    { "replyWrite", NULL, reply_write, NULL, NULL, NULL, napi_default, NULL },
+    { "replyStatfs", NULL, reply_statfs, NULL, NULL, NULL, napi_default, NULL },
+    { "replyDirents", NULL, reply_dirents, NULL, NULL, NULL, napi_default, NULL },
+  };
+  napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);
+  return exports;
+}

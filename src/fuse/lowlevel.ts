@@ -1,0 +1,81 @@
+// The native FUSE binding (native/chaac-fuse): libfuse 2.9's low-level API.
+// Kernel requests arrive by inode number through one dispatch function; each
+// is answered exactly once, possibly later, with one of the reply functions.
+import { createRequire } from 'node:module'
+
+/** Request kinds, as native/chaac-fuse numbers them. */
+export const Op = {
+  LOOKUP: 0,
+  FORGET: 1,
+  GETATTR: 2,
+  SETATTR: 3,
+  READLINK: 4,
+  MKNOD: 5,
+  MKDIR: 6,
+  UNLINK: 7,
+  RMDIR: 8,
+  SYMLINK: 9,
+  RENAME: 10,
+  LINK: 11,
+  OPEN: 12,
+  READ: 13,
+  WRITE: 14,
+  FLUSH: 15,
+  RELEASE: 16,
+  FSYNC: 17,
+  OPENDIR: 18,
+  READDIR: 19,
+  RELEASEDIR: 20,
+  FSYNCDIR: 21,
+  STATFS: 22,
+  CREATE: 23,
+  /** Not a request: the session ended (the chaac path was unmounted). */
+  STOPPED: 24
+} as const
+
+export const OP_NAMES = Object.fromEntries(Object.entries(Op).map(([name, op]) => [op, name.toLowerCase()])) as Record<number, string>
+
+/** Which values a setattr sets (FUSE_SET_ATTR_*). */
+export const SetAttr = { MODE: 1, UID: 2, GID: 4, SIZE: 8, ATIME: 16, MTIME: 32, ATIME_NOW: 128, MTIME_NOW: 256 } as const
+
+/** Positions in the Float64Array of a setattr's values. */
+export const SA = { MODE: 0, UID: 1, GID: 2, SIZE: 3, ATIME: 4, MTIME: 5 } as const
+
+declare const opaque: unique symbol
+/** A kernel request waiting for its reply. */
+export interface Req { readonly [opaque]: 'fuse_req' }
+export interface SessionHandle { readonly [opaque]: 'session' }
+
+/**
+ * Called once per request: `op`, the request (null for FORGET and STOPPED), the
+ * inode (the parent for ops that name an entry), then the op's own arguments.
+ */
+export type Dispatch = (op: number, req: Req | null, ino: number, ...args: any[]) => void
+
+/**
+ * Attributes for replies, times in milliseconds:
+ * [ino, mode, nlink, uid, gid, rdev, size, blocks, atime, mtime, ctime, blksize].
+ */
+export type Attrs = Float64Array
+
+/** The reply functions return 0, or a negative errno when the kernel no longer waits (interrupted). */
+export interface Binding {
+  mount: (mountpoint: string, mountOptions: string, sessionOptions: string, entryTimeout: number, attrTimeout: number, dispatch: Dispatch) => SessionHandle
+  /** Frees a session whose loop stopped, once every request was answered. */
+  destroy: (session: SessionHandle) => void
+  /** `errno` positive, or 0 for success of ops that answer no data. */
+  replyErr: (req: Req, errno: number) => number
+  replyEntry: (req: Req, attrs: Attrs) => number
+  replyCreate: (req: Req, attrs: Attrs, fh: number, keepCache: boolean) => number
+  replyAttr: (req: Req, attrs: Attrs) => number
+  replyReadlink: (req: Req, target: string) => number
+  replyOpen: (req: Req, fh: number, keepCache: boolean) => number
+  replyBuf: (req: Req, data: Buffer, length: number) => number
+  replyWrite: (req: Req, count: number) => number
+  /** [bsize, frsize, blocks, bfree, bavail, files, ffree, favail, fsid, flag, namemax] */
+  replyStatfs: (req: Req, values: Float64Array) => number
+  /** Packs as many entries as fit in `size` bytes; entry i resumes at firstOffset + i + 1. Returns how many went. */
+  replyDirents: (req: Req, size: number, names: string[], inoModes: Float64Array, firstOffset: number) => number
+}
+
+export const binding = createRequire(import.meta.url)('../../native/chaac-fuse/build/Release/chaac_fuse.node') as Binding
