@@ -336,7 +336,7 @@ export class Filesystem {
           const released = await this.pool.commitFile(ino, snap, { sync, upload: this.store.writePolicy === 'async' })
           file.markCommitted(version)
           // The kernel's pages already hold these writes: they went through it.
-          if (this.seen.has(ino)) this.seen.set(ino, stamp(this.stat(ino)))
+          this.seen.set(ino, stamp(this.stat(ino)))
           await this.releaseBalls(released)
         } else if (sync) {
           await this.pool.sync()
