@@ -37,9 +37,10 @@ export class ChaacMount {
   constructor (readonly dir: string, private readonly fs: Filesystem, private readonly log: OpLog, private readonly opts: MountOptions) {}
 
   async mount (): Promise<void> {
-    await mkdir(this.dir, { recursive: true })
-    // A previous agent that died leaves its mount behind ("transport endpoint is not connected").
+    // A previous agent that died leaves its mount behind ("transport endpoint is not connected"):
+    // it goes first, as even mkdir fails on it with ENOTCONN.
     if (await isMounted(this.dir)) await lazyUnmount(this.dir)
+    await mkdir(this.dir, { recursive: true })
     let onStopped = (): void => {}
     this.stopped = new Promise<void>((resolve) => { onStopped = resolve })
     const ops = new FuseOps(this.fs, this.log, {
