@@ -261,7 +261,8 @@ export class Filesystem {
   }
 
   async flush (fd: number): Promise<void> {
-    await this.commit(this.handle(fd).ino, false)
+    const h = this.handle(fd)
+    if (writes(h)) await this.commit(h.ino, false)
   }
 
   async fsync (fd: number): Promise<void> {
@@ -269,12 +270,13 @@ export class Filesystem {
   }
 
   async release (fd: number): Promise<void> {
-    const { ino } = this.handle(fd)
+    const h = this.handle(fd)
+    const { ino } = h
     this.handles.delete(fd)
     const file = this.open.get(ino)
     if (!file) return
     try {
-      await this.commit(ino, false)
+      if (writes(h)) await this.commit(ino, false)
     } finally {
       if (--file.handles === 0) {
         this.open.delete(ino)
@@ -461,6 +463,12 @@ export class Filesystem {
       await this.release(fd)
     }
   }
+}
+
+// A reader's close does not commit another handle's writes in progress: a
+// crash must leave a file's old version or its new one, never a part of it.
+function writes (h: Handle): boolean {
+  return (h.flags & O_ACCMODE) !== 0
 }
 
 function checkName (name: string): void {
