@@ -54,6 +54,7 @@ export class Agent {
 
     const fs = new Filesystem({ pool, store, chunkSize: config.chunkSize, cacheSkipOver: config.cacheSkipOver, log })
     await fs.collectGarbage()
+    await store.fitCapacity()
     const uploader = new CloudUploader(pool, store, log)
     if (store.writePolicy === 'async') uploader.start()
     const context = new ContextMonitor(probe, config.data, config.contextIntervalMs, log)

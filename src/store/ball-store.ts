@@ -156,6 +156,23 @@ export class BallStore extends EventEmitter<StoreEvents> {
     await this.cloud?.close()
   }
 
+  /**
+   * Drops cached copies from bins that hold more than their capacity (a bin
+   * reopened with a smaller one), so the capacity holds from the start; a
+   * ball's only copy stays, with a warning.
+   */
+  async fitCapacity (): Promise<void> {
+    for (const bin of this.bins) {
+      const over = bin.used - bin.capacity
+      if (over <= 0) continue
+      const victims = bin.victims(over, this.opts.eviction, (id) => this.evictable(bin, id))
+      if (victims.length === 0) {
+        this.opts.log?.warn({ bin: bin.dir, used: bin.used, capacity: bin.capacity }, 'a bin holds more than its capacity in balls with no other copy')
+      }
+      for (const id of victims) await this.dropCopy(bin, id)
+    }
+  }
+
   /** Balls held in the local bins. */
   localBalls (): Set<string> {
     const ids = new Set<string>()

@@ -400,3 +400,33 @@ t.test('ball store - a corrupt size field in a cloud copy is detected without a 
   await fh.close()
   await t.rejects(store.read(id, 0, 10, false), { code: 'CHAAC_BALL_CORRUPT' })
 })
+
+t.test('ball store - a bin reopened with a smaller capacity is brought within it; only copies stay', async (t) => {
+  const first = await setup(t, { bins: [['mem', 1024 * KiB], ['disk', 4096 * KiB]] })
+  const balls: string[] = []
+  for (let i = 0; i < 8; i++) {
+    const data = randomBytes(100 * KiB)
+    const id = await first.store.put(data)
+    first.store.unpin(id)
+    balls.push(id)
+    const cached = nextCopyInto(first.store, first.bins[0])
+    await first.store.read(id, 0, 10, false)
+    await cached
+  }
+  t.equal(first.bins[0].entries.size, 8)
+  await first.store.close()
+  // The same directories, a third of the capacity.
+  const mem = new Bin({ level: 'mem', dir: first.bins[0].dir, capacity: 300 * KiB })
+  const disk = new Bin({ level: 'disk', dir: first.bins[1].dir, capacity: 300 * KiB })
+  await Promise.all([mem.open(), disk.open()])
+  const warnings: string[] = []
+  const store = new BallStore({
+    bins: [mem, disk], writePolicy: 'none', eviction: 'lru', inCloud: () => false, log: { warn: (_o, msg) => warnings.push(msg) }
+  })
+  t.teardown(async () => await store.close())
+  await store.fitCapacity()
+  t.ok(mem.used <= mem.capacity, 'mem: cached copies dropped down to the capacity')
+  t.equal(mem.entries.size, 2)
+  t.equal(disk.entries.size, 8, 'disk: only copies are never dropped')
+  t.match(warnings, [/more than its capacity/])
+})
