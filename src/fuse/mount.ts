@@ -51,6 +51,8 @@ export class ChaacMount {
       'fsname=chaac', 'subtype=chaac',
       // Other users and containers reach the mount; the kernel checks modes and owners.
       'allow_other', 'default_permissions',
+      // The default chaac path (mount/) keeps a placeholder file so it exists in a fresh clone.
+      'nonempty',
       'max_read=1048576'
     ].join(',')
     const session = binding.mount(resolve(this.dir), mountOptions, 'max_write=1048576,max_readahead=1048576',
