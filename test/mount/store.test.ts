@@ -173,16 +173,23 @@ t.test('corruption - a flipped byte in a ball is detected and the ball is fetche
 
 t.test('corruption - with no other copy a corrupt or missing ball fails with EIO, never wrong bytes', OPTS, async (t) => {
   const dir = await scratch(t)
-  const agent = await run(t, { args: ['--cloud', 'none'] })
+  const first = await run(t, { args: ['--cloud', 'none'] })
   const f = await source(dir, 'c', 10 * MiB)
   // m differs from c in its middle ball only (identical content is stored once).
-  await shOk(`cp ${f.path} c && cp ${f.path} m && printf x | dd of=m bs=1 seek=${5 * MiB} conv=notrunc status=none`, { cwd: agent.mount })
-  const corrupt = (await ballsOf(agent, '/c'))[1]
-  const missing = (await ballsOf(agent, '/m'))[1]
-  t.not(missing.id, corrupt.id)
+  await shOk(`cp ${f.path} c && cp ${f.path} m && printf x | dd of=m bs=1 seek=${5 * MiB} conv=notrunc status=none`, { cwd: first.mount })
+  const corrupt = (await ballsOf(first, '/c'))[1].id
+  const missing = (await ballsOf(first, '/m'))[1].id
+  t.not(missing, corrupt)
+  const binDirs: string[] = (await first.json('/api/v1/bins')).bins.map((b: any) => b.dir)
+  // Faults are injected with the agent stopped (background cache copies are
+  // done), and the restart leaves the kernel's page cache empty: every read
+  // below reaches the agent.
+  t.equal(await first.stop(), 0)
   // Every local copy: the one on disk, and any the mem level cached while m was changed.
-  for (const c of corrupt.copies) await flipByte(c.file, 4096 + 100)
-  for (const c of missing.copies) await unlink(c.file)
+  const copies = (id: string): string[] => binDirs.map((d) => join(d, id.slice(0, 2), id))
+  for (const file of copies(corrupt)) if (await exists(file)) await flipByte(file, 4096 + 100)
+  for (const file of copies(missing)) await rm(file, { force: true })
+  const agent = await run(t, { data: first.data, args: ['--cloud', 'none'] })
 
   for (const name of ['c', 'm']) {
     const out = join(dir, `${name}.out`)
@@ -192,8 +199,11 @@ t.test('corruption - with no other copy a corrupt or missing ball fails with EIO
     const got = await readFile(out)
     t.ok(got.length >= 4 * MiB && got.length < 10 * MiB, `${name}: the bytes before the bad ball were read (${got.length})`)
     t.ok(got.equals(f.data.subarray(0, got.length)), `${name}: and every byte returned is right`)
-    const cat = await sh(`cat ${name} > /dev/null`, { cwd: agent.mount })
+    const cat = await sh(`cat ${name} > ${out}`, { cwd: agent.mount })
     t.not(cat.code, 0, `${name}: cat fails too`)
+    t.match(cat.stderr, /Input\/output error/)
+    const part = await readFile(out)
+    t.ok(part.equals(f.data.subarray(0, part.length)) && part.length < 10 * MiB, `${name}: cat never printed a wrong byte`)
   }
   t.equal((await sh(`dd if=c iflag=direct bs=1M skip=8 status=none | wc -c`, { cwd: agent.mount })).stdout.trim(), String(2 * MiB),
     'the good balls of the file still read')
