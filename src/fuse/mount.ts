@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process'
 import { mkdir, readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { promisify } from 'node:util'
+import { ChaacError } from '../errors.ts'
 import type { Filesystem } from '../fs/filesystem.ts'
 import { FuseOps, type OpLog } from './fuse-ops.ts'
 import { binding, type SessionHandle } from './lowlevel.ts'
@@ -40,7 +41,11 @@ export class ChaacMount {
     // A previous agent that died leaves its mount behind ("transport endpoint is not connected"):
     // it goes first, as even mkdir fails on it with ENOTCONN.
     if (await isMounted(this.dir)) await lazyUnmount(this.dir)
-    await mkdir(this.dir, { recursive: true })
+    try {
+      await mkdir(this.dir, { recursive: true })
+    } catch (err) {
+      throw new ChaacError('CHAAC_NOT_DIR', `the chaac path ${this.dir} cannot be a mount point (${(err as Error).message})`, { cause: err })
+    }
     let onStopped = (): void => {}
     this.stopped = new Promise<void>((resolve) => { onStopped = resolve })
     const ops = new FuseOps(this.fs, this.log, {
