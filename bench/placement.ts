@@ -291,7 +291,7 @@ async function main (): Promise<void> {
 ${fmt(BALLS)} balls of 4 MiB, k = 1, from empty bins; no context (every bin alike but for its capacity).
 Mean fill ${pct(c.capacities.length > 0 ? (BALLS * BALL) / c.capacities.reduce((a, b) => a + b, 0) : 0, 2)}.
 
-${table(['policy', 'max fill', 'mean fill', 'gap (max - mean)', `gap in ${unit}`, 'theory', `theory in ${unit}`, 'theory', 'decisions/s', 'per CPU second'], rows,
+${table(['policy', 'max fill', 'mean fill', 'gap (max - mean)', `gap in ${unit}`, 'theory', `theory in ${unit}`, 'reference', 'decisions/s', 'per CPU second'], rows,
   [false, true, true, true, true, true, true, false, true, true])}`)
   }
 
