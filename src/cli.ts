@@ -171,7 +171,8 @@ async function runAgent (flags: AgentFlags): Promise<void> {
   console.log(`chaac agent ${agent.id} is running
   chaac path:  ${config.mount}
   status:      ${http}/status   (or: npx chaac status --http ${addr?.address}:${addr?.port})
-  containers:  docker run --rm -v ${config.mount}:/data:rslave busybox ls /data
+  containers:  docker run --rm -v ${config.mount}:/data busybox ls /data
+               (to keep the mount across agent restarts, bind its parent folder with rslave: see README)
 Press Ctrl-C to stop (the chaac path is unmounted cleanly).`)
   let stopping = false
   const stop = (signal: string): void => {
