@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { cleanupAgent, py, sh, shOk, startAgent, type AgentOptions, type RunningAgent } from '../helpers/agent.ts'
-import { waitFor } from '../helpers/wait.ts'
+import { delay, waitFor } from '../helpers/wait.ts'
 
 const MiB = 1024 * 1024
 const OPTS = { timeout: 180_000 }
@@ -225,7 +225,7 @@ t.test('eviction - a small mem bin caching a bigger file never exceeds its capac
         const mem = (await agent.json('/api/v1/bins')).bins.find((b: any) => b.level === 'mem')
         maxUsed = Math.max(maxUsed, mem.used)
         if (mem.used > capacity) t.fail(`${eviction}: mem used ${mem.used} > capacity ${capacity}`)
-        await new Promise((resolve) => setTimeout(resolve, 10))
+        await delay(10)
       }
     })()
     try {
