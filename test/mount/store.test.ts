@@ -5,11 +5,12 @@
 // File I/O on the mount happens in child processes; bins and the cloud tier
 // are plain directories the test may touch directly (fault injection).
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, open, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { cleanupAgent, py, sh, shOk, startAgent, type AgentOptions, type RunningAgent } from '../helpers/agent.ts'
+import { flipByte } from '../helpers/faults.ts'
 import { delay, waitFor } from '../helpers/wait.ts'
 
 const MiB = 1024 * 1024
@@ -53,18 +54,6 @@ async function ballsOf (agent: RunningAgent, path: string): Promise<Array<{ id: 
     cloud: b.cloud,
     copies: b.bins.map((x: any) => ({ id: b.id, level: x.level, dir: x.dir, file: join(x.dir, b.id.slice(0, 2), b.id) }))
   }))
-}
-
-async function flipByte (file: string, at: number): Promise<void> {
-  const fh = await open(file, 'r+')
-  try {
-    const b = Buffer.alloc(1)
-    await fh.read(b, 0, 1, at)
-    b[0] ^= 0xff
-    await fh.write(b, 0, 1, at)
-  } finally {
-    await fh.close()
-  }
 }
 
 const cloudFile = (agent: RunningAgent, id: string): string => join(agent.data, 'cloud', id.slice(0, 2), id)

@@ -8,6 +8,7 @@ import { ChaacError } from '../../src/errors.ts'
 import { encodeBall } from '../../src/store/ball-codec.ts'
 import { BallStore, type WritePolicy } from '../../src/store/ball-store.ts'
 import { Bin, type EvictionPolicy, type Level } from '../../src/store/bin.ts'
+import { flipByte } from '../helpers/faults.ts'
 
 const KiB = 1024
 
@@ -46,18 +47,6 @@ async function bytesOnDisk (bin: Bin): Promise<number> {
     for (const name of await readdir(join(bin.dir, sub))) sum += (await stat(join(bin.dir, sub, name))).size
   }
   return sum
-}
-
-async function flipByte (path: string, at: number): Promise<void> {
-  const fh = await open(path, 'r+')
-  try {
-    const b = Buffer.alloc(1)
-    await fh.read(b, 0, 1, at)
-    b[0] ^= 0xff
-    await fh.write(b, 0, 1, at)
-  } finally {
-    await fh.close()
-  }
 }
 
 /** Resolves when `store` next emits a copy event for `bin`. */
