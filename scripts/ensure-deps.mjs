@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Installs what the agent (and, with --test, the test suite) needs on a fresh
-// Debian machine: Debian packages through apt, then the npm dependencies.
+// Installs what the agent (with --test, also the test suite; with --bench, the
+// benchmarks) needs on a fresh Debian machine: Debian packages through apt,
+// then the npm dependencies.
 // Uses only Node's standard library: it runs before node_modules exists.
 import { spawnSync } from 'node:child_process'
 import { existsSync, statSync } from 'node:fs'
@@ -9,8 +10,12 @@ import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const forTests = process.argv.includes('--test')
-const aptPackages = ['libfuse2', 'fuse3']
+const forBench = process.argv.includes('--bench')
+// libfuse-dev: the headers native/chaac-fuse is built against.
+const aptPackages = ['libfuse2', 'libfuse-dev', 'fuse3']
 if (forTests) aptPackages.push('docker.io', 'busybox-static', 'iproute2', 'rsync', 'git', 'sqlite3')
+// bench/single-host.ts drives fio, dd (coreutils) and a python3 script.
+if (forBench) aptPackages.push('fio', 'python3')
 
 function run (cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { stdio: 'inherit', ...opts })

@@ -2,11 +2,9 @@
   "targets": [{
     "target_name": "chaac_fuse",
     "sources": ["chaac-fuse.c"],
-    "include_dirs": [
-      "<!(node -e \"require('fuse-shared-library-linux/include')\")"
-    ],
+    "include_dirs": ["/usr/include/fuse"],
     "defines": ["FUSE_USE_VERSION=29", "_FILE_OFFSET_BITS=64", "NAPI_VERSION=8"],
-    "libraries": ["-l:libfuse.so.2"],
+    "libraries": ["-lfuse"],
     "cflags": ["-g", "-O2", "-Wall", "-Wno-unused-parameter"]
   }]
 }
