@@ -18,6 +18,12 @@ export interface BallStoreOptions {
   eviction: EvictionPolicy
   /** Whether the cloud tier is known to hold the ball (kept by the data pool). */
   inCloud: (id: string) => boolean
+  /**
+   * Reads of a disk copy before the ball enters the memory level (default 64,
+   * about two sequential passes of a 4 MiB ball): one pass over a large file,
+   * or scattered random reads, must not churn the memory level.
+   */
+  promoteAfterReads?: number
   log?: { warn: (obj: object, msg: string) => void }
 }
 
@@ -104,7 +110,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
       try {
         const data = await this.reader.read(bin, id, offset, length, into)
         this.outcomes.localHit++
-        if (bin.level === 'disk' && !skipCache) this.promote(id)
+        if (bin.level === 'disk' && !skipCache && (bin.entries.get(id)?.uses ?? 0) >= (this.opts.promoteAfterReads ?? 64)) this.promote(id)
         return data
       } catch (err) {
         failure = err

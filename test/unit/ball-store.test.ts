@@ -21,7 +21,7 @@ interface Setup {
   inCloud: Set<string>
 }
 
-async function setup (t: Test, opts: { bins: Array<[Level, number]>, cloud?: boolean, writePolicy?: WritePolicy, eviction?: EvictionPolicy }): Promise<Setup> {
+async function setup (t: Test, opts: { bins: Array<[Level, number]>, cloud?: boolean, writePolicy?: WritePolicy, eviction?: EvictionPolicy, promoteAfterReads?: number }): Promise<Setup> {
   const root = await mkdtemp(join(tmpdir(), 'chaac-unit-store-'))
   t.teardown(async () => await rm(root, { recursive: true, force: true }))
   const bins = opts.bins.map(([level, capacity], i) => new Bin({ level, dir: join(root, `bin${i}`), capacity }))
@@ -30,7 +30,13 @@ async function setup (t: Test, opts: { bins: Array<[Level, number]>, cloud?: boo
   await cloud?.open()
   const inCloud = new Set<string>()
   const store = new BallStore({
-    bins, cloud, writePolicy: opts.writePolicy ?? 'through', eviction: opts.eviction ?? 'lru', inCloud: (id) => inCloud.has(id)
+    bins,
+    cloud,
+    writePolicy: opts.writePolicy ?? 'through',
+    eviction: opts.eviction ?? 'lru',
+    inCloud: (id) => inCloud.has(id),
+    // Most tests watch the caching itself: every disk read promotes.
+    promoteAfterReads: opts.promoteAfterReads ?? 1
   })
   store.on('uploaded', (id) => inCloud.add(id))
   t.teardown(async () => await store.close())
@@ -165,6 +171,17 @@ t.test('ball store - a bin never exceeds its capacity under many concurrent puts
     const { id } = encodeBall(data)
     t.ok((await store.read(id, 0, data.length, true)).equals(data), 'every ball reads back')
   }
+})
+
+t.test('ball store - a ball enters the mem level only after repeated reads from disk', async (t) => {
+  const { store, bins: [mem] } = await setup(t, { bins: [['mem', 1024 * KiB], ['disk', 4096 * KiB]], promoteAfterReads: 10 })
+  const data = randomBytes(200 * KiB)
+  const id = await store.put(data)
+  const cached = nextCopyInto(store, mem)
+  for (let i = 0; i < 5; i++) await store.read(id, 0, 4096, false)
+  t.notOk(mem.has(id), 'a few reads leave the mem level alone')
+  for (let i = 0; i < 5; i++) await store.read(id, 0, 4096, false)
+  t.equal(await cached, id, 'promoted once read often')
 })
 
 t.test('ball store - a small mem level caching a bigger working set stays within capacity', async (t) => {
