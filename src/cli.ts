@@ -1,9 +1,11 @@
 // The `chaac` command: `agent` runs an agent; `status` and `locate` ask a
-// running one over its HTTP API. Signals are handled here and only here.
+// running one over its HTTP API; `bench` measures a folder (src/bench/).
+// Signals are handled here and only here.
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { relative, resolve } from 'node:path'
 import { pino } from 'pino'
 import { Agent } from './agent.ts'
+import { benchCommand } from './bench/command.ts'
 import {
   DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, defaultBins, oneOf, parseBin, parseHostPort, type AgentConfig
 } from './config.ts'
@@ -71,6 +73,8 @@ program.command('locate')
       console.log(`  #${b.index} @${b.offset} +${b.length} ${b.id ?? '-'}  ${where}`)
     }
   })
+
+program.addCommand(benchCommand())
 
 interface Status {
   agent: { id: string, version: string, uptimeSeconds: number }
