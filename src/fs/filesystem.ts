@@ -229,7 +229,8 @@ export class Filesystem {
   // ---- files ----
 
   async create (parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<{ stat: Stat, fd: number }> {
-    const node = await this.pool.create(parent, name, this.ownership(parent, S_IFREG | (mode & 0o7777), caller))
+    // Stored with the file's first commit (flush, close or fsync), or by the next change to the namespace.
+    const node = await this.pool.create(parent, name, this.ownership(parent, S_IFREG | (mode & 0o7777), caller), { lazy: true })
     const stat = this.remember(node.ino)
     return { stat, fd: this.openHandle(node, flags) }
   }
@@ -263,6 +264,7 @@ export class Filesystem {
   async flush (fd: number): Promise<void> {
     const h = this.handle(fd)
     if (writes(h)) await this.commit(h.ino, false)
+    await this.pool.flushLazy()
   }
 
   async fsync (fd: number): Promise<void> {
@@ -277,6 +279,7 @@ export class Filesystem {
     if (!file) return
     try {
       if (writes(h)) await this.commit(ino, false)
+      await this.pool.flushLazy()
     } finally {
       if (--file.handles === 0) {
         this.open.delete(ino)
