@@ -9,51 +9,13 @@ import type { AttrPatch, DataPool } from '../meta/data-pool.ts'
 import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, isFile, isSymlink, type Inode } from '../meta/schema.ts'
 import type { BallStore } from '../store/ball-store.ts'
 import { OpenFile } from './open-file.ts'
+import type { AttrChanges, Caller, DirEntry, Opened, Stat, StatFs } from './types.ts'
 
 const S_ISGID = 0o2000
 const NAME_MAX = 255
 const PATH_MAX = 4096
 const O_ACCMODE = 3
 const O_TRUNC = 0o1000
-
-export interface Stat {
-  ino: number
-  mode: number
-  uid: number
-  gid: number
-  nlink: number
-  size: number
-  rdev: number
-  blksize: number
-  blocks: number
-  atime: number
-  mtime: number
-  ctime: number
-}
-
-export interface StatFs {
-  bsize: number
-  frsize: number
-  blocks: number
-  bfree: number
-  bavail: number
-  files: number
-  ffree: number
-  favail: number
-  fsid: number
-  flag: number
-  namemax: number
-}
-
-export interface Caller { uid: number, gid: number }
-
-export interface DirEntry { name: string, ino: number, mode: number }
-
-/** A new handle, and whether the kernel may keep the pages it cached of the file. */
-export interface Opened { fd: number, keepCache: boolean }
-
-/** What a setattr changes; times in milliseconds. */
-export interface AttrChanges { mode?: number, uid?: number, gid?: number, size?: number, atime?: number, mtime?: number }
 
 // A directory handle lists the entries it had when read from the start, so
 // that offsets stay valid while the directory changes.

@@ -2,7 +2,8 @@
 // one reply out (the result, or an errno), and never later than the op's deadline.
 import { constants } from 'node:os'
 import { ChaacError } from '../errors.ts'
-import type { AttrChanges, Filesystem, Stat } from '../fs/filesystem.ts'
+import type { Filesystem } from '../fs/filesystem.ts'
+import type { AttrChanges, Stat } from '../fs/types.ts'
 import { binding as native, OP_NAMES, Op, SA, SetAttr, type Req } from './lowlevel.ts'
 
 export interface OpLog {
