@@ -2,7 +2,7 @@
 // folder and chaac path each, HTTP on a free loopback port, and a teardown
 // that kills by PID and unmounts lazily so a failed test leaves no mount.
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm, readdir, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
@@ -101,17 +101,6 @@ export async function cleanupAgent (agent: RunningAgent | undefined, removeRoot 
 
 export async function unmountLazily (mount: string): Promise<void> {
   await execFileP('fusermount', ['-uz', mount]).catch(() => {})
-}
-
-/**
- * Frees processes stuck on a FUSE connection whose server died: writes 1 to
- * its abort file under fusectl.
- */
-export async function abortDeadFuseConnections (): Promise<void> {
-  const dir = '/sys/fs/fuse/connections'
-  for (const conn of await readdir(dir).catch(() => [])) {
-    await writeFile(join(dir, conn, 'abort'), '1').catch(() => {})
-  }
 }
 
 export interface ShResult { code: number, stdout: string, stderr: string }
