@@ -207,14 +207,15 @@ export class OpenFile {
 
   private grow (idx: number, buf: Buffer, need: number): Buffer {
     if (buf.length >= need) return buf
-    // Double up to the chunk size; a write reaching a quarter of it goes straight there.
+    // Double up to 128 KiB; past that (a large file) straight to a whole chunk.
     const C = this.chunkSize
-    const size = need >= C / 4 ? C : Math.min(C, Math.max(need, 2 * buf.length, 64 * 1024))
-    const bigger = Buffer.alloc(size)
+    const size = need > SMALL_CHUNK ? C : Math.min(C, Math.max(need, 2 * buf.length, 64 * 1024))
+    const bigger = size === C ? wholeChunk(C) : Buffer.alloc(size)
     buf.copy(bigger)
     this.dirty.set(idx, bigger)
     return bigger
   }
+
 
   private setDirty (idx: number, buf: Buffer): Buffer {
     this.dirty.set(idx, buf)
@@ -238,8 +239,10 @@ export class OpenFile {
     this.latest.set(idx, gen)
     const length = Math.max(0, Math.min(this.chunkSize, this.size - idx * this.chunkSize))
     const data = buf.length >= length ? buf.subarray(0, length) : Buffer.concat([buf, Buffer.alloc(length - buf.length)])
+    let stored = false
     const done = (async () => {
       const id = length === 0 || isZero(data) ? null : await this.store.put(data)
+      stored = true
       if (id !== null) {
         this.pinned.push(id)
         this.unsynced.push(id)
@@ -253,6 +256,8 @@ export class OpenFile {
       this.error ??= err
     }).finally(() => {
       if (this.sealing.get(idx)?.gen === gen) this.sealing.delete(idx)
+      // Nothing reads the buffer any more: readers copy from it synchronously.
+      if (stored && buf.length === this.chunkSize) recycle(buf)
     })
     this.sealing.set(idx, { gen, buf, done })
   }
@@ -263,6 +268,22 @@ export class OpenFile {
     this.error = undefined
     throw err instanceof ChaacError ? err : new ChaacError('CHAAC_IO', 'could not store file data', { cause: err })
   }
+}
+
+const SMALL_CHUNK = 128 * 1024
+
+// Whole-chunk buffers are reused: a new 4 MiB buffer per chunk keeps the
+// garbage collector busy on large writes.
+const spareChunks: Buffer[] = []
+const MAX_SPARE_CHUNKS = 8
+
+function wholeChunk (size: number): Buffer {
+  const spare = spareChunks.pop()
+  return spare !== undefined && spare.length === size ? spare.fill(0) : Buffer.alloc(size)
+}
+
+function recycle (buf: Buffer): void {
+  if (spareChunks.length < MAX_SPARE_CHUNKS) spareChunks.push(buf)
 }
 
 const ZEROS = Buffer.alloc(64 * 1024)
