@@ -4,7 +4,7 @@
 // then the npm dependencies.
 // Uses only Node's standard library: it runs before node_modules exists.
 import { spawnSync } from 'node:child_process'
-import { existsSync, statSync } from 'node:fs'
+import { existsSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -14,8 +14,12 @@ const forBench = process.argv.includes('--bench')
 // libfuse-dev: the headers native/chaac-fuse is built against.
 const aptPackages = ['libfuse2', 'libfuse-dev', 'fuse3']
 if (forTests) aptPackages.push('docker.io', 'busybox-static', 'iproute2', 'rsync', 'git', 'sqlite3')
-// bench/single-host.ts drives fio, dd (coreutils) and a python3 script.
-if (forBench) aptPackages.push('fio', 'python3')
+// bench/single-host.ts drives fio, dd (coreutils) and a python3 script;
+// bench/compare.ts also brings up bindfs, GlusterFS and MooseFS and runs git.
+if (forBench) {
+  aptPackages.push('fio', 'python3', 'git', 'bindfs', 'glusterfs-server', 'glusterfs-client',
+    'moosefs-master', 'moosefs-chunkserver', 'moosefs-client')
+}
 
 function run (cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { stdio: 'inherit', ...opts })
@@ -37,8 +41,20 @@ if (missing.length > 0) {
   const [cmd, ...pre] = process.getuid?.() === 0 ? ['apt-get'] : ['sudo', 'apt-get']
   console.error(`chaac setup: installing Debian packages: ${missing.join(' ')}`)
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+  // Maintainer scripts must not start daemons (glusterd, mfsmaster, ...): the
+  // bench starts its own, on loopback, and stops them. policy-rc.d exiting 101
+  // tells invoke-rc.d "not now"; a temporary one if the machine has none.
+  const policy = '/usr/sbin/policy-rc.d'
+  const ownPolicy = process.getuid?.() === 0 && !existsSync(policy)
+  // Removed on any exit: run() exits the process when apt fails.
+  const removePolicy = () => { if (ownPolicy && existsSync(policy)) unlinkSync(policy) }
+  if (ownPolicy) {
+    writeFileSync(policy, '#!/bin/sh\n# chaac scripts/ensure-deps.mjs: no service starts during this install\nexit 101\n', { mode: 0o755 })
+    process.on('exit', removePolicy)
+  }
   run(cmd, [...pre, 'update', '-q'], { env })
   run(cmd, [...pre, 'install', '-y', '-q', ...missing], { env })
+  removePolicy()
 }
 
 // node_modules is current when npm's own record of it is newer than the lock file.

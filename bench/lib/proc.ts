@@ -1,0 +1,187 @@
+// Processes, mounts and timing for the benchmarks: child processes that are
+// tracked and killed by PID, daemons started in their own session with their
+// output in a log file, mount checks read from /proc (never from the mount).
+import { spawn, type ChildProcess } from 'node:child_process'
+import { open, readFile, readdir, writeFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
+
+export function log (msg: string): void {
+  console.log(`[${new Date().toISOString().slice(11, 19)}] ${msg}`)
+}
+
+export function delay (ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+// Short-lived children still running; killed if the run is torn down early.
+const children = new Set<ChildProcess>()
+
+export function killChildren (): void {
+  for (const child of children) child.kill('SIGKILL')
+}
+
+export interface RunResult { stdout: string, stderr: string, ms: number }
+
+/** Runs a command in a child process; rejects on a non-zero exit or after timeoutMs (then SIGKILL). */
+export async function run (cmd: string, args: string[], opts: { timeoutMs?: number, cwd?: string, env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  return await new Promise((resolve, reject) => {
+    const start = performance.now()
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd, env: opts.env ?? process.env })
+    children.add(child)
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => { stdout += String(d) })
+    child.stderr.on('data', (d) => { stderr += String(d) })
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 600_000)
+    child.on('error', (err) => {
+      clearTimeout(timer)
+      children.delete(child)
+      reject(err)
+    })
+    child.on('close', (code, signal) => {
+      const ms = performance.now() - start
+      clearTimeout(timer)
+      children.delete(child)
+      if (code === 0) resolve({ stdout, stderr, ms })
+      else reject(new Error(`${cmd} ${args.join(' ')} failed (${signal ?? `exit ${code}`}):\n${(stdout + stderr).slice(-4000)}`))
+    })
+  })
+}
+
+/** Empties the kernel's page, dentry and inode caches. */
+export async function dropKernelCaches (): Promise<void> {
+  await run('sync', [])
+  await writeFile('/proc/sys/vm/drop_caches', '3')
+}
+
+async function mountTargets (): Promise<string[]> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8')
+  return info.split('\n').map((line) => line.split(' ')[4]).filter((x) => x !== undefined)
+}
+
+/** True when something is mounted at `dir` (from mountinfo: the mount itself is never touched). */
+export async function isMounted (dir: string): Promise<boolean> {
+  const target = resolve(dir).replace(/ /g, '\\040')
+  return (await mountTargets()).includes(target)
+}
+
+/** Every mount point at or under `root`. */
+export async function mountsUnder (root: string): Promise<string[]> {
+  const r = resolve(root)
+  return (await mountTargets()).filter((m) => m === r || m.startsWith(r + '/'))
+}
+
+export async function waitFor (what: string, check: () => Promise<boolean>, timeoutMs = 60_000, alive?: () => void): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!await check()) {
+    alive?.()
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`)
+    await delay(100)
+  }
+}
+
+/** Unmounts `dir`: umount, then a lazy umount if it is busy; no-op when nothing is mounted. */
+export async function unmount (dir: string): Promise<void> {
+  if (!await isMounted(dir)) return
+  await run('umount', [dir], { timeoutMs: 60_000 }).catch(async () => {
+    await run('umount', ['-l', dir], { timeoutMs: 30_000 }).catch(() => {})
+  })
+}
+
+/**
+ * A long-running process in its own session (setsid, so the PID is the
+ * daemon's and a signal to us does not reach it), stdout and stderr appended
+ * to a log file; stopped by PID.
+ */
+export class Daemon {
+  child?: ChildProcess
+  private exited?: Promise<void>
+
+  constructor (readonly name: string, readonly cmd: string, readonly args: string[], readonly logFile: string,
+    private readonly env?: NodeJS.ProcessEnv) {}
+
+  async start (): Promise<void> {
+    const fh = await open(this.logFile, 'a')
+    try {
+      const child = spawn(this.cmd, this.args, { detached: true, stdio: ['ignore', fh.fd, fh.fd], env: this.env ?? process.env })
+      this.child = child
+      this.exited = new Promise((resolve) => child.once('exit', () => resolve()))
+      await new Promise<void>((resolve, reject) => {
+        child.once('spawn', resolve)
+        child.once('error', reject)
+      })
+    } finally {
+      await fh.close()
+    }
+  }
+
+  get running (): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null
+  }
+
+  get pid (): number | undefined {
+    return this.running ? this.child?.pid : undefined
+  }
+
+  /** Throws with the log's tail if the daemon is gone (for waits). */
+  assertRunning (): void {
+    if (!this.running) throw new Error(`${this.name} exited (${this.child?.exitCode ?? this.child?.signalCode}); see ${this.logFile}`)
+  }
+
+  async logText (): Promise<string> {
+    return await readFile(this.logFile, 'utf8').catch(() => '')
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  async stop (graceMs = 30_000): Promise<void> {
+    const child = this.child
+    if (child === undefined || !this.running) return
+    child.kill('SIGTERM')
+    if (await Promise.race([this.exited?.then(() => true), delay(graceMs).then(() => false)]) === false) {
+      log(`${this.name} (pid ${child.pid}) ignored SIGTERM for ${graceMs / 1000} s; killing it`)
+      child.kill('SIGKILL')
+      await Promise.race([this.exited, delay(10_000)])
+    }
+  }
+}
+
+/** PIDs of processes whose command line mentions `text` (e.g. a temp folder), this process excluded. */
+export async function pidsMentioning (text: string): Promise<number[]> {
+  const pids: number[] = []
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
+    const cmd = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')
+    if (cmd.includes(text)) pids.push(Number(name))
+  }
+  return pids
+}
+
+/** Kills processes by PID (SIGTERM, then SIGKILL for those still there after `graceMs`). */
+export async function killPids (pids: number[], graceMs = 5000): Promise<void> {
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch {
+      return false
+    }
+  }
+  for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGTERM')
+  const deadline = Date.now() + graceMs
+  while (pids.some(alive) && Date.now() < deadline) await delay(100)
+  for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL')
+}
+
+/** VmRSS and VmHWM of a process in bytes; zeros when it is gone. */
+export async function memoryOf (pid: number): Promise<{ rss: number, hwm: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
+  const kB = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024
+  return { rss: kB('VmRSS'), hwm: kB('VmHWM') }
+}
+
+export function median (xs: number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
+  if (s.length === 0) return NaN
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
+}
