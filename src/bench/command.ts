@@ -100,7 +100,7 @@ function stepBar (enabled: boolean, label: string, total: number, unit: string):
     stopOnComplete: false,
     barsize: 30
   }, cliProgress.Presets.shades_classic)
-  const show = (n: number): string => unit === 'bytes' ? formatSize(n) : `${Math.round(n)} ${unit}`
+  const show = (n: number): string => unit === 'bytes' ? formatSize(n) : unit === 's' ? `${n.toFixed(1)} s` : `${Math.round(n)} ${unit}`
   bar.start(total, 0, { shown: show(0), totalShown: show(total) })
   return {
     update: (n: number) => bar.update(n, { shown: show(n) }),
