@@ -3,8 +3,8 @@
 // physical limit), run side by side and interleaved (native, chaac, native,
 // chaac, ...) for several rounds, so that both see the same machine state.
 //
-//   npm run bench                     # 3 rounds, results into bench/
-//   npm run bench -- --rounds 5
+//   npm run bench:single-host                  # 3 rounds, results into bench/
+//   npm run bench:single-host -- --rounds 5
 //
 // The agent is a separate process (node bin/chaac.mjs agent ...), stopped by
 // PID at the end. All file I/O on the mount happens in child processes (dd,
@@ -37,7 +37,7 @@ const { values: flags } = parseArgs({
 })
 
 if (flags.help) {
-  console.log(`usage: npm run bench -- [--rounds N] [--random-seconds S] [--mem-bin SIZE] [--out DIR]
+  console.log(`usage: npm run bench:single-host -- [--rounds N] [--random-seconds S] [--mem-bin SIZE] [--out DIR]
   --rounds N          rounds of native + chaac per workload (default 3, at least 3 for a median)
   --random-seconds S  length of each 4 KiB random-read run (default 10)
   --mem-bin SIZE      capacity of the agent's memory-level bin (default 256MiB, the agent's default)
@@ -201,6 +201,11 @@ class AgentProcess {
       if (name !== '.chaac-bin') await rm(join(this.memBin, name), { recursive: true, force: true })
     }
     await this.start()
+  }
+
+  /** The last lines the current agent process printed (its warnings and errors), for a failure report. */
+  logTail (lines = 30): string {
+    return this.output.trimEnd().split('\n').slice(-lines).join('\n')
   }
 
   /** Resets the kernel's record of peak RSS (VmHWM) for the agent; false where the kernel refuses. */
@@ -420,10 +425,6 @@ async function machineFacts (root: string): Promise<Record<string, string>> {
   const memKb = Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1] ?? totalmem() / 1024)
   const fs = (await run('findmnt', ['-n', '-o', 'FSTYPE,SOURCE', '--target', root]).catch(() => ({ stdout: '?' }))).stdout.trim().split(/\s+/).join(' on ')
   const fio = (await run('fio', ['--version'])).stdout.trim()
-  const commit = (await run('git', ['-C', PROJECT, 'rev-parse', '--short', 'HEAD']).catch(() => ({ stdout: '?' }))).stdout.trim()
-  // The agent runs from the working tree: say when its source differs from the commit.
-  const changed = (await run('git', ['-C', PROJECT, 'status', '--porcelain', '--', 'src']).catch(() => ({ stdout: '' }))).stdout
-    .split('\n').filter((l) => l.trim() !== '').length
   return {
     nproc: String(availableParallelism()),
     cpu: cpus()[0]?.model ?? '?',
@@ -432,8 +433,16 @@ async function machineFacts (root: string): Promise<Record<string, string>> {
     filesystem: `${fs} (native folder and the agent's disk bin)`,
     node: process.version,
     fio,
-    commit: changed > 0 ? `${commit} + uncommitted changes in ${changed} files under src/` : commit
+    commit: await sourceState()
   }
+}
+
+/** The commit the agent runs from, and whether its source in the working tree differs from it. */
+async function sourceState (): Promise<string> {
+  const commit = (await run('git', ['-C', PROJECT, 'rev-parse', '--short', 'HEAD']).catch(() => ({ stdout: '?' }))).stdout.trim()
+  const changed = (await run('git', ['-C', PROJECT, 'status', '--porcelain', '--', 'src']).catch(() => ({ stdout: '' }))).stdout
+    .split('\n').filter((l) => l.trim() !== '').length
+  return changed > 0 ? `${commit} + uncommitted changes in ${changed} files under src/` : commit
 }
 
 /**
@@ -453,8 +462,9 @@ async function backgroundLoad (ownData: string): Promise<string> {
 
 function commandLine (): string {
   const args = process.argv.slice(2).join(' ')
-  return process.env.npm_lifecycle_event === 'bench'
-    ? `npm run bench${args ? ` -- ${args}` : ''}`
+  const script = process.env.npm_lifecycle_event
+  return script !== undefined && script !== ''
+    ? `npm run ${script}${args ? ` -- ${args}` : ''}`
     : `node bin/run-ts.mjs bench/single-host.ts${args ? ` ${args}` : ''}`
 }
 
@@ -506,7 +516,7 @@ ${rows.map(roundsRow).join('\n')}
 async function preflight (root: string): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run as root: dropping the kernel caches needs /proc/sys/vm/drop_caches')
   for (const tool of ['fio', 'python3', 'dd', 'fusermount']) {
-    await run(tool, ['--version']).catch(() => { throw new Error(`${tool} is missing (npm run bench installs fio; python3 and fuse3 come from apt)`) })
+    await run(tool, ['--version']).catch(() => { throw new Error(`${tool} is missing (npm run bench:single-host installs it)`) })
   }
   const { bavail, bsize } = await statfs(root)
   const need = 12 * GiB
@@ -565,6 +575,9 @@ async function main (): Promise<void> {
     for (let round = 1; round <= ROUNDS; round++) await oneRound(round, f, agent)
 
     facts['load at end'] = await backgroundLoad(f.data)
+    // The agent restarts between rounds: a source change meanwhile would mix two versions.
+    const sourceAtEnd = await sourceState()
+    if (sourceAtEnd !== facts.commit) facts['commit at end (source changed during the run)'] = sourceAtEnd
     const rows = summarize()
     const shownArgs = agent.args.map((a) => a.replace(f.data, '<data>').replace(f.mount, '<mount>').replace(f.memBin, '<tmpfs dir>'))
     const seconds = (performance.now() - t0) / 1000
@@ -572,6 +585,9 @@ async function main (): Promise<void> {
     console.log(COLD_NOTE)
     await writeResults(rows, facts, started, seconds, shownArgs)
     log(`results: ${join(flags.out, 'results-single-host.md')} and .json (${Math.round(seconds)} s)`)
+  } catch (err) {
+    console.error(`the agent's last output:\n${agent.logTail()}`)
+    throw err
   } finally {
     if (!interrupted) await cleanup()
   }
