@@ -63,7 +63,9 @@ export async function summarizeProfiles (dir: string, project: string, n = 8): P
   const inProject = new Map<string, { fn: string, where: string, ms: number }>()
   const add = (map: typeof self, cf: CallFrame, ms: number): void => {
     const url = cf.url.replace(/^file:\/\//, '')
-    const where = url === '' ? '' : `${url.startsWith(project) ? relative(project, url) : url.replace(/^.*node_modules\//, 'node_modules/')}:${cf.lineNumber + 1}:${cf.columnNumber + 1}`
+    const file = url.startsWith(project) ? relative(project, url) : url.replace(/^.*node_modules\//, 'node_modules/')
+    // tsx hands node each TypeScript module as one line of JavaScript: there, only the column tells functions apart.
+    const where = url === '' ? '' : cf.lineNumber === 0 && url.endsWith('.ts') ? `${file} (col ${cf.columnNumber + 1})` : `${file}:${cf.lineNumber + 1}`
     const fn = cf.functionName === '' ? '(anonymous)' : cf.functionName
     const key = `${fn} ${where}`
     const entry = map.get(key) ?? { fn, where, ms: 0 }
