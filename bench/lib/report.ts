@@ -120,7 +120,7 @@ export function ratioChart (rows: Row[], targets: TargetId[], title: string): st
   const top = 56
   const height = top + data.length * groupH + 50
   const width = left + plotW + 70
-  const minExp = -4
+  const minExp = -3
   const maxExp = 1
   const x = (ratio: number): number => {
     const e = Math.min(maxExp, Math.max(minExp, Math.log10(Math.max(ratio, 1e-6))))
