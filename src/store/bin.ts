@@ -27,6 +27,8 @@ export interface BallEntry {
 export type EvictionPolicy = 'lru' | 'lfu'
 
 const ID_FILE = '.chaac-bin'
+/** Ball files a bin keeps open: enough for random reads over a few GiB without reopening. */
+export const OPEN_BALL_FILES = 1024
 let useClock = 0
 
 export class Bin implements BallSource {
@@ -40,7 +42,7 @@ export class Bin implements BallSource {
   // A ball deleted and written again at once: the rename must come after the unlink.
   private readonly deleting = new Map<string, Promise<void>>()
   private readonly subdirs = new Set<string>()
-  private readonly fds = new Lru<string, Promise<FileHandle>>(64, (_, fh) => {
+  private readonly fds = new Lru<string, Promise<FileHandle>>(OPEN_BALL_FILES, (_, fh) => {
     fh.then(async (h) => await h.close()).catch(() => {})
   })
 
