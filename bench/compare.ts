@@ -12,13 +12,14 @@
 // PID, mounts unmounted, temp folders removed. All file I/O on the mounts runs
 // in child processes (dd, fio, cp, tar, git, rm, `chaac bench`).
 import { mkdir, mkdtemp, readFile, readdir, rm, statfs, writeFile } from 'node:fs/promises'
-import { availableParallelism, cpus, release, tmpdir } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { summarizeProfiles, type ProfileSummary } from './lib/profile.ts'
 import { delay, dropKernelCaches, killChildren, log, median, memoryOf, mountsUnder, run, unmount } from './lib/proc.ts'
 import { MATCH_TOLERANCE, TARGET_NAMES, format, formatRatio, mainTable, ratioChart, roundsTable, summarize, type Row, type WorkloadDef } from './lib/report.ts'
 import { ChaacAgent, bindfsTarget, chaacTarget, glusterTarget, localTarget, moosefsTarget, type Target, type TargetId } from './lib/targets.ts'
+import { commandLine, filesystemOf, machineBasics, sourceState } from './lib/machine.ts'
 
 const PROJECT = resolve(import.meta.dirname, '..')
 const CLI = join(PROJECT, 'bin', 'chaac.mjs')
@@ -345,37 +346,20 @@ async function profilePass (ctx: Ctx, chaac: Target): Promise<GroupProfile[]> {
 // ---------------------------------------------------------------- results
 
 async function machineFacts (root: string): Promise<Record<string, string>> {
-  const meminfo = await readFile('/proc/meminfo', 'utf8')
-  const memKb = Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1] ?? 0)
-  const fsLine = (await run('findmnt', ['-n', '-o', 'FSTYPE,SOURCE', '--target', root]).catch(() => ({ stdout: '?' }))).stdout.trim().split(/\s+/).join(' on ')
   const version = async (cmd: string, args: string[]): Promise<string> =>
     (await run(cmd, args).then((r) => (r.stdout + r.stderr).split('\n')[0].trim(), () => '?'))
   const pkg = async (p: string): Promise<string> => (await run('dpkg-query', ['-W', '-f=${Version}', p]).then((r) => r.stdout, () => '?'))
-  const commit = (await run('git', ['-C', PROJECT, 'rev-parse', '--short', 'HEAD']).catch(() => ({ stdout: '?' }))).stdout.trim()
-  const changed = (await run('git', ['-C', PROJECT, 'status', '--porcelain', '--', 'src', 'native']).catch(() => ({ stdout: '' }))).stdout
-    .split('\n').filter((l) => l.trim() !== '').length
   return {
-    nproc: String(availableParallelism()),
-    cpu: cpus()[0]?.model ?? '?',
-    memory: `${(memKb / 1024 / 1024).toFixed(1)} GiB`,
-    kernel: release(),
-    filesystem: `${fsLine} (every target's data)`,
-    node: process.version,
+    ...await machineBasics(),
+    filesystem: `${await filesystemOf(root)} (every target's data)`,
     fio: await version('fio', ['--version']),
     packages: `bindfs ${await pkg('bindfs')}, glusterfs ${await pkg('glusterfs-server')}, moosefs ${await pkg('moosefs-master')}`,
-    commit: changed > 0 ? `${commit} + uncommitted changes in ${changed} files under src/ or native/` : commit
+    commit: await sourceState(['src', 'native'])
   }
 }
 
 async function loadNow (): Promise<string> {
   return (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')
-}
-
-function commandLine (): string {
-  const args = process.argv.slice(2).join(' ')
-  return process.env.npm_lifecycle_event === 'bench'
-    ? `npm run bench${args ? ` -- ${args}` : ''}`
-    : `node bin/run-ts.mjs bench/compare.ts${args ? ` ${args}` : ''}`
 }
 
 const CLUSTER_NOTE = 'Not measured yet: **a Chaac cluster of three agents on 127.0.0.2-4**. Chaac does not form a cluster yet ' +
@@ -408,7 +392,7 @@ function profileSection (profiles: GroupProfile[]): string {
 
 async function writeResults (rows: Row[], targetsUsed: Target[], facts: Record<string, string>, started: Date, seconds: number, profiles: GroupProfile[]): Promise<void> {
   const ids = targetsUsed.map((t) => t.id)
-  const command = commandLine()
+  const command = commandLine('bench/compare.ts')
   const analysis = await readFile(join(PROJECT, 'bench', 'compare-analysis.md'), 'utf8').catch(() => '')
   const md = `# Chaac against what users would pick instead
 

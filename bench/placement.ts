@@ -13,14 +13,14 @@
 //    its disk 90% full: each host's share of 100,000 new balls per policy.
 //
 // Pure computation: no disk, no network. Writes bench/results-placement.md.
-import { execFile } from 'node:child_process'
-import { readFile, writeFile } from 'node:fs/promises'
-import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os'
+import { writeFile } from 'node:fs/promises'
+import { loadavg } from 'node:os'
 import { join, resolve } from 'node:path'
-import { parseArgs, promisify } from 'node:util'
+import { parseArgs } from 'node:util'
 import { Allocator } from '../src/placement/allocator.ts'
 import { Rng } from '../src/placement/rng.ts'
 import { POLICIES, type PlacementBin, type Policy, type Utilisation } from '../src/placement/types.ts'
+import { commandLine, machineBasics, sourceState } from './lib/machine.ts'
 
 const PROJECT = resolve(import.meta.dirname, '..')
 const MiB = 1024 * 1024
@@ -238,28 +238,11 @@ function contextShares (c: ContextCase, policy: Policy): number[] {
 // ---------------------------------------------------------------- machine and results
 
 async function machineFacts (): Promise<Record<string, string>> {
-  const run = promisify(execFile)
-  const meminfo = await readFile('/proc/meminfo', 'utf8').catch(() => '')
-  const memKb = Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1] ?? totalmem() / 1024)
-  const commit = (await run('git', ['-C', PROJECT, 'rev-parse', '--short', 'HEAD']).catch(() => ({ stdout: '?' }))).stdout.trim()
-  const changed = (await run('git', ['-C', PROJECT, 'status', '--porcelain', '--', 'src/placement', 'bench/placement.ts']).catch(() => ({ stdout: '' }))).stdout
-    .split('\n').filter((l) => l.trim() !== '').length
   return {
-    nproc: String(availableParallelism()),
-    cpu: cpus()[0]?.model ?? '?',
-    memory: `${(memKb / 1024 / 1024).toFixed(1)} GiB`,
-    kernel: release(),
-    node: process.version,
+    ...await machineBasics(),
     'load average at start': loadavg().map((l) => l.toFixed(2)).join(' '),
-    commit: changed > 0 ? `${commit} + uncommitted changes to the allocator or this script` : commit
+    commit: await sourceState(['src/placement', 'bench/placement.ts'])
   }
-}
-
-function commandLine (): string {
-  const args = process.argv.slice(2).join(' ')
-  return process.env.npm_lifecycle_event === 'bench:placement'
-    ? `npm run bench:placement${args ? ` -- ${args}` : ''}`
-    : `node bin/run-ts.mjs bench/placement.ts${args ? ` ${args}` : ''}`
 }
 
 async function main (): Promise<void> {
@@ -338,7 +321,7 @@ ${table(['policy', ...hostHead], rows)}`)
   const seconds = (Date.now() - started.getTime()) / 1000
   const md = `# Placement benchmark: the allocator's policies
 
-Command: \`${commandLine()}\`
+Command: \`${commandLine('bench/placement.ts')}\`
 Date: ${started.toISOString()} (${Math.round(seconds)} s)
 Machine: ${Object.entries(facts).map(([k, v]) => `${k} ${v}`).join('; ')}
 

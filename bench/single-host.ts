@@ -14,9 +14,10 @@
 // even when a workload fails or the run is interrupted.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, statfs, writeFile } from 'node:fs/promises'
-import { availableParallelism, cpus, release, tmpdir, totalmem } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { commandLine, filesystemOf, machineBasics, sourceState } from './lib/machine.ts'
 
 const PROJECT = resolve(import.meta.dirname, '..')
 const CLI = join(PROJECT, 'bin', 'chaac.mjs')
@@ -421,28 +422,12 @@ function table (rows: Row[]): string {
 }
 
 async function machineFacts (root: string): Promise<Record<string, string>> {
-  const meminfo = await readFile('/proc/meminfo', 'utf8')
-  const memKb = Number(/^MemTotal:\s+(\d+)/m.exec(meminfo)?.[1] ?? totalmem() / 1024)
-  const fs = (await run('findmnt', ['-n', '-o', 'FSTYPE,SOURCE', '--target', root]).catch(() => ({ stdout: '?' }))).stdout.trim().split(/\s+/).join(' on ')
-  const fio = (await run('fio', ['--version'])).stdout.trim()
   return {
-    nproc: String(availableParallelism()),
-    cpu: cpus()[0]?.model ?? '?',
-    memory: `${(memKb / 1024 / 1024).toFixed(1)} GiB`,
-    kernel: release(),
-    filesystem: `${fs} (native folder and the agent's disk bin)`,
-    node: process.version,
-    fio,
-    commit: await sourceState()
+    ...await machineBasics(),
+    filesystem: `${await filesystemOf(root)} (native folder and the agent's disk bin)`,
+    fio: (await run('fio', ['--version'])).stdout.trim(),
+    commit: await sourceState(['src'])
   }
-}
-
-/** The commit the agent runs from, and whether its source in the working tree differs from it. */
-async function sourceState (): Promise<string> {
-  const commit = (await run('git', ['-C', PROJECT, 'rev-parse', '--short', 'HEAD']).catch(() => ({ stdout: '?' }))).stdout.trim()
-  const changed = (await run('git', ['-C', PROJECT, 'status', '--porcelain', '--', 'src']).catch(() => ({ stdout: '' }))).stdout
-    .split('\n').filter((l) => l.trim() !== '').length
-  return changed > 0 ? `${commit} + uncommitted changes in ${changed} files under src/` : commit
 }
 
 /**
@@ -460,14 +445,6 @@ async function backgroundLoad (ownData: string): Promise<string> {
   return `load average ${load}, ${agents} other chaac agent${agents === 1 ? '' : 's'} running`
 }
 
-function commandLine (): string {
-  const args = process.argv.slice(2).join(' ')
-  const script = process.env.npm_lifecycle_event
-  return script !== undefined && script !== ''
-    ? `npm run ${script}${args ? ` -- ${args}` : ''}`
-    : `node bin/run-ts.mjs bench/single-host.ts${args ? ` ${args}` : ''}`
-}
-
 const COLD_NOTE = 'Cold: `sync; echo 3 > /proc/sys/vm/drop_caches` before the read. For chaac also a fresh agent whose ' +
   'memory-level bin was emptied while it was stopped, so every ball comes from the disk-level bin (through the kernel ' +
   'page cache of the ball files, which was dropped too). Hot: the same file read again right away.'
@@ -479,7 +456,7 @@ function roundsRow (r: Row): string {
 }
 
 async function writeResults (rows: Row[], facts: Record<string, string>, started: Date, seconds: number, agentArgs: string[]): Promise<void> {
-  const command = commandLine()
+  const command = commandLine('bench/single-host.ts')
   const md = `# Single-host benchmark: chaac mount vs the plain folder underneath
 
 Command: \`${command}\`
@@ -576,7 +553,7 @@ async function main (): Promise<void> {
 
     facts['load at end'] = await backgroundLoad(f.data)
     // The agent restarts between rounds: a source change meanwhile would mix two versions.
-    const sourceAtEnd = await sourceState()
+    const sourceAtEnd = await sourceState(['src'])
     if (sourceAtEnd !== facts.commit) facts['commit at end (source changed during the run)'] = sourceAtEnd
     const rows = summarize()
     const shownArgs = agent.args.map((a) => a.replace(f.data, '<data>').replace(f.mount, '<mount>').replace(f.memBin, '<tmpfs dir>'))
