@@ -1,0 +1,23 @@
+// The dialling side of a peer link: connect, prove the cluster secret and check
+// the peer's proof, all within one deadline.
+import { WebSocket } from 'ws'
+import { ChaacError } from '../errors.ts'
+import { handshakeSettings, openHandshake, type HandshakeOptions } from './handshake.ts'
+import type { PeerLink } from './peer-link.ts'
+
+export interface ConnectOptions extends HandshakeOptions {
+  /** For connecting and authenticating together; default 5 s. */
+  connectTimeoutMs?: number
+}
+
+/** Opens an authenticated link to the peer at `url` (ws://host:port). */
+export async function connectPeer (url: string, opts: ConnectOptions): Promise<PeerLink> {
+  const { maxFrameBytes } = handshakeSettings(opts)
+  let ws: WebSocket
+  try {
+    ws = new WebSocket(url, { maxPayload: maxFrameBytes, perMessageDeflate: false })
+  } catch (err) {
+    throw new ChaacError('CHAAC_INVALID', `not a peer address: ${url}`, { cause: err })
+  }
+  return await openHandshake(ws, opts, opts.connectTimeoutMs ?? 5_000, `connecting to peer ${url}`)
+}
