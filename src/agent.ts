@@ -5,11 +5,14 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { HttpApi } from './api/http-api.ts'
+import type { CloudTier } from './cloud/cloud-tier.ts'
 import { DirCloud } from './cloud/dir-cloud.ts'
-import type { AgentConfig } from './config.ts'
+import { S3Cloud } from './cloud/s3-cloud.ts'
+import type { AgentConfig, CloudSpec } from './config.ts'
 import { ContextMonitor } from './context/context-monitor.ts'
 import type { HostProbe } from './context/host-context.ts'
 import { SiProbe } from './context/si-probe.ts'
+import { CloudCollector } from './fs/cloud-collector.ts'
 import { CloudUploader } from './fs/cloud-uploader.ts'
 import { Filesystem } from './fs/filesystem.ts'
 import { ChaacMount } from './fuse/mount.ts'
@@ -30,6 +33,7 @@ export class Agent {
     readonly store: BallStore,
     readonly fs: Filesystem,
     readonly uploader: CloudUploader,
+    readonly collector: CloudCollector,
     readonly context: ContextMonitor,
     readonly mount: ChaacMount,
     readonly http: HttpApi,
@@ -39,17 +43,18 @@ export class Agent {
   static async start (config: AgentConfig, log: Logger, probe: HostProbe = new SiProbe()): Promise<Agent> {
     await mkdir(config.data, { recursive: true })
     const id = await agentId(config.data)
+    // First, so that a wrong endpoint, bad credentials or a missing bucket stop the agent before it mounts.
+    const cloud = config.cloud && cloudTier(config.cloud)
+    await cloud?.open()
     const pool = await DataPool.open(join(config.data, 'meta'))
     const bins = config.bins.map((spec) => new Bin(spec))
     await Promise.all(bins.map(async (b) => await b.open()))
-    const cloud = config.cloud ? new DirCloud(config.cloud) : undefined
-    await cloud?.open()
     const store = new BallStore({
       bins, cloud, writePolicy: config.writePolicy, eviction: config.eviction, inCloud: (ball) => pool.inCloud(ball), log
     })
     const record = (p: Promise<void>): void => { p.catch((err) => log.error({ err }, 'could not update the map of balls')) }
     store.on('copy', (bin, ball, bytes, present) => record(pool.recordCopy(bin, ball, bytes, present)))
-    store.on('uploaded', (ball, bytes) => record(pool.markInCloud(ball, bytes)))
+    store.on('uploaded', (ball, bytes) => record(pool.markInCloud(ball, bytes, !store.isPinned(ball) && !pool.isReferenced(ball))))
     await reconcileCopies(pool, bins)
 
     const fs = new Filesystem({ pool, store, chunkSize: config.chunkSize, cacheSkipOver: config.cacheSkipOver, log })
@@ -57,10 +62,12 @@ export class Agent {
     await store.fitCapacity()
     const uploader = new CloudUploader(pool, store, log)
     if (store.writePolicy === 'async') uploader.start()
+    const collector = new CloudCollector(pool, store, config.cloudGcGraceMs, log)
+    if (cloud) collector.start()
     const context = new ContextMonitor(probe, config.data, config.contextIntervalMs, log)
     context.start()
     const mount = new ChaacMount(config.mount, fs, log, { attrTimeout: config.attrTimeout })
-    const agent = new Agent(id, config, pool, store, fs, uploader, context, mount, new HttpApi(), log)
+    const agent = new Agent(id, config, pool, store, fs, uploader, collector, context, mount, new HttpApi(), log)
     try {
       await mount.mount()
       await agent.http.listen(agent, config.http.host, config.http.port)
@@ -82,6 +89,7 @@ export class Agent {
       await step('commit open files', async () => await this.fs.commitAll()
         .catch((err) => this.log.error({ err }, 'could not commit open files at shutdown')))
       await step('uploads', async () => await this.uploader.close())
+      await step('cloud garbage', async () => await this.collector.close())
       await step('http', async () => await this.http.close())
       await step('context', async () => this.context.close())
       await step('ball store', async () => await this.store.close())
@@ -89,6 +97,10 @@ export class Agent {
     })()
     await this.closing
   }
+}
+
+function cloudTier (spec: CloudSpec): CloudTier {
+  return spec.kind === 'dir' ? new DirCloud(spec.dir) : new S3Cloud(spec)
 }
 
 async function agentId (data: string): Promise<string> {

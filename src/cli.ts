@@ -7,7 +7,7 @@ import { pino } from 'pino'
 import { Agent } from './agent.ts'
 import { benchCommand } from './bench/command.ts'
 import {
-  DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, defaultBins, oneOf, parseBin, parseHostPort, type AgentConfig
+  DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, defaultBins, oneOf, parseBin, parseCloud, parseHostPort, parseSeconds, type AgentConfig
 } from './config.ts'
 import { formatSize, parseSize } from './units.ts'
 import { VERSION } from './version.ts'
@@ -35,7 +35,15 @@ program.command('agent')
   .addOption(new Option('--bin <level:dir:capacity>', 'a bin (repeatable), level mem or disk, e.g. disk:/srv/chaac/bin0:100GiB; CHAAC_BIN takes a comma-separated list (default: mem on /dev/shm 256MiB + disk under --data 16GiB)').env('CHAAC_BIN').argParser(collectBin))
   .addOption(new Option('--chunk-size <size>', 'largest ball: files are cut into balls of this size').env('CHAAC_CHUNK_SIZE').default(DEFAULTS.chunkSize))
   .addOption(new Option('--write <policy>', 'cloud tier write policy: through (before close returns), async (in the background), none').env('CHAAC_WRITE').choices(WRITE_POLICIES).default(DEFAULTS.write))
-  .addOption(new Option('--cloud <dir>', 'cloud tier directory; "none" for no cloud tier (default: <data>/cloud)').env('CHAAC_CLOUD'))
+  .addOption(new Option('--cloud <dir|s3://bucket[/prefix]>', 'cloud tier: a directory, S3-compatible object storage, or "none" (default: <data>/cloud)').env('CHAAC_CLOUD'))
+  .addOption(new Option('--s3-endpoint <url>', 'S3 endpoint of a self-hosted store, e.g. http://127.0.0.1:7480 (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS)').env('CHAAC_S3_ENDPOINT'))
+  .addOption(new Option('--s3-region <region>', 'S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1)').env('CHAAC_S3_REGION'))
+  .addOption(new Option('--s3-access-key <id>', 'S3 access key id (default: the usual AWS sources, e.g. AWS_ACCESS_KEY_ID)').env('CHAAC_S3_ACCESS_KEY'))
+  .addOption(new Option('--s3-secret-key <key>', 'S3 secret key; prefer the variable, a flag shows in ps (default: AWS_SECRET_ACCESS_KEY)').env('CHAAC_S3_SECRET_KEY'))
+  .addOption(new Option('--s3-path-style <on|off>', 'path-style bucket addressing (default: on with --s3-endpoint, off for AWS)').env('CHAAC_S3_PATH_STYLE'))
+  .addOption(new Option('--s3-create-bucket <on|off>', 'create the bucket at start if it is missing').env('CHAAC_S3_CREATE_BUCKET').default('on'))
+  .addOption(new Option('--cloud-timeout <seconds>', 'deadline of a cloud tier read, retries included (reads fail with EIO after it); uploads get 6 times this').env('CHAAC_CLOUD_TIMEOUT').default(DEFAULTS.cloudTimeout))
+  .addOption(new Option('--cloud-gc-grace <seconds>', 'how long the cloud copy of a ball no file references any more is kept before it is deleted').env('CHAAC_CLOUD_GC_GRACE').default(DEFAULTS.cloudGcGrace))
   .addOption(new Option('--cache-skip-over <size>', 'files larger than this are read without being cached').env('CHAAC_CACHE_SKIP_OVER').default(DEFAULTS.cacheSkipOver))
   .addOption(new Option('--eviction <policy>', 'cache eviction within a bin').env('CHAAC_EVICTION').choices(EVICTION_POLICIES).default(DEFAULTS.eviction))
   .addOption(new Option('--attr-timeout <seconds>', 'how long the kernel trusts attributes and names').env('CHAAC_ATTR_TIMEOUT').default('1'))
@@ -82,7 +90,7 @@ interface Status {
   http: string
   bins: Array<{ level: string, dir: string, capacity: number, used: number, balls: number }>
   reads: Record<string, number>
-  cloud: { location: string, writePolicy: string, uploadQueue: number } | null
+  cloud: { location: string, writePolicy: string, uploadQueue: number, garbage: number } | null
   files: number
   context: { ufCPU: number, ufMemory: number, ufFileSystem: number, ufNet: number } | null
 }
@@ -118,7 +126,7 @@ function printStatus (s: Status): void {
   }
   const r = s.reads
   console.log(`ball reads: ${r.localHit} local cache hits, ${r.remoteHit} remote cache hits, ${r.miss} cache misses, ${r.skip} cache skips`)
-  console.log(s.cloud ? `cloud tier: ${s.cloud.location} (write ${s.cloud.writePolicy}, ${s.cloud.uploadQueue} balls queued)` : 'cloud tier: none')
+  console.log(s.cloud ? `cloud tier: ${s.cloud.location} (write ${s.cloud.writePolicy}, ${s.cloud.uploadQueue} balls queued for upload, ${s.cloud.garbage} in their grace period before deletion)` : 'cloud tier: none')
   if (s.context) {
     console.log(`context: cpu ${pct(s.context.ufCPU)}, memory ${pct(s.context.ufMemory)}, filesystem ${pct(s.context.ufFileSystem)}, net ${pct(s.context.ufNet)}`)
   }
@@ -132,6 +140,14 @@ interface AgentFlags {
   chunkSize: string
   write: string
   cloud?: string
+  s3Endpoint?: string
+  s3Region?: string
+  s3AccessKey?: string
+  s3SecretKey?: string
+  s3PathStyle?: string
+  s3CreateBucket: string
+  cloudTimeout: string
+  cloudGcGrace: string
   cacheSkipOver: string
   eviction: string
   attrTimeout: string
@@ -158,7 +174,10 @@ function configFromFlags (f: AgentFlags): AgentConfig {
     bins,
     chunkSize,
     writePolicy: oneOf('--write', WRITE_POLICIES, f.write),
-    cloud: f.cloud === 'none' ? undefined : resolve(f.cloud ?? resolve(data, 'cloud')),
+    cloud: check('--cloud', () => parseCloud(f.cloud ?? resolve(data, 'cloud'), {
+      endpoint: f.s3Endpoint, region: f.s3Region, accessKey: f.s3AccessKey, secretKey: f.s3SecretKey, pathStyle: f.s3PathStyle, createBucket: f.s3CreateBucket
+    }, check('--cloud-timeout', () => parseSeconds(f.cloudTimeout)), process.env)),
+    cloudGcGraceMs: check('--cloud-gc-grace', () => parseSeconds(f.cloudGcGrace)),
     cacheSkipOver: check('--cache-skip-over', () => parseSize(f.cacheSkipOver)),
     eviction: oneOf('--eviction', EVICTION_POLICIES, f.eviction),
     attrTimeout,

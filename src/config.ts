@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import type { BinSpec, EvictionPolicy, Level } from './store/bin.ts'
 import { LEVELS } from './store/bin.ts'
 import type { WritePolicy } from './store/ball-store.ts'
+import type { S3Spec } from './cloud/s3-cloud.ts'
 import { parseSize } from './units.ts'
 
 export const PROJECT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..')
@@ -17,13 +18,17 @@ export interface AgentConfig {
   bins: BinSpec[]
   chunkSize: number
   writePolicy: WritePolicy
-  /** Directory of the cloud tier; none when empty. */
-  cloud?: string
+  /** The cloud tier; none when absent. */
+  cloud?: CloudSpec
+  /** How long a ball no file references keeps its cloud copy (ms). */
+  cloudGcGraceMs: number
   cacheSkipOver: number
   eviction: EvictionPolicy
   attrTimeout: number
   contextIntervalMs: number
 }
+
+export type CloudSpec = { kind: 'dir', dir: string } | ({ kind: 's3' } & S3Spec)
 
 export const WRITE_POLICIES: readonly WritePolicy[] = ['through', 'async', 'none']
 export const EVICTION_POLICIES: readonly EvictionPolicy[] = ['lru', 'lfu']
@@ -37,8 +42,74 @@ export const DEFAULTS = {
   cacheSkipOver: '1TiB',
   eviction: 'lru',
   memBin: '256MiB',
-  diskBin: '16GiB'
+  diskBin: '16GiB',
+  cloudTimeout: '10',
+  cloudGcGrace: '3600'
 } as const
+
+/** Where the S3 settings come from when no flag gives them: the usual AWS variables. */
+export interface S3Settings {
+  endpoint?: string
+  region?: string
+  accessKey?: string
+  secretKey?: string
+  /** 'on', 'off', or absent: on for a self-hosted store (an endpoint is set), off for AWS. */
+  pathStyle?: string
+  createBucket?: string
+}
+
+/**
+ * `--cloud`: a directory, `none`, or `s3://BUCKET[/PREFIX]`. A bucket takes
+ * its endpoint, region and credentials from `s3` (flags, CHAAC_S3_*), then
+ * from the usual AWS variables in `env`.
+ */
+export function parseCloud (text: string, s3: S3Settings, timeoutMs: number, env: NodeJS.ProcessEnv = {}): CloudSpec | undefined {
+  if (text === 'none') return undefined
+  if (!/^[a-z0-9]+:\/\//i.test(text)) return { kind: 'dir', dir: resolve(text) }
+  const m = /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(text)
+  if (!m) throw new RangeError(`not a cloud tier: '${text}' (expected a directory, none, or s3://BUCKET[/PREFIX])`)
+  const bucket = m[1]
+  // S3's bucket naming rules: 3-63 of a-z, 0-9, '.', '-', starting and ending with a letter or digit.
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    throw new RangeError(`'${bucket}' is not a valid bucket name (3-63 characters: lowercase letters, digits, '.' and '-')`)
+  }
+  const prefix = (m[2] ?? '').replace(/^\/+|\/+$/g, '')
+  const endpoint = s3.endpoint ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL
+  if (endpoint !== undefined) {
+    let url: URL | undefined
+    try { url = new URL(endpoint) } catch {}
+    if (!url || !['http:', 'https:'].includes(url.protocol)) throw new RangeError(`S3 endpoint must be an http(s) URL; got '${endpoint}'`)
+  }
+  const accessKeyId = s3.accessKey
+  const secretAccessKey = s3.secretKey
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    throw new RangeError('give both the S3 access key and the secret key, or neither (then the usual AWS sources are used)')
+  }
+  return {
+    kind: 's3',
+    bucket,
+    prefix: prefix === '' ? '' : prefix + '/',
+    endpoint,
+    region: s3.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    credentials: accessKeyId !== undefined && secretAccessKey !== undefined ? { accessKeyId, secretAccessKey } : undefined,
+    pathStyle: s3.pathStyle === undefined ? endpoint !== undefined : onOff('path style', s3.pathStyle),
+    createBucket: s3.createBucket === undefined ? true : onOff('create bucket', s3.createBucket),
+    timeoutMs
+  }
+}
+
+function onOff (what: string, text: string): boolean {
+  if (/^(on|yes|true|1)$/i.test(text)) return true
+  if (/^(off|no|false|0)$/i.test(text)) return false
+  throw new RangeError(`${what} must be on or off; got '${text}'`)
+}
+
+/** A number of seconds as people write it (`10`, `0.5`), in milliseconds. */
+export function parseSeconds (text: string): number {
+  const s = Number(text)
+  if (text.trim() === '' || !Number.isFinite(s) || s < 0) throw new RangeError(`not a number of seconds: '${text}'`)
+  return Math.round(s * 1000)
+}
 
 /** `LEVEL:DIR:CAPACITY`, e.g. `disk:/var/lib/chaac/bin0:100GiB`. */
 export function parseBin (text: string): BinSpec {

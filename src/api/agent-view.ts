@@ -1,6 +1,7 @@
 // What the HTTP API reads of a running agent.
 import type { AgentConfig } from '../config.ts'
 import type { ContextMonitor } from '../context/context-monitor.ts'
+import type { CloudCollector } from '../fs/cloud-collector.ts'
 import type { CloudUploader } from '../fs/cloud-uploader.ts'
 import type { Filesystem } from '../fs/filesystem.ts'
 import type { DataPool } from '../meta/data-pool.ts'
@@ -16,6 +17,7 @@ export interface AgentView {
   readonly store: BallStore
   readonly fs: Filesystem
   readonly uploader: CloudUploader
+  readonly collector: CloudCollector
   readonly context: ContextMonitor
   readonly http: HttpApi
 }

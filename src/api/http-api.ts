@@ -116,7 +116,7 @@ function status (agent: AgentView): object {
     bins: bins(agent).map(({ context, ...rest }) => rest),
     reads: { ...agent.store.outcomes },
     cloud: agent.store.cloud
-      ? { location: agent.store.cloud.location, writePolicy: agent.store.writePolicy, uploadQueue: agent.uploader.depth }
+      ? { location: agent.store.cloud.location, writePolicy: agent.store.writePolicy, uploadQueue: agent.uploader.depth, garbage: agent.collector.pending }
       : null,
     files: agent.pool.inodeCount,
     context: agent.context.latest ?? null
@@ -132,7 +132,8 @@ function balls (agent: AgentView, url: URL): object {
   const page = ids.slice(0, limit)
   return {
     total: agent.pool.balls.size,
-    balls: page.map((id) => ({ id, ...agent.pool.balls.get(id) })),
+    // garbageSince: no file references the ball; its cloud copy goes after the grace period.
+    balls: page.map((id) => ({ id, ...agent.pool.balls.get(id), garbageSince: agent.pool.garbage.get(id) ?? null })),
     next: ids.length > limit ? page[page.length - 1] : null
   }
 }

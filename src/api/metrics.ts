@@ -41,6 +41,12 @@ export function buildMetrics (agent: AgentView): Registry {
     collect () { this.set(agent.uploader.depth) }
   })
   new Gauge({
+    name: 'chaac_cloud_garbage_balls',
+    help: 'Balls no file references whose cloud tier copy waits for the end of its grace period',
+    registers: [registry],
+    collect () { this.set(agent.collector.pending) }
+  })
+  new Gauge({
     name: 'chaac_inodes',
     help: 'Files, directories and links in the namespace',
     registers: [registry],

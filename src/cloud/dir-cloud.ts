@@ -1,5 +1,5 @@
 // The cloud tier of the embedded default: a local directory.
-import { mkdir, open, rename, rm, stat, unlink } from 'node:fs/promises'
+import { mkdir, open, readFile, rename, rm, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ChaacError } from '../errors.ts'
 import type { CloudTier } from './cloud-tier.ts'
@@ -37,12 +37,20 @@ export class DirCloud implements CloudTier {
     return await stat(this.pathOf(id)).then(() => true, () => false)
   }
 
+  async readBall (id: string): Promise<Buffer> {
+    try {
+      return await readFile(this.pathOf(id))
+    } catch (err) {
+      throw this.missing(id, err)
+    }
+  }
+
   async readRaw (id: string, start: number, length: number, into?: Buffer): Promise<Buffer> {
     let fh
     try {
       fh = await open(this.pathOf(id), 'r')
     } catch (err) {
-      throw new ChaacError('CHAAC_BALL_MISSING', `cloud tier ${this.location}: no ball ${id}`, { cause: err })
+      throw this.missing(id, err)
     }
     try {
       const buf = into ?? Buffer.allocUnsafe(length)
@@ -58,6 +66,10 @@ export class DirCloud implements CloudTier {
   }
 
   async close (): Promise<void> {}
+
+  private missing (id: string, cause: unknown): ChaacError {
+    return new ChaacError('CHAAC_BALL_MISSING', `cloud tier ${this.location}: no ball ${id}`, { cause })
+  }
 
   private pathOf (id: string): string {
     return join(this.location, id.slice(0, 2), id)

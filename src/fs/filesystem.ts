@@ -319,7 +319,10 @@ export class Filesystem {
     for (const id of ids) {
       if (this.pool.isReferenced(id)) continue
       try {
-        if (await this.store.forget(id)) await this.pool.dropBall(id)
+        if (!await this.store.forget(id)) continue
+        // The cloud copy goes after a grace period (CloudCollector).
+        if (this.pool.inCloud(id)) await this.pool.markGarbage(id, Date.now())
+        else await this.pool.dropBall(id)
       } catch (err) {
         this.opts.log.warn({ ball: id, err: (err as Error).message }, 'could not delete an unreferenced ball')
       }

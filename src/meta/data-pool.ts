@@ -9,7 +9,7 @@ import { Level } from 'level'
 import { ChaacError, notFound } from '../errors.ts'
 import { BatchWriter, type BatchOp } from './batch-writer.ts'
 import {
-  NEXT_INO_KEY, ROOT_INO, S_IFDIR, S_IFMT, ballKey, decode, direntKey, encode, inodeKey, isDir, parseDirentKey, uploadKey,
+  NEXT_INO_KEY, ROOT_INO, S_IFDIR, S_IFMT, ballKey, decode, direntKey, encode, garbageKey, inodeKey, isDir, parseDirentKey, uploadKey,
   type BallRecord, type Inode
 } from './schema.ts'
 
@@ -38,6 +38,8 @@ export class DataPool extends EventEmitter<{ queued: [] }> {
   private readonly parents = new Map<number, number>()
   readonly balls = new Map<string, BallRecord>()
   readonly uploads = new Set<string>()
+  /** Balls whose cloud copy no file referenced any more, and since when (ms). */
+  readonly garbage = new Map<string, number>()
   private nextIno = ROOT_INO + 1
   private readonly writer: BatchWriter
 
@@ -71,6 +73,7 @@ export class DataPool extends EventEmitter<{ queued: [] }> {
         }
         case 'b': this.balls.set(key.slice(2), decode<BallRecord>(value)); break
         case 'q': this.uploads.add(key.slice(2)); break
+        case 'g': this.garbage.set(key.slice(2), Number(value.toString())); break
         case 'm': if (key === NEXT_INO_KEY) this.nextIno = Number(value.toString()); break
       }
     }
@@ -349,13 +352,21 @@ export class DataPool extends EventEmitter<{ queued: [] }> {
     await this.persist([{ type: 'put', key: ballKey(id), value: encode(rec) }])
   }
 
-  async markInCloud (id: string, bytes: number): Promise<void> {
+  /** The cloud tier holds the ball now; `garbage` when nothing references or is about to reference it. */
+  async markInCloud (id: string, bytes: number, garbage = false): Promise<void> {
     const rec = this.balls.get(id) ?? { bytes, refs: 0, cloud: true, bins: [] }
     rec.bytes ||= bytes
     rec.cloud = true
     this.balls.set(id, rec)
     this.uploads.delete(id)
-    await this.persist([{ type: 'del', key: uploadKey(id) }, { type: 'put', key: ballKey(id), value: encode(rec) }])
+    const ops: BatchOp[] = [{ type: 'del', key: uploadKey(id) }, { type: 'put', key: ballKey(id), value: encode(rec) }]
+    // An upload that finished after its file was deleted left a copy nothing references.
+    if (garbage && rec.refs <= 0 && !this.garbage.has(id)) {
+      const at = Date.now()
+      this.garbage.set(id, at)
+      ops.push({ type: 'put', key: garbageKey(id), value: Buffer.from(String(at)) })
+    }
+    await this.persist(ops)
   }
 
   inCloud (id: string): boolean {
@@ -371,7 +382,32 @@ export class DataPool extends EventEmitter<{ queued: [] }> {
   async dropBall (id: string): Promise<void> {
     this.balls.delete(id)
     this.uploads.delete(id)
-    await this.persist([{ type: 'del', key: ballKey(id) }, { type: 'del', key: uploadKey(id) }])
+    this.garbage.delete(id)
+    await this.persist([{ type: 'del', key: ballKey(id) }, { type: 'del', key: uploadKey(id) }, { type: 'del', key: garbageKey(id) }])
+  }
+
+  /** Notes that no file references a ball the cloud tier holds: it is deleted there after a grace period. */
+  async markGarbage (id: string, at: number): Promise<void> {
+    if (this.garbage.has(id)) return
+    this.garbage.set(id, at)
+    await this.persist([{ type: 'put', key: garbageKey(id), value: Buffer.from(String(at)) }])
+  }
+
+  /** A file references the ball again: its cloud copy stays. */
+  async keepBall (id: string): Promise<void> {
+    if (!this.garbage.delete(id)) return
+    await this.persist([{ type: 'del', key: garbageKey(id) }])
+  }
+
+  /**
+   * The cloud copy is about to be deleted: from now on a writer of the same
+   * content uploads it again rather than counting on that copy.
+   */
+  async markNotInCloud (id: string): Promise<void> {
+    const rec = this.balls.get(id)
+    if (!rec) return
+    rec.cloud = false
+    await this.persist([{ type: 'put', key: ballKey(id), value: encode(rec) }])
   }
 
   async sync (): Promise<void> {

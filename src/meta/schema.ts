@@ -4,6 +4,9 @@
 //   d!<parent ino>!<name>        -> child ino (decimal)
 //   b!<ball id>                  -> BallRecord
 //   q!<ball id>                  -> '' (waiting for upload to the cloud tier)
+//   g!<ball id>                  -> ms since the epoch when no file referenced
+//                                   it any more (its cloud copy is garbage after
+//                                   a grace period)
 //   m!next-ino                   -> next inode number (decimal)
 import { pack, unpack } from 'msgpackr'
 
@@ -53,6 +56,7 @@ export const inodeKey = (ino: number): string => `i!${hex(ino)}`
 export const direntKey = (parent: number, name: string): string => `d!${hex(parent)}!${name}`
 export const ballKey = (id: string): string => `b!${id}`
 export const uploadKey = (id: string): string => `q!${id}`
+export const garbageKey = (id: string): string => `g!${id}`
 export const NEXT_INO_KEY = 'm!next-ino'
 
 export function parseDirentKey (key: string): { parent: number, name: string } {

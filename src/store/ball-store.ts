@@ -6,7 +6,7 @@ import type { CloudTier } from '../cloud/cloud-tier.ts'
 import { ChaacError, isChaacError } from '../errors.ts'
 import { encodeBall } from './ball-codec.ts'
 import type { Bin, EvictionPolicy } from './bin.ts'
-import { VerifiedReader } from './verified-reader.ts'
+import { VerifiedReader, type BallSource } from './verified-reader.ts'
 
 export type ReadOutcome = 'localHit' | 'remoteHit' | 'miss' | 'skip'
 export type WritePolicy = 'through' | 'async' | 'none'
@@ -41,7 +41,10 @@ export class BallStore extends EventEmitter<StoreEvents> {
   readonly writePolicy: WritePolicy
   private readonly reader = new VerifiedReader()
   private readonly fetches = new Map<string, Promise<Buffer>>()
+  // Fetched balls whose bytes are at hand while they are being cached.
+  private readonly fetched = new Set<string>()
   private readonly promotions = new Map<string, Promise<void>>()
+  private readonly cloudOps = new Map<string, Promise<void>>()
   // Balls written for content not yet committed: garbage collection leaves them alone.
   private readonly pins = new Map<string, number>()
 
@@ -95,8 +98,22 @@ export class BallStore extends EventEmitter<StoreEvents> {
   }
 
   private async uploadBall (id: string, header: Buffer, data: Buffer): Promise<void> {
-    await (this.cloud as CloudTier).put(id, header, data)
+    await this.cloudOp(id, async (cloud) => await cloud.put(id, header, data))
     this.emit('uploaded', id, header.length + data.length)
+  }
+
+  // Uploads and deletes of one ball run one after the other, so a delete
+  // that was decided before a writer brought the same content back cannot
+  // land after that writer's upload.
+  private async cloudOp (id: string, fn: (cloud: CloudTier) => Promise<void>): Promise<void> {
+    const cloud = this.cloud
+    if (!cloud) return
+    const before = this.cloudOps.get(id) ?? Promise.resolve()
+    const op = before.catch(() => {}).then(async () => await fn(cloud))
+    const settled = op.catch(() => {})
+    this.cloudOps.set(id, settled)
+    void settled.then(() => { if (this.cloudOps.get(id) === settled) this.cloudOps.delete(id) })
+    await op
   }
 
   /**
@@ -127,9 +144,11 @@ export class BallStore extends EventEmitter<StoreEvents> {
       this.outcomes.skip++
       return data
     }
+    // Bytes fetched a moment ago and not yet in a bin are in this agent's memory: a local cache hit.
+    const ready = this.fetched.has(id)
     const whole = await this.fetchIntoCache(id)
-    this.outcomes.miss++
-    return await this.reader.read({ readRaw: async (_, start, len) => whole.subarray(start, start + len) }, id, offset, length)
+    this.outcomes[ready ? 'localHit' : 'miss']++
+    return await this.reader.read(rawSource(whole), id, offset, length)
   }
 
   /** Makes the local durable copies of balls safe from a power loss (fsync). */
@@ -147,17 +166,30 @@ export class BallStore extends EventEmitter<StoreEvents> {
     await this.uploadBall(id, await bin.readRaw(id, 0, h.length), data)
   }
 
-  /** Removes every copy of a ball that no file references any more; false if it is pinned. */
+  /**
+   * Removes the local copies of a ball that no file references any more;
+   * false if it is pinned (a writer is storing the same content). The cloud
+   * copy goes later, after a grace period (deleteFromCloud).
+   */
   async forget (id: string): Promise<boolean> {
     if (this.isPinned(id)) return false
     await Promise.all(this.bins.map(async (b) => await this.dropCopy(b, id)))
-    await this.cloud?.delete(id)
     return true
   }
 
-  /** Waits for background cache copies, then closes the bins and the cloud tier. */
+  async deleteFromCloud (id: string): Promise<void> {
+    await this.cloudOp(id, async (cloud) => await cloud.delete(id))
+  }
+
+  /** Waits for the background work of the moment: cloud fetches and operations, copies into the cache. */
+  async settle (): Promise<void> {
+    await Promise.allSettled([...this.fetches.values(), ...this.cloudOps.values()])
+    await Promise.allSettled([...this.promotions.values()])
+  }
+
+  /** Waits for background work, then closes the bins and the cloud tier. */
   async close (): Promise<void> {
-    await Promise.allSettled([...this.promotions.values(), ...this.fetches.values()])
+    await this.settle()
     await Promise.all(this.bins.map(async (b) => await b.close()))
     await this.cloud?.close()
   }
@@ -257,26 +289,40 @@ export class BallStore extends EventEmitter<StoreEvents> {
   }
 
   // One fetch per ball however many readers want it; the whole ball is
-  // verified, then kept in the first level that has room.
+  // verified and handed to the readers, then kept in each level (the first
+  // bin of the level with room) in the background. Until it is kept, later
+  // readers are served from the fetched bytes rather than fetching again.
   private async fetchIntoCache (id: string): Promise<Buffer> {
     let pending = this.fetches.get(id)
     if (!pending) {
-      pending = (async () => {
-        const cloud = this.cloud as CloudTier
-        const h = await this.reader.header(cloud, id)
-        const raw = await cloud.readRaw(id, 0, h.length + h.size)
-        await this.reader.read({ readRaw: async (_, start, len) => raw.subarray(start, start + len) }, id, 0, h.size)
-        // Keep a copy in each level: the first bin of the level with room.
+      const fetched = this.fetchVerified(id)
+      pending = fetched
+      this.fetches.set(id, fetched)
+      this.promotions.set(id, fetched.then(async (raw) => {
+        this.fetched.add(id)
+        const h = await this.reader.header(rawSource(raw), id)
         for (const level of ['mem', 'disk']) {
           for (const bin of this.bins.filter((b) => b.level === level)) {
-            await this.cacheCopy(bin, id, raw.subarray(0, h.length), raw.subarray(h.length)).catch(() => {})
+            await this.cacheCopy(bin, id, raw.subarray(0, h.length), raw.subarray(h.length, h.length + h.size)).catch(() => {})
             if (bin.has(id)) break
           }
         }
-        return raw
-      })().finally(() => this.fetches.delete(id))
-      this.fetches.set(id, pending)
+      }).catch(() => {}).finally(() => {
+        this.fetched.delete(id)
+        this.fetches.delete(id)
+        this.promotions.delete(id)
+      }))
     }
     return await pending
   }
+
+  private async fetchVerified (id: string): Promise<Buffer> {
+    // One request for the whole ball: the header comes with it.
+    const raw = await (this.cloud as CloudTier).readBall(id)
+    const h = await this.reader.header(rawSource(raw), id)
+    await this.reader.read(rawSource(raw), id, 0, h.size)
+    return raw
+  }
 }
+
+const rawSource = (raw: Buffer): BallSource => ({ readRaw: async (_, start, len) => raw.subarray(start, start + len) })
