@@ -29,6 +29,10 @@ export interface S3Spec {
   partSize?: number
 }
 
+// Chaac runs on Node.js 20 and package-lock.json pins an SDK release that
+// supports it; the SDK's notice about later releases would only clutter the log.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+
 const MIB = 1024 * 1024
 const UPLOAD_TIMEOUT_FACTOR = 6
 const PART_CONCURRENCY = 4

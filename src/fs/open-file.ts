@@ -11,6 +11,8 @@ import type { BallStore } from '../store/ball-store.ts'
 /** Dirty chunks kept before the oldest is sealed, and seals in flight per file. */
 const MAX_DIRTY = 8
 const MAX_SEALING = 2
+// Balls fetched ahead of a reader that missed the local cache.
+const READ_AHEAD_BALLS = 2
 
 interface Sealing { gen: number, buf: Buffer, done: Promise<void> }
 
@@ -115,6 +117,7 @@ export class OpenFile {
       } else if (id == null) {
         target.fill(0, at, at + n)
       } else {
+        if (!skipCache && !this.store.isLocal(id)) this.readAhead(idx)
         const data = await this.store.read(id, within, n, skipCache, target.subarray(at, at + n))
         const inPlace = data.buffer === target.buffer && data.byteOffset === target.byteOffset + at
         if (!inPlace) data.copy(target, at)
@@ -123,6 +126,14 @@ export class OpenFile {
       pos += n
     }
     return end - offset
+  }
+
+  // A read that goes to the cloud tier starts fetching the next balls too.
+  private readAhead (idx: number): void {
+    for (let j = idx + 1; j <= idx + READ_AHEAD_BALLS && j < this.balls.length; j++) {
+      const next = this.balls[j]
+      if (next != null) this.store.prefetch(next)
+    }
   }
 
   async truncate (size: number): Promise<void> {

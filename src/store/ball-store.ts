@@ -6,7 +6,11 @@ import type { CloudTier } from '../cloud/cloud-tier.ts'
 import { ChaacError, isChaacError } from '../errors.ts'
 import { encodeBall } from './ball-codec.ts'
 import type { Bin, EvictionPolicy } from './bin.ts'
+import { Lru } from './lru.ts'
 import { VerifiedReader, type BallSource } from './verified-reader.ts'
+
+// Cloud fetches a reader may have running ahead of it at once.
+const MAX_FETCHES_AHEAD = 4
 
 export type ReadOutcome = 'localHit' | 'remoteHit' | 'miss' | 'skip'
 export type WritePolicy = 'through' | 'async' | 'none'
@@ -43,6 +47,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
   private readonly fetches = new Map<string, Promise<Buffer>>()
   // Fetched balls whose bytes are at hand while they are being cached.
   private readonly fetched = new Set<string>()
+  private readonly fetchedAhead = new Lru<string, true>(1024)
   private readonly promotions = new Map<string, Promise<void>>()
   private readonly cloudOps = new Map<string, Promise<void>>()
   // Balls written for content not yet committed: garbage collection leaves them alone.
@@ -126,7 +131,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
       if (!bin.has(id)) continue
       try {
         const data = await this.reader.read(bin, id, offset, length, into)
-        this.outcomes.localHit++
+        this.count(id, 'localHit')
         if (bin.level === 'disk' && !skipCache && (bin.entries.get(id)?.uses ?? 0) >= (this.opts.promoteAfterReads ?? 64)) this.promote(id)
         return data
       } catch (err) {
@@ -147,8 +152,32 @@ export class BallStore extends EventEmitter<StoreEvents> {
     // Bytes fetched a moment ago and not yet in a bin are in this agent's memory: a local cache hit.
     const ready = this.fetched.has(id)
     const whole = await this.fetchIntoCache(id)
-    this.outcomes[ready ? 'localHit' : 'miss']++
+    this.count(id, ready ? 'localHit' : 'miss')
     return await this.reader.read(rawSource(whole), id, offset, length)
+  }
+
+  /** Whether a bin of this agent holds the ball. */
+  isLocal (id: string): boolean {
+    return this.bins.some((b) => b.has(id))
+  }
+
+  /**
+   * Read-ahead: fetches a ball from the cloud tier before a sequential reader
+   * asks for it, so that the next request overlaps the reading of this one.
+   */
+  prefetch (id: string): void {
+    if (!this.cloud || this.fetches.has(id) || this.fetches.size >= MAX_FETCHES_AHEAD || this.isLocal(id)) return
+    this.fetchedAhead.set(id, true)
+    this.fetchIntoCache(id).catch(() => {})
+  }
+
+  // A ball fetched ahead came from the cloud tier for this reader: its first read is a miss wherever it finds it now.
+  private count (id: string, outcome: ReadOutcome): void {
+    if (this.fetchedAhead.get(id) !== undefined) {
+      this.fetchedAhead.delete(id)
+      outcome = 'miss'
+    }
+    this.outcomes[outcome]++
   }
 
   /** Makes the local durable copies of balls safe from a power loss (fsync). */
