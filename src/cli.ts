@@ -7,7 +7,8 @@ import { pino } from 'pino'
 import { Agent } from './agent.ts'
 import { benchCommand } from './bench/command.ts'
 import {
-  DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, defaultBins, oneOf, parseBin, parseCloud, parseHostPort, parseSeconds, type AgentConfig
+  DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, checkExposure, defaultBins, oneOf, parseBin, parseCloud, parseHostPort, parsePoolUrl, parseSeconds,
+  type AgentConfig, type ClusterConfig
 } from './config.ts'
 import { formatSize, parseSize } from './units.ts'
 import { VERSION } from './version.ts'
@@ -47,6 +48,10 @@ program.command('agent')
   .addOption(new Option('--cache-skip-over <size>', 'files larger than this are read without being cached').env('CHAAC_CACHE_SKIP_OVER').default(DEFAULTS.cacheSkipOver))
   .addOption(new Option('--eviction <policy>', 'cache eviction within a bin').env('CHAAC_EVICTION').choices(EVICTION_POLICIES).default(DEFAULTS.eviction))
   .addOption(new Option('--attr-timeout <seconds>', 'how long the kernel trusts attributes and names').env('CHAAC_ATTR_TIMEOUT').default('1'))
+  .addOption(new Option('--pool', 'run the data pool of a cluster: other agents join this one (CHAAC_POOL=1)').env('CHAAC_POOL'))
+  .addOption(new Option('--join <ws://host:port>', 'join the cluster whose data pool runs at this peer address (the pool agent\'s --listen)').env('CHAAC_JOIN'))
+  .addOption(new Option('--listen <host:port>', 'where this agent listens for peers, with --pool or --join (port 0: any free port)').env('CHAAC_LISTEN').default(DEFAULTS.listen))
+  .addOption(new Option('--secret <secret>', 'the cluster secret every agent of the cluster shares; needed to listen beyond loopback (prefer the variable: a flag shows in ps)').env('CHAAC_SECRET'))
   .addOption(new Option('--log-level <level>', 'how much to log (to stderr, as JSON lines)').env('CHAAC_LOG_LEVEL').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .action(runAgent)
 
@@ -93,6 +98,7 @@ interface Status {
   cloud: { location: string, writePolicy: string, uploadQueue: number, garbage: number } | null
   files: number
   context: { ufCPU: number, ufMemory: number, ufFileSystem: number, ufNet: number } | null
+  cluster: { role: string, peer: string | null, pool: string | null, reachable: boolean, agents: Array<{ id: string, alive: boolean }> }
 }
 
 interface Location {
@@ -127,6 +133,11 @@ function printStatus (s: Status): void {
   const r = s.reads
   console.log(`ball reads: ${r.localHit} local cache hits, ${r.remoteHit} remote cache hits, ${r.miss} cache misses, ${r.skip} cache skips`)
   console.log(s.cloud ? `cloud tier: ${s.cloud.location} (write ${s.cloud.writePolicy}, ${s.cloud.uploadQueue} balls queued for upload, ${s.cloud.garbage} in their grace period before deletion)` : 'cloud tier: none')
+  const c = s.cluster
+  if (c.role !== 'single') {
+    const alive = c.agents.filter((a) => a.alive).length
+    console.log(`cluster: ${c.role === 'pool' ? 'runs the data pool' : `joined the data pool at ${c.pool ?? '?'}`} (${c.reachable ? 'reachable' : 'UNREACHABLE'}), peers at ${c.peer ?? '-'}, ${alive} of ${c.agents.length} agents alive`)
+  }
   if (s.context) {
     console.log(`context: cpu ${pct(s.context.ufCPU)}, memory ${pct(s.context.ufMemory)}, filesystem ${pct(s.context.ufFileSystem)}, net ${pct(s.context.ufNet)}`)
   }
@@ -151,6 +162,10 @@ interface AgentFlags {
   cacheSkipOver: string
   eviction: string
   attrTimeout: string
+  pool?: boolean
+  join?: string
+  listen: string
+  secret?: string
   logLevel: string
 }
 
@@ -167,10 +182,13 @@ function configFromFlags (f: AgentFlags): AgentConfig {
   if (twice !== undefined) throw new InvalidArgumentError(`--bin: two bins use the directory ${twice}`)
   const attrTimeout = Number(f.attrTimeout)
   if (!Number.isFinite(attrTimeout) || attrTimeout < 0) throw new InvalidArgumentError('--attr-timeout must be a number of seconds')
+  const cluster = clusterFromFlags(f)
+  const http = check('--http', () => parseHostPort(f.http))
+  check('--http', () => checkExposure('--http', http.host, cluster.secret))
   return {
     data,
     mount: resolve(f.mount),
-    http: check('--http', () => parseHostPort(f.http)),
+    http,
     bins,
     chunkSize,
     writePolicy: oneOf('--write', WRITE_POLICIES, f.write),
@@ -181,8 +199,26 @@ function configFromFlags (f: AgentFlags): AgentConfig {
     cacheSkipOver: check('--cache-skip-over', () => parseSize(f.cacheSkipOver)),
     eviction: oneOf('--eviction', EVICTION_POLICIES, f.eviction),
     attrTimeout,
-    contextIntervalMs: 5000
+    contextIntervalMs: 5000,
+    cluster
   }
+}
+
+function clusterFromFlags (f: AgentFlags): ClusterConfig {
+  if (f.pool === true && f.join !== undefined) throw new InvalidArgumentError('--pool and --join: an agent either runs the data pool or joins one')
+  const listen = check('--listen', () => parseHostPort(f.listen))
+  const secret = f.secret === '' ? undefined : f.secret
+  const role = f.pool === true ? 'pool' : f.join !== undefined ? 'join' : 'single'
+  if (role !== 'single') check('--listen', () => checkExposure('--listen', listen.host, secret))
+  const pool = f.join === undefined ? undefined : check('--join', () => parsePoolUrl(f.join as string))
+  return { role, pool, listen, secret }
+}
+
+function clusterLine (agent: Agent): string {
+  const { role, pool } = agent.config.cluster
+  if (role === 'single') return ''
+  const peers = `\n  peers:       ${agent.peerUrl ?? ''}`
+  return role === 'pool' ? `${peers}   (the data pool: other agents start with --join ${agent.peerUrl ?? ''})` : `${peers}   (joined the data pool at ${pool ?? ''})`
 }
 
 async function runAgent (flags: AgentFlags): Promise<void> {
@@ -193,7 +229,7 @@ async function runAgent (flags: AgentFlags): Promise<void> {
   const http = addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : ''
   console.log(`chaac agent ${agent.id} is running
   chaac path:  ${config.mount}
-  status:      ${http}/status   (or: npx chaac status --http ${addr?.address}:${addr?.port})
+  status:      ${http}/status   (or: npx chaac status --http ${addr?.address}:${addr?.port})${clusterLine(agent)}
   containers:  docker run --rm -v ${config.mount}:/data busybox ls /data
                (to keep the mount across agent restarts, bind its parent folder with rslave: see README)
 Press Ctrl-C to stop (the chaac path is unmounted cleanly).`)

@@ -7,6 +7,7 @@ import type { BinSpec, EvictionPolicy, Level } from './store/bin.ts'
 import { LEVELS } from './store/bin.ts'
 import type { WritePolicy } from './store/ball-store.ts'
 import type { S3Spec } from './cloud/s3-cloud.ts'
+import { isLoopback } from './net/peer-server.ts'
 import { parseSize } from './units.ts'
 
 export const PROJECT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..')
@@ -26,6 +27,20 @@ export interface AgentConfig {
   eviction: EvictionPolicy
   attrTimeout: number
   contextIntervalMs: number
+  cluster: ClusterConfig
+}
+
+/**
+ * `single`: one agent alone, no peer port. `pool`: runs the data pool for the
+ * cluster. `join`: keeps a replica of the data pool of the agent at `pool`.
+ */
+export interface ClusterConfig {
+  role: 'single' | 'pool' | 'join'
+  /** ws://HOST:PORT of the pool agent (role `join`). */
+  pool?: string
+  /** Where this agent listens for peers (roles `pool` and `join`). */
+  listen: { host: string, port: number }
+  secret?: string
 }
 
 export type CloudSpec = { kind: 'dir', dir: string } | ({ kind: 's3' } & S3Spec)
@@ -37,6 +52,7 @@ export const DEFAULTS = {
   data: join(PROJECT_DIR, 'data'),
   mount: join(PROJECT_DIR, 'mount'),
   http: '127.0.0.1:7070',
+  listen: '127.0.0.1:7071',
   chunkSize: '4MiB',
   write: 'async',
   cacheSkipOver: '1TiB',
@@ -127,6 +143,26 @@ export function parseHostPort (text: string): { host: string, port: number } {
   const port = m ? Number(m[2]) : NaN
   if (!m || m[1] === '' || port > 65535) throw new RangeError(`not HOST:PORT: '${text}' (e.g. 127.0.0.1:7070)`)
   return { host: m[1].replace(/^\[(.*)\]$/, '$1'), port }
+}
+
+/** `--join`: the pool agent's peer address, ws://HOST:PORT. */
+export function parsePoolUrl (text: string): string {
+  let url: URL | undefined
+  try { url = new URL(text) } catch {}
+  if (!url || url.protocol !== 'ws:' || url.hostname === '' || url.port === '' || !['', '/'].includes(url.pathname)) {
+    throw new RangeError(`not a pool address: '${text}' (expected ws://HOST:PORT, the --listen address of the agent started with --pool)`)
+  }
+  return `ws://${url.host}`
+}
+
+/**
+ * Peers and the HTTP API bind to loopback unless told otherwise; beyond
+ * loopback an agent listens only with a cluster secret, so that reaching a
+ * port is not enough to join or read it.
+ */
+export function checkExposure (flag: string, host: string, secret: string | undefined): void {
+  if (isLoopback(host) || (secret ?? '') !== '') return
+  throw new RangeError(`${flag}: refusing to listen on ${host}, beyond loopback, without a cluster secret (--secret or CHAAC_SECRET)`)
 }
 
 export function oneOf<T extends string> (what: string, allowed: readonly T[], text: string): T {

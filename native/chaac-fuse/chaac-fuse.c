@@ -768,6 +768,21 @@ static napi_value reply_dirents (napi_env env, napi_callback_info info) {
   return result(env, i);
 }
 
+// invalAttrs(session, ino): the kernel drops the attributes it cached of an
+// inode (a change made on another host), so the next stat or read past the
+// cached size asks again. Pages stay (keep_cache at open decides about them):
+// with a negative offset the kernel takes no page lock, so this cannot wait
+// on a request that waits for the JS thread.
+static napi_value inval_attrs (napi_env env, napi_callback_info info) {
+  ARGS(2)
+  session_t *s = NULL;
+  double ino;
+  napi_get_value_external(env, argv[0], (void **) &s);
+  napi_get_value_double(env, argv[1], &ino);
+  if (s == NULL) THROW(env, "not a session");
+  return result(env, fuse_lowlevel_notify_inval_inode(s->ch, (fuse_ino_t) ino, -1, 0));
+}
+
 NAPI_MODULE_INIT () {
   napi_property_descriptor fns[] = {
     { "mount", NULL, mount, NULL, NULL, NULL, napi_default, NULL },
@@ -782,6 +797,7 @@ NAPI_MODULE_INIT () {
     { "replyWrite", NULL, reply_write, NULL, NULL, NULL, napi_default, NULL },
     { "replyStatfs", NULL, reply_statfs, NULL, NULL, NULL, napi_default, NULL },
     { "replyDirents", NULL, reply_dirents, NULL, NULL, NULL, napi_default, NULL },
+    { "invalAttrs", NULL, inval_attrs, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);
   return exports;

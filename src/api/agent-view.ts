@@ -4,7 +4,7 @@ import type { ContextMonitor } from '../context/context-monitor.ts'
 import type { CloudCollector } from '../fs/cloud-collector.ts'
 import type { CloudUploader } from '../fs/cloud-uploader.ts'
 import type { Filesystem } from '../fs/filesystem.ts'
-import type { DataPool } from '../meta/data-pool.ts'
+import type { Pool } from '../meta/pool.ts'
 import type { BallStore } from '../store/ball-store.ts'
 import type { HttpApi } from './http-api.ts'
 
@@ -13,11 +13,13 @@ export interface AgentView {
   readonly version: string
   readonly startedAt: number
   readonly config: AgentConfig
-  readonly pool: DataPool
+  readonly pool: Pool
   readonly store: BallStore
   readonly fs: Filesystem
   readonly uploader: CloudUploader
   readonly collector: CloudCollector
   readonly context: ContextMonitor
   readonly http: HttpApi
+  /** Where peers reach this agent; null for an agent alone. */
+  readonly peerUrl: string | null
 }

@@ -4,6 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { isChaacError } from '../errors.ts'
+import { isAlive } from '../meta/membership.ts'
 import { isFile } from '../meta/schema.ts'
 import type { AgentView } from './agent-view.ts'
 import { buildMetrics } from './metrics.ts'
@@ -20,7 +21,7 @@ export class HttpApi {
     const metrics = buildMetrics(agent)
     const routes: Record<string, (url: URL, req: IncomingMessage) => Promise<unknown> | unknown> = {
       'GET /status': () => status(agent),
-      'GET /api/v1/bins': () => ({ bins: bins(agent) }),
+      'GET /api/v1/bins': () => ({ bins: clusterBins(agent) }),
       'GET /api/v1/balls': (url) => balls(agent, url),
       'GET /api/v1/location': (url) => location(agent, url),
       'POST /api/v1/allocation': async (_, req) => allocation(agent, await readJson(req))
@@ -96,14 +97,51 @@ function bins (agent: AgentView): Array<Record<string, unknown>> {
   return agent.store.bins.map((b) => ({
     id: b.id,
     agent: agent.id,
+    peer: agent.peerUrl,
     level: b.level,
     dir: b.dir,
     capacity: b.capacity,
     used: b.used,
     free: b.free,
     balls: b.entries.size,
-    context: agent.context.latest ?? null
+    context: agent.context.latest ?? null,
+    seenAt: Date.now(),
+    alive: true
   }))
+}
+
+// This agent's bins as they are now; every other agent's as it last reported them to the data pool.
+function clusterBins (agent: AgentView): Array<Record<string, unknown>> {
+  const now = Date.now()
+  const others = [...agent.pool.agents.values()].filter((a) => a.id !== agent.id).flatMap((a) => a.bins.map((b) => ({
+    id: b.id,
+    agent: a.id,
+    peer: a.peer,
+    level: b.level,
+    dir: b.dir,
+    capacity: b.capacity,
+    used: b.used,
+    free: Math.max(0, b.capacity - b.used),
+    balls: b.balls,
+    context: a.context,
+    seenAt: a.seenAt,
+    alive: isAlive(a, now, agent.config.contextIntervalMs)
+  })))
+  return [...bins(agent), ...others]
+}
+
+function cluster (agent: AgentView): object {
+  const { role, pool } = agent.config.cluster
+  const now = Date.now()
+  return {
+    role,
+    peer: agent.peerUrl,
+    pool: role === 'join' ? pool : role === 'pool' ? agent.peerUrl : null,
+    reachable: agent.pool.reachable,
+    agents: [...agent.pool.agents.values()].map((a) => ({
+      id: a.id, peer: a.peer, http: a.http, bins: a.bins.length, seenAt: a.seenAt, alive: a.id === agent.id || isAlive(a, now, agent.config.contextIntervalMs)
+    }))
+  }
 }
 
 function status (agent: AgentView): object {
@@ -113,7 +151,8 @@ function status (agent: AgentView): object {
     http: agent.http.address ? `${agent.http.address.address}:${agent.http.address.port}` : null,
     chunkSize: agent.config.chunkSize,
     cacheSkipOver: agent.config.cacheSkipOver,
-    bins: bins(agent).map(({ context, ...rest }) => rest),
+    bins: bins(agent).map(({ context, seenAt, alive, ...rest }) => rest),
+    cluster: cluster(agent),
     reads: { ...agent.store.outcomes },
     cloud: agent.store.cloud
       ? { location: agent.store.cloud.location, writePolicy: agent.store.writePolicy, uploadQueue: agent.uploader.depth, garbage: agent.collector.pending }

@@ -2,7 +2,7 @@
 // period. The grace period covers writers of the same content that count on
 // the cloud copy while their file is not committed yet; at deletion time the
 // ball is checked again, under the same rules as local garbage.
-import type { DataPool } from '../meta/data-pool.ts'
+import type { Pool } from '../meta/pool.ts'
 import type { BallStore } from '../store/ball-store.ts'
 
 const MAX_INTERVAL_MS = 60_000
@@ -13,7 +13,7 @@ export class CloudCollector {
   private closed = false
 
   constructor (
-    private readonly pool: DataPool,
+    private readonly pool: Pool,
     private readonly store: BallStore,
     private readonly graceMs: number,
     private readonly log: { warn: (obj: object, msg: string) => void }

@@ -1,7 +1,8 @@
 // The `async` write policy: balls committed to files are copied to the cloud
 // tier in the background. The queue lives in the data pool (LevelDB), written
-// in the same batch as the file's ball list, so it survives a crash.
-import type { DataPool } from '../meta/data-pool.ts'
+// in the same batch as the file's ball list, so it survives a crash. In a
+// cluster the queue is shared: each agent uploads the balls its bins hold.
+import type { Pool } from '../meta/pool.ts'
 import type { BallStore } from '../store/ball-store.ts'
 
 const CONCURRENCY = 2
@@ -15,7 +16,7 @@ export class CloudUploader {
   private idle = Promise.resolve()
 
   constructor (
-    private readonly pool: DataPool,
+    private readonly pool: Pool,
     private readonly store: BallStore,
     private readonly log: { warn: (obj: object, msg: string) => void }
   ) {
@@ -41,7 +42,8 @@ export class CloudUploader {
     const running: Array<Promise<void>> = []
     for (const id of this.pool.uploads) {
       if (this.inFlight.size >= CONCURRENCY) break
-      if (this.inFlight.has(id)) continue
+      // Another agent's ball: that agent uploads it (one nothing references is dropped by any).
+      if (this.inFlight.has(id) || (this.pool.isReferenced(id) && this.store.binsHolding(id).length === 0)) continue
       this.inFlight.add(id)
       running.push(this.uploadOne(id).finally(() => {
         this.inFlight.delete(id)

@@ -4,8 +4,8 @@
 // handles and open-file state; an inode without names lives on while the
 // kernel or a handle still holds it, as on a local disk, and its balls are
 // released when the last one lets go.
-import { ChaacError, notFound } from '../errors.ts'
-import type { AttrPatch, DataPool } from '../meta/data-pool.ts'
+import { ChaacError, isChaacError, notFound } from '../errors.ts'
+import type { AttrPatch, Pool } from '../meta/pool.ts'
 import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, isFile, isSymlink, type Inode } from '../meta/schema.ts'
 import type { BallStore } from '../store/ball-store.ts'
 import { OpenFile } from './open-file.ts'
@@ -15,6 +15,7 @@ const S_ISGID = 0o2000
 const NAME_MAX = 255
 const PATH_MAX = 4096
 const O_ACCMODE = 3
+const O_EXCL = 0o200
 const O_TRUNC = 0o1000
 
 // A directory handle lists the entries it had when read from the start, so
@@ -22,7 +23,7 @@ const O_TRUNC = 0o1000
 interface Handle { ino: number, flags: number, entries?: DirEntry[] }
 
 export interface FilesystemOptions {
-  pool: DataPool
+  pool: Pool
   store: BallStore
   chunkSize: number
   /** Files larger than this are read without being cached (cache skip). */
@@ -31,13 +32,13 @@ export interface FilesystemOptions {
 }
 
 export class Filesystem {
-  private readonly pool: DataPool
+  private readonly pool: Pool
   private readonly store: BallStore
   private readonly handles = new Map<number, Handle>()
   private readonly open = new Map<number, OpenFile>()
   // How many references the kernel holds to each inode (entries it was given, minus forgets).
   private readonly lookups = new Map<number, number>()
-  // mtime and size of each file when the kernel last saw its content, for keepCache.
+  // Each file's content (size and balls) when the kernel last saw it, for keepCache.
   private readonly seen = new Map<number, string>()
   private nextFd = 1
 
@@ -69,6 +70,15 @@ export class Filesystem {
     this.seen.delete(ino)
     const node = this.pool.get(ino)
     if (node) await this.dropIfUnused(node)
+  }
+
+  /** Whether the kernel holds a reference to the inode (so may cache its attributes). */
+  knows (ino: number): boolean {
+    return this.lookups.has(ino)
+  }
+
+  knownInodes (): IterableIterator<number> {
+    return this.lookups.keys()
   }
 
   // ---- attributes ----
@@ -123,7 +133,9 @@ export class Filesystem {
 
   // ---- directories ----
 
-  opendir (ino: number): number {
+  async opendir (ino: number): Promise<number> {
+    // A listing shows every change stored before it started, wherever it was made.
+    await this.pool.revalidate()
     const node = this.node(ino)
     if (!isDir(node)) throw new ChaacError('CHAAC_NOT_DIR', `inode ${ino} is not a directory`)
     return this.openHandle(node, 0)
@@ -191,13 +203,24 @@ export class Filesystem {
   // ---- files ----
 
   async create (parent: number, name: string, mode: number, flags: number, caller: Caller): Promise<{ stat: Stat, fd: number }> {
-    // Stored with the file's first commit (flush, close or fsync), or by the next change to the namespace.
-    const node = await this.pool.create(parent, name, this.ownership(parent, S_IFREG | (mode & 0o7777), caller), { lazy: true })
+    let node: Inode
+    try {
+      // Stored with the file's first commit (flush, close or fsync), or by the next change to the namespace.
+      node = await this.pool.create(parent, name, this.ownership(parent, S_IFREG | (mode & 0o7777), caller), { lazy: true })
+    } catch (err) {
+      // Another agent made the name since the kernel looked it up: open(O_CREAT) opens that file, unless O_EXCL.
+      const ino = (flags & O_EXCL) === 0 && isChaacError(err, 'CHAAC_EXISTS') ? this.pool.lookup(parent, name) : undefined
+      if (ino === undefined) throw err
+      const { fd } = await this.openFile(ino, flags)
+      return { stat: this.remember(ino), fd }
+    }
     const stat = this.remember(node.ino)
     return { stat, fd: this.openHandle(node, flags) }
   }
 
   async openFile (ino: number, flags: number): Promise<Opened> {
+    // Close-to-open: every version closed anywhere before this open is the one it sees.
+    await this.pool.revalidate()
     const node = this.node(ino)
     if (isDir(node) && (flags & O_ACCMODE) !== 0) throw new ChaacError('CHAAC_IS_DIR', `inode ${ino} is a directory`)
     const fd = this.openHandle(node, flags)
@@ -303,7 +326,7 @@ export class Filesystem {
           const released = await this.pool.commitFile(ino, snap, { sync, upload: this.store.writePolicy === 'async' })
           file.markCommitted(version)
           // The kernel's pages already hold these writes: they went through it.
-          this.seen.set(ino, stamp(this.stat(ino)))
+          this.seen.set(ino, contentStamp(snap.size, snap.balls))
           await this.releaseBalls(released)
         } else if (sync) {
           await this.pool.sync()
@@ -402,9 +425,11 @@ export class Filesystem {
   }
 
   // The kernel may keep its cached pages of a file when the content is as it
-  // last saw it; a commit from elsewhere changes mtime and size.
+  // last saw it. Balls are named by their content, so the same size and ball
+  // list are the same bytes; a commit from another handle or host changes them.
   private keepCache (ino: number): boolean {
-    const now = stamp(this.stat(ino))
+    const node = this.node(ino)
+    const now = contentStamp(node.size, node.balls ?? [])
     const keep = this.seen.get(ino) === now
     this.seen.set(ino, now)
     return keep
@@ -443,8 +468,8 @@ function checkName (name: string): void {
   if (Buffer.byteLength(name) > NAME_MAX) throw new ChaacError('CHAAC_NAME_TOO_LONG', `name too long: ${name.slice(0, 32)}...`)
 }
 
-function stamp (stat: Stat): string {
-  return `${stat.mtime}:${stat.size}`
+function contentStamp (size: number, balls: Array<string | null>): string {
+  return `${size}:${balls.join(',')}`
 }
 
 function isDirMode (mode: number): boolean {

@@ -76,6 +76,8 @@ export interface Binding {
   replyStatfs: (req: Req, values: Float64Array) => number
   /** Packs as many entries as fit in `size` bytes; entry i resumes at firstOffset + i + 1. Returns how many went. */
   replyDirents: (req: Req, size: number, names: string[], inoModes: Float64Array, firstOffset: number) => number
+  /** Makes the kernel drop the attributes it cached of an inode; its pages stay. Returns 0 or a negative errno. */
+  invalAttrs: (session: SessionHandle, ino: number) => number
 }
 
 export const binding = createRequire(import.meta.url)('../../native/chaac-fuse/build/Release/chaac_fuse.node') as Binding

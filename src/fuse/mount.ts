@@ -6,6 +6,8 @@ import { resolve } from 'node:path'
 import { promisify } from 'node:util'
 import { ChaacError } from '../errors.ts'
 import type { Filesystem } from '../fs/filesystem.ts'
+import type { Pool } from '../meta/pool.ts'
+import { parseInodeKey } from '../meta/schema.ts'
 import { FuseOps, type OpLog } from './fuse-ops.ts'
 import { binding, type SessionHandle } from './lowlevel.ts'
 
@@ -69,6 +71,25 @@ export class ChaacMount {
       if (this.session === session) this.session = undefined
       binding.destroy(session)
     })
+  }
+
+  /**
+   * Keeps the kernel's cached attributes true to changes made by other
+   * agents: it forgets those of every inode such a change touched, so the
+   * next stat, or a read past the size it knew, asks again. (Cached pages
+   * go at the next open, by its keep-cache answer.)
+   */
+  followChanges (pool: Pool, agentId: string): void {
+    pool.on('change', (_seq, ops, origin) => {
+      if (origin !== agentId) this.invalidate(ops.map((op) => parseInodeKey(op.key)))
+    })
+    pool.on('synced', () => this.invalidate(this.fs.knownInodes()))
+  }
+
+  private invalidate (inos: Iterable<number | undefined>): void {
+    const session = this.session
+    if (!session) return
+    for (const ino of inos) if (ino !== undefined && this.fs.knows(ino)) binding.invalAttrs(session, ino)
   }
 
   async unmount (): Promise<void> {

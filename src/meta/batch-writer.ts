@@ -15,15 +15,6 @@ export class BatchWriter {
 
   constructor (private readonly db: Level<string, Buffer>) {}
 
-  /** Queues operations without waiting: they go out, in order, with the next batch written. */
-  defer (ops: BatchOp[]): void {
-    this.ops.push(...ops)
-  }
-
-  get pending (): boolean {
-    return this.ops.length > 0
-  }
-
   write (ops: BatchOp[], sync = false): Promise<void> {
     this.ops.push(...ops)
     this.sync ||= sync

@@ -1,90 +1,62 @@
 // The data pool: the namespace (inodes, directory entries, each file's ball
-// list), the map of balls and the upload queue, persisted in LevelDB.
+// list), the map of balls, the upload queue and the map of agents, persisted
+// in LevelDB. In a cluster one agent runs it; the others keep replicas.
 //
 // The whole namespace is also held in memory (as MooseFS's master does), so
 // lookups never wait on disk; every change is applied in memory and written
 // as one atomic LevelDB batch, and the caller is answered once it is stored.
-import { EventEmitter } from 'node:events'
+// Each stored batch is numbered and announced ('change'), in order: the
+// change stream that replicas follow.
 import { Level } from 'level'
 import { ChaacError, notFound } from '../errors.ts'
 import { BatchWriter, type BatchOp } from './batch-writer.ts'
+import type { AttrPatch, FileContent, NewNode, Pool } from './pool.ts'
+import { PoolState } from './pool-state.ts'
 import {
-  NEXT_INO_KEY, ROOT_INO, S_IFDIR, S_IFMT, ballKey, decode, direntKey, encode, garbageKey, inodeKey, isDir, parseDirentKey, uploadKey,
-  type BallRecord, type Inode
+  NEXT_INO_KEY, ROOT_INO, S_IFDIR, S_IFMT, agentKey, ballKey, direntKey, encode, garbageKey, inodeKey, isDir, uploadKey,
+  type AgentReport, type Inode
 } from './schema.ts'
 
-export interface NewNode {
-  mode: number
-  uid: number
-  gid: number
-  rdev?: number
-  target?: string
-}
+/** How long an agent that stopped reporting keeps its bins to itself. */
+const BIN_CLAIM_MS = 30_000
 
-export interface FileContent {
-  size: number
-  balls: Array<string | null>
-  chunkSize: number
-  /** Set when the content changed by writes (not by an explicit utimens). */
-  mtime?: number
-}
-
-export type AttrPatch = Partial<Pick<Inode, 'mode' | 'uid' | 'gid' | 'atime' | 'mtime'>>
-
-export class DataPool extends EventEmitter<{ queued: [] }> {
-  private readonly inodes = new Map<number, Inode>()
-  private readonly dirs = new Map<number, Map<string, number>>()
-  // Each directory has exactly one parent; kept for the rename loop check.
-  private readonly parents = new Map<number, number>()
-  readonly balls = new Map<string, BallRecord>()
-  readonly uploads = new Set<string>()
-  /** Balls whose cloud copy no file referenced any more, and since when (ms). */
-  readonly garbage = new Map<string, number>()
-  private nextIno = ROOT_INO + 1
+export class DataPool extends PoolState implements Pool {
+  readonly reachable = true
   private readonly writer: BatchWriter
+  // Changes made lazily: they go out with the next batch.
+  private lazy: BatchOp[] = []
+  private lastSeq = 0
+  private origin: string
 
-  private constructor (private readonly db: Level<string, Buffer>) {
+  private constructor (private readonly db: Level<string, Buffer>, private readonly agentId: string, private readonly lazyCreates: boolean) {
     super()
     this.writer = new BatchWriter(db)
+    this.origin = agentId
   }
 
-  static async open (dir: string): Promise<DataPool> {
+  /**
+   * Opens the pool in `dir`. `agentId` tags the changes made here in the
+   * change stream. `lazyCreates` (default true) lets creates wait for the
+   * next batch; a cluster turns it off, as a name must be visible to every
+   * agent from the moment it is taken.
+   */
+  static async open (dir: string, opts: { agentId?: string, lazyCreates?: boolean } = {}): Promise<DataPool> {
     const db = new Level<string, Buffer>(dir, { valueEncoding: 'buffer' })
     await db.open()
-    const pool = new DataPool(db)
+    const pool = new DataPool(db, opts.agentId ?? '', opts.lazyCreates ?? true)
     await pool.load()
     return pool
   }
 
   private async load (): Promise<void> {
-    const dirents: Array<[number, string, number]> = []
+    // Inodes first: an entry is only kept when the inode it names exists.
+    const rest: Array<[string, Buffer]> = []
     for await (const [key, value] of this.db.iterator()) {
-      switch (key[0]) {
-        case 'i': {
-          const node = decode<Inode>(value)
-          this.inodes.set(node.ino, node)
-          if (isDir(node)) this.dirs.set(node.ino, new Map())
-          break
-        }
-        case 'd': {
-          const { parent, name } = parseDirentKey(key)
-          dirents.push([parent, name, Number(value.toString())])
-          break
-        }
-        case 'b': this.balls.set(key.slice(2), decode<BallRecord>(value)); break
-        case 'q': this.uploads.add(key.slice(2)); break
-        case 'g': this.garbage.set(key.slice(2), Number(value.toString())); break
-        case 'm': if (key === NEXT_INO_KEY) this.nextIno = Number(value.toString()); break
-      }
+      if (key[0] === 'i') this.apply(key, value)
+      else rest.push([key, value])
     }
     const repairs: BatchOp[] = []
-    for (const [parent, name, ino] of dirents) {
-      const dir = this.dirs.get(parent)
-      if (dir && this.inodes.has(ino)) {
-        dir.set(name, ino)
-        if (this.dirs.has(ino)) this.parents.set(ino, parent)
-      } else repairs.push({ type: 'del', key: direntKey(parent, name) })
-    }
+    for (const [key, value] of rest) if (!this.apply(key, value)) repairs.push({ type: 'del', key })
     if (!this.inodes.has(ROOT_INO)) {
       const now = Date.now()
       const root: Inode = { ino: ROOT_INO, mode: S_IFDIR | 0o755, uid: 0, gid: 0, nlink: 2, size: 0, rdev: 0, atime: now, mtime: now, ctime: now }
@@ -95,38 +67,51 @@ export class DataPool extends EventEmitter<{ queued: [] }> {
     if (repairs.length > 0) await this.writer.write(repairs, true)
   }
 
-  // ---- reading ----
-
-  get (ino: number): Inode | undefined {
-    return this.inodes.get(ino)
+  /** The number of the last batch announced in the change stream. */
+  get seq (): number {
+    return this.lastSeq
   }
 
-  lookup (parent: number, name: string): number | undefined {
-    return this.dirs.get(parent)?.get(name)
+  /**
+   * Runs `change` for agent `origin`: its batch is tagged with that agent in
+   * the change stream. Every change here calls persist before its first
+   * await, so the tag set around the call is the one persist sees.
+   */
+  onBehalfOf<T> (origin: string, change: () => Promise<T>): Promise<T> {
+    this.origin = origin
+    try {
+      return change()
+    } finally {
+      this.origin = this.agentId
+    }
   }
 
-  entries (dir: number): Map<string, number> {
-    const entries = this.dirs.get(dir)
-    if (!entries) throw new ChaacError('CHAAC_NOT_DIR', `inode ${dir} is not a directory`)
-    return entries
+  /**
+   * Stored records in key order after `after`, about `maxBytes` of them; `next`
+   * is where the next page starts (null at the end). Read from LevelDB, so a
+   * page holds only stored changes, each also in the change stream.
+   */
+  async records (after: string, maxBytes: number): Promise<{ records: Array<[string, Buffer]>, next: string | null }> {
+    const records: Array<[string, Buffer]> = []
+    let bytes = 0
+    for await (const [key, value] of this.db.iterator({ gt: after })) {
+      if (bytes >= maxBytes) return { records, next: records[records.length - 1][0] }
+      records.push([key, value])
+      bytes += key.length + value.length
+    }
+    return { records, next: null }
   }
 
-  /** The directory that holds directory `dir` (undefined for the root). */
-  parent (dir: number): number | undefined {
-    return this.parents.get(dir)
-  }
+  /** The data pool answers for itself: everything stored is visible here already. */
+  async revalidate (): Promise<void> {}
 
-  /** Inodes that no directory names any more (unlinked while open). */
-  orphans (): Inode[] {
-    return [...this.inodes.values()].filter((n) => n.nlink === 0)
-  }
-
-  get inodeCount (): number {
-    return this.inodes.size
-  }
-
-  isReferenced (ball: string): boolean {
-    return (this.balls.get(ball)?.refs ?? 0) > 0
+  /**
+   * Resolves once every change made so far is stored and announced: a
+   * change is visible here before it is stored, and what a replica is told
+   * (e.g. that a name is taken) must not run ahead of what it can see.
+   */
+  async settled (): Promise<void> {
+    await this.persist([])
   }
 
   // ---- namespace changes ----
@@ -168,14 +153,14 @@ export class DataPool extends EventEmitter<{ queued: [] }> {
       { type: 'put', key: direntKey(parent, name), value: Buffer.from(String(node.ino)) },
       { type: 'put', key: NEXT_INO_KEY, value: Buffer.from(String(this.nextIno)) }
     ]
-    if (opts.lazy === true) this.writer.defer(ops)
+    if (opts.lazy === true && this.lazyCreates) this.lazy.push(...ops)
     else await this.persist(ops)
     return node
   }
 
   /** Stores changes made lazily, if any are waiting. */
   async flushLazy (): Promise<void> {
-    if (this.writer.pending) await this.persist([])
+    if (this.lazy.length > 0) await this.persist([])
   }
 
   async link (ino: number, parent: number, name: string): Promise<Inode> {
@@ -369,10 +354,6 @@ export class DataPool extends EventEmitter<{ queued: [] }> {
     await this.persist(ops)
   }
 
-  inCloud (id: string): boolean {
-    return this.balls.get(id)?.cloud === true
-  }
-
   async dropUpload (id: string): Promise<void> {
     this.uploads.delete(id)
     await this.persist([{ type: 'del', key: uploadKey(id) }])
@@ -410,6 +391,29 @@ export class DataPool extends EventEmitter<{ queued: [] }> {
     await this.persist([{ type: 'put', key: ballKey(id), value: encode(rec) }])
   }
 
+  // ---- the map of agents ----
+
+  /** An agent's registration and periodic report: its peer address, bins and context. */
+  async reportAgent (report: AgentReport): Promise<void> {
+    const now = Date.now()
+    const ops: BatchOp[] = []
+    for (const bin of report.bins) {
+      for (const other of this.agents.values()) {
+        if (other.id === report.id || !other.bins.some((b) => b.id === bin.id)) continue
+        // Bin ids are random and kept in the bin's directory: two agents naming one is a copied directory.
+        if (now - other.seenAt < BIN_CLAIM_MS) {
+          throw new ChaacError('CHAAC_EXISTS', `bin ${bin.id} (${bin.dir}) belongs to agent ${other.id}: give each agent bin directories of its own`)
+        }
+        this.agents.delete(other.id)
+        ops.push({ type: 'del', key: agentKey(other.id) })
+      }
+    }
+    const rec = { ...report, seenAt: now }
+    this.agents.set(report.id, rec)
+    ops.push({ type: 'put', key: agentKey(report.id), value: encode(rec) })
+    await this.persist(ops)
+  }
+
   async sync (): Promise<void> {
     await this.persist([], true)
   }
@@ -438,11 +442,14 @@ export class DataPool extends EventEmitter<{ queued: [] }> {
   }
 
   private async persist (ops: BatchOp[], sync = false): Promise<void> {
+    const origin = this.origin
+    const batch = this.lazy.length > 0 ? [...this.lazy.splice(0), ...ops] : ops
     try {
-      await this.writer.write(ops, sync)
+      await this.writer.write(batch, sync)
     } catch (err) {
       throw new ChaacError('CHAAC_META_FAILED', 'the data pool could not store a change', { cause: err })
     }
+    if (batch.length > 0) this.emit('change', ++this.lastSeq, batch, origin)
   }
 
   private putInode (node: Inode): BatchOp {

@@ -8,7 +8,9 @@
 //                                   it any more (its cloud copy is garbage after
 //                                   a grace period)
 //   m!next-ino                   -> next inode number (decimal)
+//   a!<agent id>                 -> AgentRecord (cluster membership, bins, context)
 import { pack, unpack } from 'msgpackr'
+import type { HostContext } from '../context/host-context.ts'
 
 export const S_IFMT = 0o170000
 export const S_IFDIR = 0o040000
@@ -45,6 +47,32 @@ export interface BallRecord {
   bins: string[]
 }
 
+/** A bin as its agent reports it to the data pool. */
+export interface BinReport {
+  id: string
+  level: string
+  dir: string
+  capacity: number
+  used: number
+  balls: number
+}
+
+/** What an agent tells the data pool about itself every few seconds. */
+export interface AgentReport {
+  id: string
+  /** Where peers reach it (ws://HOST:PORT); null when it does not listen. */
+  peer: string | null
+  /** Its HTTP API (HOST:PORT). */
+  http: string | null
+  bins: BinReport[]
+  context: HostContext | null
+}
+
+export interface AgentRecord extends AgentReport {
+  /** When the data pool last heard from the agent, by the pool's clock (ms since the epoch). */
+  seenAt: number
+}
+
 export const ROOT_INO = 1
 
 export const isDir = (n: Inode): boolean => (n.mode & S_IFMT) === S_IFDIR
@@ -57,7 +85,13 @@ export const direntKey = (parent: number, name: string): string => `d!${hex(pare
 export const ballKey = (id: string): string => `b!${id}`
 export const uploadKey = (id: string): string => `q!${id}`
 export const garbageKey = (id: string): string => `g!${id}`
+export const agentKey = (id: string): string => `a!${id}`
 export const NEXT_INO_KEY = 'm!next-ino'
+
+/** The inode an inode record's key names; undefined for other keys. */
+export function parseInodeKey (key: string): number | undefined {
+  return key.startsWith('i!') ? parseInt(key.slice(2), 16) : undefined
+}
 
 export function parseDirentKey (key: string): { parent: number, name: string } {
   return { parent: parseInt(key.slice(2, 18), 16), name: key.slice(19) }

@@ -49,10 +49,12 @@ async function dir (name: string): Promise<string> {
 const OPTS = { timeout: 60_000 }
 
 /** Whether the data pool's map of balls holds `id` (paging through /api/v1/balls). */
+/** Whether a file or a bin still holds the ball (a released one keeps only its cloud copy, for the grace period). */
 async function hasBall (id: string): Promise<boolean> {
   for (let after = ''; ;) {
     const page = await agent.json(`/api/v1/balls?limit=1000${after ? `&after=${after}` : ''}`)
-    if (page.balls.some((b: { id: string }) => b.id === id)) return true
+    const b = page.balls.find((b: { id: string }) => b.id === id)
+    if (b) return b.refs > 0 || b.bins.length > 0 || b.garbageSince === null
     if (!page.next) return false
     after = page.next
   }

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path'
 import t from 'tap'
-import { DEFAULTS, defaultBins, oneOf, parseBin, parseHostPort, WRITE_POLICIES } from '../../src/config.ts'
+import { DEFAULTS, checkExposure, defaultBins, oneOf, parseBin, parseHostPort, parsePoolUrl, WRITE_POLICIES } from '../../src/config.ts'
 import { formatSize, parseSize } from '../../src/units.ts'
 
 const KiB = 1024
@@ -75,4 +75,22 @@ t.test('defaultBins - a mem level on /dev/shm per data folder, a disk level unde
   t.equal(a[1].capacity, parseSize(DEFAULTS.diskBin))
   t.equal(defaultBins('/tmp/data-a/')[0].dir, a[0].dir, 'same folder, same mem bin')
   t.not(defaultBins('/tmp/data-b')[0].dir, a[0].dir, 'another folder, another mem bin')
+})
+
+t.test('parsePoolUrl - ws://HOST:PORT of the pool agent', async (t) => {
+  t.equal(parsePoolUrl('ws://127.0.0.2:7071'), 'ws://127.0.0.2:7071')
+  t.equal(parsePoolUrl('ws://pool.example:7071/'), 'ws://pool.example:7071')
+  t.equal(parsePoolUrl('ws://[::1]:7071'), 'ws://[::1]:7071')
+  for (const text of ['', '127.0.0.2:7071', 'http://127.0.0.2:7071', 'ws://127.0.0.2', 'ws://127.0.0.2:7071/path', 'ws://:7071']) {
+    t.throws(() => parsePoolUrl(text), { name: 'RangeError', message: /not a pool address: .* \(expected ws:\/\/HOST:PORT/ }, `'${text}'`)
+  }
+})
+
+t.test('checkExposure - beyond loopback only with a cluster secret', async (t) => {
+  for (const host of ['127.0.0.1', '127.0.0.3', '::1', 'localhost']) t.doesNotThrow(() => checkExposure('--listen', host, undefined), host)
+  for (const host of ['0.0.0.0', '10.1.2.3', '::', 'pool.example']) {
+    t.throws(() => checkExposure('--listen', host, undefined), { message: new RegExp(`--listen: refusing to listen on ${host.replace(/\./g, '\\.')}, beyond loopback, without a cluster secret`) }, host)
+    t.throws(() => checkExposure('--http', host, ''), { message: /--http: refusing/ }, `${host}, empty secret`)
+    t.doesNotThrow(() => checkExposure('--listen', host, 's3cret'), `${host} with a secret`)
+  }
 })

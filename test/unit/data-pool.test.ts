@@ -218,3 +218,31 @@ t.test('data pool - many concurrent changes are all stored', async (t) => {
   t.equal(q.entries(ROOT_INO).size, 200)
   t.equal(new Set(q.entries(ROOT_INO).values()).size, 200, 'distinct inode numbers')
 })
+
+t.test('data pool - every stored batch is announced in order, with its operations and the agent it was for', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'chaac-unit-pool-'))
+  const p = await DataPool.open(dir, { agentId: 'me' })
+  t.teardown(async () => {
+    await p.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+  const seen: Array<{ seq: number, keys: string[], origin: string }> = []
+  p.on('change', (seq, ops, origin) => seen.push({ seq, keys: ops.map((o) => `${o.type} ${o.key}`), origin }))
+  const lazy = await p.create(ROOT_INO, 'lazy', FILE, { lazy: true })
+  t.same(seen, [], 'a lazy create waits for the next batch')
+  await Promise.all([
+    p.onBehalfOf('other', async () => await p.create(ROOT_INO, 'd', DIR)),
+    p.setattr(lazy.ino, { mode: S_IFREG | 0o600 })
+  ])
+  t.same(seen.map((c) => [c.seq, c.origin]), [[1, 'other'], [2, 'me']], 'numbered in order, each tagged with its agent')
+  t.ok(seen[0].keys.includes(`put i!${lazy.ino.toString(16).padStart(16, '0')}`), 'the lazy create went out with the next batch')
+  t.equal(p.seq, 2)
+  await p.settled()
+  t.equal(p.seq, 2, 'settling announces nothing new')
+  const { records, next } = await p.records('', 1)
+  t.equal(records.length, 1, 'a page holds at least one record')
+  t.equal(next, records[0][0], 'the next page starts after it')
+  const all = await p.records('', 1 << 20)
+  t.equal(all.next, null)
+  t.ok(all.records.some(([key]) => key.startsWith('d!')), 'every stored record, entries too')
+})

@@ -1,0 +1,91 @@
+// One namespace shared by three agents (127.0.0.2-4, real mounts, real
+// LevelDB): a file closed on one is read byte for byte on the others;
+// directory operations on one are seen on the others; two agents writing one
+// file at once leave one version or the other, the same on every agent.
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import type { RunningAgent } from '../helpers/agent.ts'
+import { sh, shOk } from '../helpers/agent.ts'
+import { startCluster } from '../helpers/cluster.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const MiB = 1024 * 1024
+const OPTS = { timeout: 240_000 }
+
+const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex')
+
+async function shaOn (agent: RunningAgent, path: string): Promise<string> {
+  return (await shOk(`sha256sum '${join(agent.mount, path)}'`, { timeoutMs: 60_000 })).split(' ')[0]
+}
+
+async function ls (agent: RunningAgent, dir: string): Promise<string> {
+  return (await shOk(`ls -1 '${join(agent.mount, dir)}'`)).trim().split('\n').filter((x) => x !== '').join(' ')
+}
+
+t.test('cluster - one namespace over three agents', OPTS, async (t) => {
+  const cluster = await startCluster(t)
+  const [a, b, c] = cluster.agents
+  const src = await mkdtemp(join(tmpdir(), 'chaac-cluster-src-'))
+  t.teardown(async () => await rm(src, { recursive: true, force: true }))
+
+  await t.test('a file written and closed on one agent is read byte for byte on the others', async (t) => {
+    const files: Array<[RunningAgent, string, Buffer]> = [
+      [a, 'from-pool.txt', Buffer.from('hello from the pool agent\n')],
+      [b, 'from-b.bin', randomBytes(9 * MiB + 77)],
+      [c, 'from-c.bin', randomBytes(3 * MiB)]
+    ]
+    for (const [writer, name, data] of files) {
+      await writeFile(join(src, name), data)
+      await shOk(`cp '${join(src, name)}' '${join(writer.mount, name)}'`)
+      for (const reader of cluster.agents) {
+        t.equal(await shaOn(reader, name), sha(data), `${name}, written on ${writer.http}, read on ${reader.http}`)
+      }
+    }
+    // Rewritten on another agent: close-to-open, the new version everywhere at once.
+    const v2 = randomBytes(5 * MiB + 3)
+    await writeFile(join(src, 'v2'), v2)
+    await shOk(`cp '${join(src, 'v2')}' '${join(c.mount, 'from-b.bin')}'`)
+    for (const reader of cluster.agents) t.equal(await shaOn(reader, 'from-b.bin'), sha(v2), `the new version on ${reader.http}`)
+    await shOk(`echo appended >> '${join(a.mount, 'from-pool.txt')}'`)
+    t.equal(await shOk(`cat '${join(b.mount, 'from-pool.txt')}'`), 'hello from the pool agent\nappended\n', 'an append, read right after on another agent')
+  })
+
+  await t.test('mkdir, rename and unlink on one agent are seen on the others', async (t) => {
+    await shOk(`mkdir -p '${join(b.mount, 'proj/src')}' && echo one > '${join(b.mount, 'proj/src/one')}'`)
+    for (const agent of [a, c]) t.equal(await ls(agent, 'proj/src'), 'one', `mkdir and create seen on ${agent.http}`)
+    await shOk(`mv '${join(c.mount, 'proj/src')}' '${join(c.mount, 'proj/lib')}' && mv '${join(c.mount, 'proj/lib/one')}' '${join(c.mount, 'proj/lib/two')}'`)
+    for (const agent of [a, b]) {
+      await waitFor(async () => await ls(agent, 'proj') === 'lib' && await ls(agent, 'proj/lib') === 'two',
+        { timeoutMs: 10_000, what: `the renames to show on ${agent.http}` })
+      t.equal(await shOk(`cat '${join(agent.mount, 'proj/lib/two')}'`), 'one\n')
+    }
+    await shOk(`rm '${join(a.mount, 'proj/lib/two')}' && rmdir '${join(a.mount, 'proj/lib')}'`)
+    for (const agent of [b, c]) {
+      await waitFor(async () => await ls(agent, 'proj') === '', { timeoutMs: 10_000, what: `the removal to show on ${agent.http}` })
+      const gone = await sh(`cat '${join(agent.mount, 'proj/lib/two')}'`)
+      t.match(gone.stderr, /No such file or directory/, `unlinked on ${agent.http} too`)
+    }
+    const taken = await sh(`mkdir '${join(c.mount, 'proj')}'`)
+    t.match(taken.stderr, /File exists/, 'a name taken on another agent is taken here')
+  })
+
+  await t.test('two agents writing one file at once: the last close wins, never a mix', async (t) => {
+    const x = randomBytes(6 * MiB + 11)
+    const y = randomBytes(6 * MiB + 11)
+    await writeFile(join(src, 'x'), x)
+    await writeFile(join(src, 'y'), y)
+    const versions = new Set([sha(x), sha(y)])
+    for (let round = 0; round < 4; round++) {
+      await Promise.all([
+        shOk(`cp '${join(src, 'x')}' '${join(a.mount, 'race.bin')}'`),
+        shOk(`cp '${join(src, 'y')}' '${join(b.mount, 'race.bin')}'`)
+      ])
+      const seen = await Promise.all(cluster.agents.map(async (agent) => await shaOn(agent, 'race.bin')))
+      t.ok(versions.has(seen[0]), `round ${round}: one of the two versions`)
+      t.same(seen, [seen[0], seen[0], seen[0]], `round ${round}: the same version on every agent`)
+    }
+  })
+})

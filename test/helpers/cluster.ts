@@ -1,0 +1,84 @@
+// Starts a cluster of real agent processes for integration tests: the pool
+// agent on 127.0.0.2 and joined agents on 127.0.0.3, 127.0.0.4, ... (peer
+// and HTTP ports on each agent's own loopback address), one cluster secret,
+// and one cloud tier directory shared by all (write through), so that an
+// agent reads another's balls from the cloud tier until the data plane
+// brings remote cache hits. Teardown kills by PID and unmounts lazily.
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Test } from 'tap'
+import { cleanupAgent, startAgent, type RunningAgent } from './agent.ts'
+import { waitFor } from './wait.ts'
+
+export interface Cluster {
+  secret: string
+  cloud: string
+  /** The pool agent first, then the joined agents. */
+  agents: RunningAgent[]
+  /** ws://127.0.0.2:PORT, what joined agents dial. */
+  poolUrl: string
+  /** Starts the pool agent again on its data folder and peer port (after kill9 or stop). */
+  restartPool: () => Promise<RunningAgent>
+  /** Starts one more agent joining the pool, on 127.0.0.N, with extra env (e.g. another secret). */
+  join: (n: number, env?: NodeJS.ProcessEnv) => Promise<RunningAgent>
+}
+
+const host = (n: number): string => `127.0.0.${n}`
+
+function agentArgs (n: number, cloud: string, port = 0): string[] {
+  return ['--listen', `${host(n)}:${port}`, '--http', `${host(n)}:0`, '--cloud', cloud, '--write', 'through']
+}
+
+/** The peer address an agent printed at start. */
+function peerUrl (agent: RunningAgent): string {
+  const m = /peers:\s+(ws:\/\/[\d.]+:\d+)/.exec(agent.log())
+  if (!m) throw new Error(`the agent printed no peer address:\n${agent.log()}`)
+  return m[1]
+}
+
+export async function startCluster (t: Test, size = 3): Promise<Cluster> {
+  const root = await mkdtemp(join(tmpdir(), 'chaac-cluster-'))
+  const cloud = join(root, 'cloud')
+  const secret = randomBytes(16).toString('hex')
+  const env = { CHAAC_SECRET: secret }
+  const agents: RunningAgent[] = []
+  // Every agent ever started, for the teardown (a restarted pool replaces agents[0]).
+  const started: RunningAgent[] = []
+  t.teardown(async () => {
+    await Promise.all(started.map(async (a) => await cleanupAgent(a)))
+    await rm(root, { recursive: true, force: true })
+  })
+  const track = (agent: RunningAgent): RunningAgent => {
+    started.push(agent)
+    return agent
+  }
+  const pool = track(await startAgent({ args: ['--pool', ...agentArgs(2, cloud)], env }))
+  agents.push(pool)
+  const poolUrl = peerUrl(pool)
+  const port = Number(poolUrl.split(':').pop())
+  const joinAgent = async (n: number, extra: NodeJS.ProcessEnv = {}): Promise<RunningAgent> =>
+    track(await startAgent({ args: ['--join', poolUrl, ...agentArgs(n, cloud)], env: { ...env, ...extra } }))
+  for (let i = 1; i < size; i++) agents.push(await joinAgent(2 + i))
+  return {
+    secret,
+    cloud,
+    agents,
+    poolUrl,
+    join: joinAgent,
+    restartPool: async () => {
+      const again = track(await startAgent({ data: agents[0].data, args: ['--pool', ...agentArgs(2, cloud, port)], env }))
+      agents[0] = again
+      return again
+    }
+  }
+}
+
+/** Waits until every agent's /status shows the data pool reachable. */
+export async function waitReachable (agents: RunningAgent[], timeoutMs = 30_000): Promise<void> {
+  for (const agent of agents) {
+    await waitFor(async () => (await agent.json('/status').catch(() => null))?.cluster?.reachable === true,
+      { timeoutMs, what: `agent ${agent.http} to reach the data pool` })
+  }
+}
