@@ -11,8 +11,8 @@ import type { BallStore } from '../store/ball-store.ts'
 /** Dirty chunks kept before the oldest is sealed, and seals in flight per file. */
 const MAX_DIRTY = 8
 const MAX_SEALING = 2
-// Balls fetched ahead of a reader that missed the local cache.
-const READ_AHEAD_BALLS = 2
+// Balls fetched ahead of a sequential reader, or of one that missed the local cache.
+const READ_AHEAD_BALLS = 4
 
 interface Sealing { gen: number, buf: Buffer, done: Promise<void> }
 
@@ -39,6 +39,8 @@ export class OpenFile {
   // The newest generation of each chunk: an older seal finishing late is ignored.
   private readonly latest = new Map<number, number>()
   private gen = 0
+  // The ball the last read from the store touched, to tell a sequential reader.
+  private lastBallRead = -2
   private pinned: string[] = []
   private unsynced: string[] = []
   private error: unknown
@@ -117,7 +119,9 @@ export class OpenFile {
       } else if (id == null) {
         target.fill(0, at, at + n)
       } else {
-        if (!skipCache && !this.store.isLocal(id)) this.readAhead(idx)
+        // Moving on to the next ball reads on sequentially: keep the fetches ahead of it going.
+        if (!skipCache && (idx === this.lastBallRead + 1 || !this.store.isLocal(id))) this.readAhead(idx)
+        this.lastBallRead = idx
         const data = await this.store.read(id, within, n, skipCache, target.subarray(at, at + n))
         const inPlace = data.buffer === target.buffer && data.byteOffset === target.byteOffset + at
         if (!inPlace) data.copy(target, at)
@@ -128,7 +132,7 @@ export class OpenFile {
     return end - offset
   }
 
-  // A read that goes to the cloud tier starts fetching the next balls too.
+  // Fetches the next balls that no bin of this agent holds (prefetch skips the others).
   private readAhead (idx: number): void {
     for (let j = idx + 1; j <= idx + READ_AHEAD_BALLS && j < this.balls.length; j++) {
       const next = this.balls[j]
