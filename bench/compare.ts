@@ -11,12 +11,11 @@
 // `node --cpu-prof`. Everything is taken down in a finally: daemons stopped by
 // PID, mounts unmounted, temp folders removed. All file I/O on the mounts runs
 // in child processes (dd, fio, cp, tar, git, rm, `chaac bench`).
-import { mkdir, mkdtemp, readFile, readdir, rm, statfs, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, readFile, readdir, rm, statfs, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { summarizeProfiles, type ProfileSummary } from './lib/profile.ts'
-import { delay, dropKernelCaches, killChildren, log, median, memoryOf, mountsUnder, run, unmount } from './lib/proc.ts'
+import { ddRate, delay, dropKernelCaches, killChildren, log, makeTempFolders, median, memoryOf, onInterrupt, removeTempFolders, run, writeRandomFile } from './lib/proc.ts'
 import { MATCH_TOLERANCE, TARGET_NAMES, format, formatRatio, mainTable, ratioChart, roundsTable, summarize, type Row, type WorkloadDef } from './lib/report.ts'
 import { ChaacAgent, bindfsTarget, chaacTarget, glusterTarget, localTarget, moosefsTarget, type Target, type TargetId } from './lib/targets.ts'
 import { commandLine, filesystemOf, machineBasics, sourceState } from './lib/machine.ts'
@@ -101,12 +100,6 @@ function record (id: string, t: TargetId, value: number): void {
   const s = samples.get(id) ?? {}
   ;(s[t] ??= []).push(value)
   samples.set(id, s)
-}
-
-function ddRate (stderr: string): number {
-  const m = /(\d+) bytes .* copied, ([\d.]+) s/.exec(stderr)
-  if (!m) throw new Error(`unexpected dd output: ${stderr}`)
-  return Number(m[1]) / Number(m[2]) / 1e6
 }
 
 async function seqWrite (source: string, file: string): Promise<number> {
@@ -200,12 +193,6 @@ async function makeCold (t: Target): Promise<void> {
   await dropKernelCaches()
 }
 
-async function makeSource (source: string): Promise<void> {
-  // Fresh random bytes each round, so no ball of an earlier round is reused.
-  await run('fio', ['--name=source', `--filename=${source}`, '--rw=write', '--bs=1M', `--size=${SEQ_MIB}M`,
-    '--refill_buffers', '--randrepeat=0', '--ioengine=psync', '--output=/dev/null'])
-}
-
 /** One pass of every workload over `targets` (in that order). `tag` names the round in the log. */
 async function pass (tag: number | string, ctx: Ctx, targets: Target[], onGroup?: (group: string, phase: 'before' | 'after') => Promise<void>): Promise<void> {
   const seqFile = (t: Target): string => join(t.dir, 'seq.bin')
@@ -217,7 +204,7 @@ async function pass (tag: number | string, ctx: Ctx, targets: Target[], onGroup?
       await onGroup?.(name, 'after')
     }
   }
-  await makeSource(ctx.source)
+  await writeRandomFile(ctx.source, SEQ_MIB * 1024 * 1024)
   await group('sequential write', async () => {
     for (const t of targets) {
       await attempt('sequential write', t, async () => {
@@ -473,9 +460,7 @@ async function preflight (root: string): Promise<void> {
 async function main (): Promise<void> {
   const started = new Date()
   const t0 = performance.now()
-  const root = await mkdtemp(join(resolve(process.env.CHAAC_BENCH_DIR ?? tmpdir()), 'chaac-compare-'))
-  const shm = await mkdtemp('/dev/shm/chaac-compare-')
-  await mkdir(join(root, 'logs'))
+  const { root, shm } = await makeTempFolders('chaac-compare-')
   const nodeArgs = (process.env.CHAAC_BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
   const agent = WANTED.includes('chaac') ? new ChaacAgent(join(root, 'chaac-data'), join(root, 'chaac'), join(shm, 'mem-bin'), '256MiB', join(root, 'logs', 'chaac-agent.log')) : undefined
   const makers: Record<TargetId, () => Target> = {
@@ -488,28 +473,15 @@ async function main (): Promise<void> {
   const all = WANTED.map((id) => makers[id]())
   const up: Target[] = []
   const watch = new MemoryWatch(up)
-  let interrupted = false
   const cleanup = async (): Promise<void> => {
     watch.stop()
     killChildren()
     for (const t of [...up].reverse()) {
       await t.teardown().catch((err: Error) => log(`${TARGET_NAMES[t.id]}: teardown: ${err.message}`))
     }
-    // Anything still mounted under the temp folder (a setup that failed half-way): unmount it.
-    for (const m of (await mountsUnder(root)).reverse()) await unmount(m)
-    const left = await mountsUnder(root)
-    if (left.length === 0) await rm(root, { recursive: true, force: true })
-    else log(`still mounted: ${left.join(', ')}; left ${root} in place`)
-    await rm(shm, { recursive: true, force: true })
+    await removeTempFolders(root, [shm])
   }
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (interrupted) return
-    interrupted = true
-    log(`${signal}: taking every target down`)
-    cleanup().finally(() => process.exit(130))
-  }
-  process.on('SIGINT', onSignal)
-  process.on('SIGTERM', onSignal)
+  const interrupted = onInterrupt('taking every target down', cleanup)
 
   try {
     await preflight(root)
@@ -561,7 +533,7 @@ async function main (): Promise<void> {
     await writeResults(rows, up, facts, started, seconds, profiles)
     log(`results: ${join(flags.out, 'results-compare.md')}, .json and .svg (${Math.round(seconds / 60)} min)`)
   } finally {
-    if (!interrupted) await cleanup()
+    if (!interrupted()) await cleanup()
   }
 }
 

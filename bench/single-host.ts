@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { commandLine, filesystemOf, machineBasics, sourceState } from './lib/machine.ts'
+import { ddRate } from './lib/proc.ts'
 
 const PROJECT = resolve(import.meta.dirname, '..')
 const CLI = join(PROJECT, 'bin', 'chaac.mjs')
@@ -239,13 +240,6 @@ function delay (ms: number): Promise<void> {
 async function makeRandomFile (path: string, size: number): Promise<void> {
   await run('fio', ['--name=source', `--filename=${path}`, '--rw=write', '--bs=1M', `--size=${size}`,
     '--refill_buffers', '--randrepeat=0', '--ioengine=psync', '--output=/dev/null'])
-}
-
-/** MB/s from dd's own summary line ("N bytes (...) copied, S s, ..."): dd's clock ends after fsync and close. */
-function ddRate (stderr: string): number {
-  const m = /(\d+) bytes .* copied, ([\d.]+) s/.exec(stderr)
-  if (!m) throw new Error(`unexpected dd output: ${stderr}`)
-  return Number(m[1]) / Number(m[2]) / 1e6
 }
 
 async function seqWrite (source: string, target: string): Promise<number> {

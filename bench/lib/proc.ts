@@ -2,8 +2,9 @@
 // tracked and killed by PID, daemons started in their own session with their
 // output in a log file, mount checks read from /proc (never from the mount).
 import { spawn, type ChildProcess } from 'node:child_process'
-import { open, readFile, readdir, writeFile } from 'node:fs/promises'
-import { resolve } from 'node:path'
+import { mkdir, mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 
 export function log (msg: string): void {
   console.log(`[${new Date().toISOString().slice(11, 19)}] ${msg}`)
@@ -69,6 +70,44 @@ export async function isMounted (dir: string): Promise<boolean> {
 export async function mountsUnder (root: string): Promise<string[]> {
   const r = resolve(root)
   return (await mountTargets()).filter((m) => m === r || m.startsWith(r + '/'))
+}
+
+/** A run's temporary folders: `root` under CHAAC_BENCH_DIR (default: the system temp folder) with `logs/` in it, and `shm` on tmpfs. */
+export async function makeTempFolders (prefix: string): Promise<{ root: string, shm: string }> {
+  const root = await mkdtemp(join(resolve(process.env.CHAAC_BENCH_DIR ?? tmpdir()), prefix))
+  const shm = await mkdtemp(join('/dev/shm', prefix))
+  await mkdir(join(root, 'logs'))
+  return { root, shm }
+}
+
+/**
+ * Removes a run's temporary folders once its processes are stopped: whatever
+ * is still mounted under `root` (a setup that failed half-way) is unmounted
+ * first, and `root` is left in place if that fails.
+ */
+export async function removeTempFolders (root: string, others: string[]): Promise<void> {
+  for (const m of (await mountsUnder(root)).reverse()) await unmount(m)
+  const left = await mountsUnder(root)
+  if (left.length === 0) await rm(root, { recursive: true, force: true })
+  else log(`still mounted: ${left.join(', ')}; left ${root} in place`)
+  for (const dir of others) await rm(dir, { recursive: true, force: true })
+}
+
+/**
+ * On the first SIGINT or SIGTERM (Ctrl-C), runs `cleanup` and exits with 130.
+ * Returns whether that happened, so that the run's own finally does not clean up twice.
+ */
+export function onInterrupt (what: string, cleanup: () => Promise<void>): () => boolean {
+  let interrupted = false
+  const handler = (signal: NodeJS.Signals): void => {
+    if (interrupted) return
+    interrupted = true
+    log(`${signal}: ${what}`)
+    cleanup().finally(() => process.exit(130))
+  }
+  process.on('SIGINT', handler)
+  process.on('SIGTERM', handler)
+  return () => interrupted
 }
 
 export async function waitFor (what: string, check: () => Promise<boolean>, timeoutMs = 60_000, alive?: () => void): Promise<void> {
@@ -177,6 +216,54 @@ export async function memoryOf (pid: number): Promise<{ rss: number, hwm: number
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
   const kB = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024
   return { rss: kB('VmRSS'), hwm: kB('VmHWM') }
+}
+
+/** CPU time (user and system, every thread) the processes have used so far together, in seconds; one that is gone counts 0. */
+export async function cpuSecondsOf (pids: number[]): Promise<number> {
+  const one = async (pid: number): Promise<number> => {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')
+    if (stat === '') return 0
+    // The fields after the command name (in parentheses, may hold spaces) start at
+    // the state; utime and stime are the 12th and 13th of them, in USER_HZ (100 on Linux).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  }
+  return (await Promise.all(pids.map(one))).reduce((s, x) => s + x, 0)
+}
+
+/**
+ * Waits until the processes together use less than `share` of one core over a
+ * second: the background work of the step before (cache fills, deletes) must
+ * not run into the next measurement. After `timeoutMs` it logs and goes on.
+ */
+export async function waitQuiet (pids: number[], share = 0.05, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  let before = await cpuSecondsOf(pids)
+  while (Date.now() < deadline) {
+    await delay(1000)
+    const now = await cpuSecondsOf(pids)
+    if (now - before < share) return
+    before = now
+  }
+  log(`processes ${pids.join(', ')} were still busy after ${timeoutMs / 1000} s; going on`)
+}
+
+/** Fresh random bytes (fio, 1 MiB writes), so that no ball of an earlier round can be reused. */
+export async function writeRandomFile (path: string, bytes: number): Promise<void> {
+  await run('fio', ['--name=source', `--filename=${path}`, '--rw=write', '--bs=1M', `--size=${bytes}`,
+    '--refill_buffers', '--randrepeat=0', '--ioengine=psync', '--output=/dev/null'])
+}
+
+/**
+ * MB/s from dd's own summary line ("N bytes (...) copied, S s, ..."): dd's
+ * clock stops after the output's fsync and close. With `bytes`, a dd that
+ * copied another amount is an error.
+ */
+export function ddRate (stderr: string, bytes?: number): number {
+  const m = /(\d+) bytes .* copied, ([\d.]+) s/.exec(stderr)
+  if (!m) throw new Error(`unexpected dd output: ${stderr}`)
+  if (bytes !== undefined && Number(m[1]) !== bytes) throw new Error(`dd copied ${m[1]} bytes, not ${bytes}`)
+  return Number(m[1]) / Number(m[2]) / 1e6
 }
 
 export function median (xs: number[]): number {

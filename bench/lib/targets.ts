@@ -224,30 +224,57 @@ export interface ChaacOptions {
   nodeArgs: string[]
 }
 
+/** What sets one benchmark's agents apart from another's. */
+export interface ChaacAgentOptions {
+  /** Capacity of the disk-level bin; default 64GiB. */
+  diskBinSize?: string
+  /** The cloud tier's flags; default `--cloud none`. */
+  cloud?: string[]
+  /** Added to the agent's environment (e.g. the S3 keys, which a flag would show in ps). */
+  env?: NodeJS.ProcessEnv
+}
+
 /** One agent over a fixed data folder, memory bin and chaac path, so that it can restart with the same files. */
 export class ChaacAgent {
   daemon?: Daemon
   /** The node flags of the running agent; a cold restart keeps them. */
   nodeArgs: string[] = []
-  constructor (readonly data: string, readonly mount: string, readonly memBin: string, readonly memBinSize: string, readonly logFile: string) {}
+  /** http://HOST:PORT of the running agent's HTTP API. */
+  url = ''
+  constructor (readonly data: string, readonly mount: string, readonly memBin: string, readonly memBinSize: string, readonly logFile: string,
+    private readonly opts: ChaacAgentOptions = {}) {}
+
+  get diskBin (): string {
+    return join(this.data, 'bins', 'disk0')
+  }
 
   get args (): string[] {
     return [
       'agent', '--data', this.data, '--mount', this.mount, '--http', '127.0.0.1:0',
       '--bin', `mem:${this.memBin}:${this.memBinSize}`,
-      '--bin', `disk:${join(this.data, 'bins', 'disk0')}:64GiB`,
-      '--cloud', 'none'
+      '--bin', `disk:${this.diskBin}:${this.opts.diskBinSize ?? '64GiB'}`,
+      ...(this.opts.cloud ?? ['--cloud', 'none'])
     ]
   }
 
   async start (nodeArgs: string[] = this.nodeArgs): Promise<void> {
     this.nodeArgs = nodeArgs
-    const d = new Daemon('chaac agent', process.execPath, [...nodeArgs, CLI, ...this.args], this.logFile, { ...process.env, CHAAC_LOG_LEVEL: 'warn' })
+    const env = { ...process.env, CHAAC_LOG_LEVEL: 'warn', ...this.opts.env }
+    const d = new Daemon('chaac agent', process.execPath, [...nodeArgs, CLI, ...this.args], this.logFile, env)
     this.daemon = d
     const before = (await d.logText()).length
     await d.start()
     // The CLI prints its status URL once the mount and the HTTP API are up.
-    await waitFor('the chaac agent to start', async () => /status:\s+http:\/\//.test((await d.logText()).slice(before)), 60_000, () => d.assertRunning())
+    const statusUrl = async (): Promise<string | undefined> => /status:\s+(http:\/\/[\d.]+:\d+)\/status/.exec((await d.logText()).slice(before))?.[1]
+    await waitFor('the chaac agent to start', async () => await statusUrl() !== undefined, 60_000, () => d.assertRunning())
+    this.url = await statusUrl() as string
+  }
+
+  /** GET a JSON document of the agent's HTTP API (e.g. /status). */
+  async json (path: string): Promise<any> {
+    const res = await fetch(this.url + path, { signal: AbortSignal.timeout(10_000) })
+    if (!res.ok) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`)
+    return await res.json()
   }
 
   async stop (): Promise<void> {
