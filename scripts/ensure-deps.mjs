@@ -13,7 +13,8 @@ const forTests = process.argv.includes('--test')
 const forBench = process.argv.includes('--bench')
 // libfuse-dev: the headers native/chaac-fuse is built against.
 const aptPackages = ['libfuse2', 'libfuse-dev', 'fuse3']
-if (forTests) aptPackages.push('docker.io', 'busybox-static', 'iproute2', 'rsync', 'git', 'sqlite3', 'ceph-mon', 'ceph-osd', 'radosgw')
+// iptables: the cluster tests cut an agent's traffic on its loopback address.
+if (forTests) aptPackages.push('docker.io', 'busybox-static', 'iproute2', 'iptables', 'rsync', 'git', 'sqlite3', 'ceph-mon', 'ceph-osd', 'radosgw')
 // bench/single-host.ts drives fio, dd (coreutils) and a python3 script;
 // bench/compare.ts also brings up bindfs, GlusterFS and MooseFS and runs git;
 // bench/s3.ts runs a one-node Ceph with its RADOS Gateway.

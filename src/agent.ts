@@ -2,6 +2,7 @@
 // reverse. No logic of its own.
 import { randomUUID } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { isIP } from 'node:net'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { HttpApi } from './api/http-api.ts'
@@ -16,6 +17,8 @@ import { CloudCollector } from './fs/cloud-collector.ts'
 import { CloudUploader } from './fs/cloud-uploader.ts'
 import { Filesystem } from './fs/filesystem.ts'
 import { ChaacMount } from './fuse/mount.ts'
+import { BALL_STREAMING, DataPlane } from './cluster/data-plane.ts'
+import { Repairer } from './cluster/repair.ts'
 import { DataPool } from './meta/data-pool.ts'
 import { Membership } from './meta/membership.ts'
 import type { Pool } from './meta/pool.ts'
@@ -44,7 +47,7 @@ export class Agent {
     readonly context: ContextMonitor,
     readonly mount: ChaacMount,
     readonly http: HttpApi,
-    private readonly log: Logger
+    readonly log: Logger
   ) {
     this.membership = new Membership(pool, () => this.report(), config.contextIntervalMs, log)
   }
@@ -54,6 +57,9 @@ export class Agent {
   /** Peer links: the server (roles pool and join), and the address peers reach it at. */
   peers?: PeerServer
   peerUrl: string | null = null
+  /** The data plane (roles pool and join); re-replication on the pool's agent. */
+  plane?: DataPlane
+  repairer?: Repairer
 
   static async start (config: AgentConfig, log: Logger, probe: HostProbe = new SiProbe()): Promise<Agent> {
     await mkdir(config.data, { recursive: true })
@@ -66,12 +72,19 @@ export class Agent {
     const bins = config.bins.map((spec) => new Bin(spec))
     await Promise.all(bins.map(async (b) => await b.open()))
     const store = new BallStore({
-      bins, cloud, writePolicy: config.writePolicy, eviction: config.eviction, inCloud: (ball) => pool.inCloud(ball), log
+      bins,
+      cloud,
+      writePolicy: config.writePolicy,
+      eviction: config.eviction,
+      inCloud: (ball) => pool.inCloud(ball),
+      record: async (bin, ball, bytes, present, kind) => await pool.recordCopy(bin, ball, bytes, present, kind),
+      release: async (bin, ball) => await pool.releaseCopy(bin, ball),
+      log
     })
-    const record = (p: Promise<void>): void => { p.catch((err) => log.error({ err }, 'could not update the map of balls')) }
-    store.on('copy', (bin, ball, bytes, present) => record(pool.recordCopy(bin, ball, bytes, present)))
-    store.on('uploaded', (ball, bytes) => record(pool.markInCloud(ball, bytes, !store.isPinned(ball) && !pool.isReferenced(ball))))
-    await reconcileCopies(pool, bins)
+    store.on('uploaded', (ball, bytes) => {
+      pool.markInCloud(ball, bytes, !store.isPinned(ball) && !pool.inUse(ball)).catch((err) => log.error({ err }, 'could not update the map of balls'))
+    })
+    await store.reconcile(pool.balls)
 
     const fs = new Filesystem({ pool, store, chunkSize: config.chunkSize, cacheSkipOver: config.cacheSkipOver, log })
     // The pool's agent collects for the whole namespace, before any other agent is let in.
@@ -86,19 +99,30 @@ export class Agent {
     const mount = new ChaacMount(config.mount, fs, log, { attrTimeout: config.attrTimeout })
     mount.followChanges(pool, id)
     const agent = new Agent(id, config, pool, store, fs, uploader, collector, context, mount, new HttpApi(), log)
+    const plane = role === 'single' ? undefined : dataPlane(config, agent)
+    agent.plane = plane
     pool.on('synced', () => {
       agent.membership.reportNow()
       // Copies recorded while the pool was away were lost with their calls.
-      reconcileCopies(pool, bins).catch((err) => log.warn({ err: (err as Error).message }, 'could not reconcile the map of balls'))
+      store.reconcile(pool.balls).catch((err) => log.warn({ err: (err as Error).message }, 'could not reconcile the map of balls'))
     })
     try {
-      if (role !== 'single') {
+      if (plane) {
         const service = pool instanceof DataPool ? new PoolService(pool, log) : undefined
         agent.peers = await listenPeers({
-          ...config.cluster.listen, secret: config.cluster.secret, localId: id, log, maxFrameBytes: CLUSTER_MAX_FRAME_BYTES,
-          onLink: (link) => service?.attach(link)
+          ...config.cluster.listen, secret: config.cluster.secret, localId: id, log, maxFrameBytes: CLUSTER_MAX_FRAME_BYTES, ...BALL_STREAMING,
+          onLink: (link) => {
+            service?.attach(link)
+            plane.accept(link)
+          }
         })
         agent.peerUrl = `ws://${hostPort(config.cluster.listen.host, agent.peers.port)}`
+        plane.start()
+        if (role === 'pool') {
+          const { replicas, rereplicateAfterMs: graceMs } = config.cluster
+          agent.repairer = new Repairer(pool, plane, { replicas, graceMs, intervalMs: config.contextIntervalMs, log })
+          agent.repairer.start()
+        }
       }
       await mount.mount()
       await agent.http.listen(agent, config.http.host, config.http.port)
@@ -118,7 +142,8 @@ export class Agent {
       peer: this.peerUrl,
       http: addr ? hostPort(addr.address, addr.port) : null,
       bins: this.store.bins.map((b) => ({ id: b.id, level: b.level, dir: b.dir, capacity: b.capacity, used: b.used, balls: b.entries.size })),
-      context: this.context.latest ?? null
+      context: this.context.latest ?? null,
+      startedAt: this.startedAt
     }
   }
 
@@ -137,6 +162,8 @@ export class Agent {
       await step('http', async () => await this.http.close())
       await step('context', async () => this.context.close())
       await step('membership', async () => await this.membership.close())
+      await step('re-replication', async () => await this.repairer?.close())
+      await step('data plane', async () => await this.plane?.close())
       await step('peers', async () => await this.peers?.close())
       await step('ball store', async () => await this.store.close())
       await step('data pool', async () => await this.pool.close())
@@ -147,8 +174,14 @@ export class Agent {
 
 async function openPool (config: AgentConfig, id: string, log: Logger): Promise<Pool> {
   const { role, pool: url, secret } = config.cluster
-  if (role === 'join' && url !== undefined) return await PoolReplica.connect({ url, agentId: id, secret, log })
+  if (role === 'join' && url !== undefined) return await PoolReplica.connect({ url, agentId: id, secret, log, localAddress: dialFrom(config) })
   return await DataPool.open(join(config.data, 'meta'), { agentId: id, lazyCreates: role === 'single' })
+}
+
+// Peers see an agent's links come from the address it listens on, as from its host.
+function dialFrom (config: AgentConfig): string | undefined {
+  const { host } = config.cluster.listen
+  return isIP(host) !== 0 && host !== '0.0.0.0' && host !== '::' ? host : undefined
 }
 
 function hostPort (host: string, port: number): string {
@@ -170,16 +203,22 @@ async function agentId (data: string): Promise<string> {
   }
 }
 
-// The bins are the truth about which copies exist; the map of balls follows them.
-async function reconcileCopies (pool: Pool, bins: Bin[]): Promise<void> {
-  for (const bin of bins) {
-    for (const [ball, entry] of bin.entries) await pool.recordCopy(bin.id, ball, entry.bytes, true)
-  }
-  const local = new Map(bins.map((b) => [b.id, b]))
-  for (const [ball, rec] of pool.balls) {
-    for (const binId of rec.bins) {
-      const bin = local.get(binId)
-      if (bin && !bin.has(ball)) await pool.recordCopy(binId, ball, rec.bytes, false)
-    }
-  }
+function dataPlane (config: AgentConfig, agent: Agent): DataPlane {
+  const { replicas, policy, peerTimeoutMs, secret } = config.cluster
+  const plane = new DataPlane({
+    agentId: agent.id,
+    pool: agent.pool,
+    store: agent.store,
+    self: () => agent.report(),
+    replicas,
+    policy,
+    peerTimeoutMs,
+    intervalMs: config.contextIntervalMs,
+    secret,
+    maxFrameBytes: CLUSTER_MAX_FRAME_BYTES,
+    localAddress: dialFrom(config),
+    log: agent.log
+  })
+  agent.store.remote = plane
+  return plane
 }

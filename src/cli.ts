@@ -6,10 +6,13 @@ import { relative, resolve } from 'node:path'
 import { pino } from 'pino'
 import { Agent } from './agent.ts'
 import { benchCommand } from './bench/command.ts'
+import { OverrideProbe } from './context/override-probe.ts'
+import { SiProbe } from './context/si-probe.ts'
 import {
   DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, checkExposure, defaultBins, oneOf, parseBin, parseCloud, parseHostPort, parsePoolUrl, parseSeconds,
   type AgentConfig, type ClusterConfig
 } from './config.ts'
+import { POLICIES } from './placement/types.ts'
 import { formatSize, parseSize } from './units.ts'
 import { VERSION } from './version.ts'
 
@@ -51,6 +54,10 @@ program.command('agent')
   .addOption(new Option('--pool', 'run the data pool of a cluster: other agents join this one (CHAAC_POOL=1)').env('CHAAC_POOL'))
   .addOption(new Option('--join <ws://host:port>', 'join the cluster whose data pool runs at this peer address (the pool agent\'s --listen)').env('CHAAC_JOIN'))
   .addOption(new Option('--listen <host:port>', 'where this agent listens for peers, with --pool or --join (port 0: any free port)').env('CHAAC_LISTEN').default(DEFAULTS.listen))
+  .addOption(new Option('--replicas <k>', 'copies of each new ball, each on its own host (fewer while fewer hosts are alive; the pool copies balls again up to this)').env('CHAAC_REPLICAS').default(DEFAULTS.replicas))
+  .addOption(new Option('--policy <policy>', 'the allocator policy that places new balls in bins').env('CHAAC_POLICY').choices(POLICIES).default(DEFAULTS.policy))
+  .addOption(new Option('--rereplicate-after <seconds>', 'how long an agent may be gone before the data pool copies its balls to other bins').env('CHAAC_REREPLICATE_AFTER').default(DEFAULTS.rereplicateAfter))
+  .addOption(new Option('--peer-timeout <seconds>', 'deadline of a request to a peer agent (a ball gets 1 s more per 10 MB); then the next copy is tried').env('CHAAC_PEER_TIMEOUT').default(DEFAULTS.peerTimeout))
   .addOption(new Option('--secret <secret>', 'the cluster secret every agent of the cluster shares; needed to listen beyond loopback (prefer the variable: a flag shows in ps)').env('CHAAC_SECRET'))
   .addOption(new Option('--log-level <level>', 'how much to log (to stderr, as JSON lines)').env('CHAAC_LOG_LEVEL').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .action(runAgent)
@@ -66,7 +73,7 @@ program.command('status')
   })
 
 program.command('locate')
-  .description('show the balls of a file and the bins that hold them')
+  .description('show the balls of a file and the hosts and bins that hold them')
   .argument('<file>', 'a file under the chaac path (host path), or a path inside the namespace')
   .addOption(new Option('--http <host:port>', 'the agent\'s HTTP API').env('CHAAC_HTTP').default(DEFAULTS.http))
   .option('--json', 'print the raw JSON of GET /api/v1/location')
@@ -82,7 +89,8 @@ program.command('locate')
     }
     console.log(`${loc.path}: ${formatSize(loc.size)} in ${loc.balls.length} balls of up to ${formatSize(loc.chunkSize)}`)
     for (const b of loc.balls) {
-      const where = b.hole ? 'hole (zeros, no storage)' : [...b.bins.map((x) => `${x.level}:${x.dir}`), ...(b.cloud ? ['cloud tier'] : [])].join(', ')
+      const copies = b.bins.map((x) => `${x.host ?? '?'} ${x.level ?? '?'}:${x.dir ?? '?'}${x.cached ? ' (cache)' : ''}`)
+      const where = b.hole ? 'hole (zeros, no storage)' : [...copies, ...(b.cloud ? ['cloud tier'] : [])].join(', ')
       console.log(`  #${b.index} @${b.offset} +${b.length} ${b.id ?? '-'}  ${where}`)
     }
   })
@@ -105,7 +113,16 @@ interface Location {
   path: string
   size: number
   chunkSize: number
-  balls: Array<{ index: number, offset: number, length: number, id: string | null, hole: boolean, cloud: boolean, bins: Array<{ level: string, dir: string }> }>
+  balls: Array<{
+    index: number
+    offset: number
+    length: number
+    id: string | null
+    hole: boolean
+    cloud: boolean
+    hosts: string[]
+    bins: Array<{ host: string | null, level: string | null, dir: string | null, cached: boolean }>
+  }>
 }
 
 async function getJson (http: string, path: string): Promise<unknown> {
@@ -166,6 +183,10 @@ interface AgentFlags {
   join?: string
   listen: string
   secret?: string
+  replicas: string
+  policy: string
+  rereplicateAfter: string
+  peerTimeout: string
   logLevel: string
 }
 
@@ -211,7 +232,20 @@ function clusterFromFlags (f: AgentFlags): ClusterConfig {
   const role = f.pool === true ? 'pool' : f.join !== undefined ? 'join' : 'single'
   if (role !== 'single') check('--listen', () => checkExposure('--listen', listen.host, secret))
   const pool = f.join === undefined ? undefined : check('--join', () => parsePoolUrl(f.join as string))
-  return { role, pool, listen, secret }
+  const replicas = Number(f.replicas)
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 16) throw new InvalidArgumentError('--replicas must be a whole number from 1 to 16')
+  const peerTimeoutMs = check('--peer-timeout', () => parseSeconds(f.peerTimeout))
+  if (peerTimeoutMs < 100) throw new InvalidArgumentError('--peer-timeout must be at least 0.1 s')
+  return {
+    role,
+    pool,
+    listen,
+    secret,
+    replicas,
+    policy: oneOf('--policy', POLICIES, f.policy),
+    rereplicateAfterMs: check('--rereplicate-after', () => parseSeconds(f.rereplicateAfter)),
+    peerTimeoutMs
+  }
 }
 
 function clusterLine (agent: Agent): string {
@@ -224,7 +258,8 @@ function clusterLine (agent: Agent): string {
 async function runAgent (flags: AgentFlags): Promise<void> {
   const config = configFromFlags(flags)
   const log = pino({ level: flags.logLevel, base: { pid: process.pid } }, pino.destination(2))
-  const agent = await Agent.start(config, log)
+  const probe = process.env.CHAAC_TEST_CONTEXT_FILE ? new OverrideProbe(new SiProbe(), process.env.CHAAC_TEST_CONTEXT_FILE) : new SiProbe()
+  const agent = await Agent.start(config, log, probe)
   const addr = agent.http.address
   const http = addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : ''
   console.log(`chaac agent ${agent.id} is running

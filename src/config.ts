@@ -7,6 +7,7 @@ import type { BinSpec, EvictionPolicy, Level } from './store/bin.ts'
 import { LEVELS } from './store/bin.ts'
 import type { WritePolicy } from './store/ball-store.ts'
 import type { S3Spec } from './cloud/s3-cloud.ts'
+import type { Policy } from './placement/types.ts'
 import { isLoopback } from './net/peer-server.ts'
 import { parseSize } from './units.ts'
 
@@ -41,6 +42,14 @@ export interface ClusterConfig {
   /** Where this agent listens for peers (roles `pool` and `join`). */
   listen: { host: string, port: number }
   secret?: string
+  /** Copies of each new ball, on distinct hosts (fewer while fewer hosts are alive). */
+  replicas: number
+  /** The allocator policy that places new balls. */
+  policy: Policy
+  /** How long an agent may be gone before the pool copies its balls again elsewhere (ms). */
+  rereplicateAfterMs: number
+  /** Deadline of a request to a peer (ms); a streamed ball gets more by its size. */
+  peerTimeoutMs: number
 }
 
 export type CloudSpec = { kind: 'dir', dir: string } | ({ kind: 's3' } & S3Spec)
@@ -60,7 +69,11 @@ export const DEFAULTS = {
   memBin: '256MiB',
   diskBin: '16GiB',
   cloudTimeout: '10',
-  cloudGcGrace: '3600'
+  cloudGcGrace: '3600',
+  replicas: '2',
+  policy: 'context',
+  rereplicateAfter: '60',
+  peerTimeout: '5'
 } as const
 
 /** Where the S3 settings come from when no flag gives them: the usual AWS variables. */

@@ -4,7 +4,9 @@ import type { ContextMonitor } from '../context/context-monitor.ts'
 import type { CloudCollector } from '../fs/cloud-collector.ts'
 import type { CloudUploader } from '../fs/cloud-uploader.ts'
 import type { Filesystem } from '../fs/filesystem.ts'
+import type { DataPlane } from '../cluster/data-plane.ts'
 import type { Pool } from '../meta/pool.ts'
+import type { AgentReport } from '../meta/schema.ts'
 import type { BallStore } from '../store/ball-store.ts'
 import type { HttpApi } from './http-api.ts'
 
@@ -22,4 +24,8 @@ export interface AgentView {
   readonly http: HttpApi
   /** Where peers reach this agent; null for an agent alone. */
   readonly peerUrl: string | null
+  /** The data plane, in a cluster. */
+  readonly plane?: DataPlane
+  /** This agent as it reports itself to the data pool. */
+  report: () => AgentReport
 }

@@ -4,6 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { isChaacError } from '../errors.ts'
+import { binOwners, hostOf } from '../cluster/view.ts'
 import { isAlive } from '../meta/membership.ts'
 import { isFile } from '../meta/schema.ts'
 import type { AgentView } from './agent-view.ts'
@@ -140,7 +141,11 @@ function cluster (agent: AgentView): object {
     reachable: agent.pool.reachable,
     agents: [...agent.pool.agents.values()].map((a) => ({
       id: a.id, peer: a.peer, http: a.http, bins: a.bins.length, seenAt: a.seenAt, alive: a.id === agent.id || isAlive(a, now, agent.config.contextIntervalMs)
-    }))
+    })),
+    replicas: agent.plane ? agent.config.cluster.replicas : 1,
+    policy: agent.config.cluster.policy,
+    // Agents this one has a link up to for its own requests (balls), with the measured round trip.
+    links: (agent.plane?.peers.connected() ?? []).map((id) => ({ agent: id, rttMs: agent.plane?.peers.rttMs(id) ?? null }))
   }
 }
 
@@ -183,19 +188,42 @@ function location (agent: AgentView, url: URL): object {
   const node = agent.pool.get(agent.fs.resolve(path))
   if (!node || !isFile(node)) throw new BadRequest(`${path} is not a regular file`)
   const chunkSize = node.chunkSize ?? agent.config.chunkSize
+  const owners = binOwners([agent.report(), ...agent.pool.agents.values()])
+  const where = (id: string): Array<Record<string, unknown>> => {
+    const rec = agent.pool.balls.get(id)
+    // The map of balls, and this agent's own bins as they are now (a copy may not be on the map yet).
+    const binIds = new Set([...(rec?.bins ?? []), ...agent.store.binsHolding(id).map((b) => b.id)])
+    return [...binIds].map((binId) => {
+      const owner = owners.get(binId)
+      const bin = owner?.bins.find((b) => b.id === binId)
+      const local = agent.store.bins.find((b) => b.id === binId)
+      return {
+        id: binId,
+        agent: owner?.id ?? null,
+        host: owner ? hostOf(owner) : null,
+        level: bin?.level ?? null,
+        dir: bin?.dir ?? null,
+        cached: local?.entries.get(id)?.cached ?? rec?.cached?.includes(binId) ?? false
+      }
+    })
+  }
   return {
     path,
     size: node.size,
     chunkSize,
-    balls: (node.balls ?? []).map((id, index) => ({
-      index,
-      offset: index * chunkSize,
-      length: Math.max(0, Math.min(chunkSize, node.size - index * chunkSize)),
-      id,
-      hole: id === null,
-      bins: id === null ? [] : agent.store.binsHolding(id).map((b) => ({ id: b.id, agent: agent.id, level: b.level, dir: b.dir })),
-      cloud: id === null ? false : agent.pool.inCloud(id)
-    }))
+    balls: (node.balls ?? []).map((id, index) => {
+      const bins = id === null ? [] : where(id)
+      return {
+        index,
+        offset: index * chunkSize,
+        length: Math.max(0, Math.min(chunkSize, node.size - index * chunkSize)),
+        id,
+        hole: id === null,
+        bins,
+        hosts: [...new Set(bins.map((b) => b.host).filter((h) => h !== null))],
+        cloud: id === null ? false : agent.pool.inCloud(id)
+      }
+    })
   }
 }
 
@@ -204,6 +232,7 @@ function allocation (agent: AgentView, body: unknown): object {
   if (typeof size !== 'number' || !Number.isInteger(size) || size <= 0) {
     throw new BadRequest('body must be JSON like {"size": 4194304} with a positive integer size')
   }
+  if (agent.plane) return { size, replicas: agent.config.cluster.replicas, policy: agent.config.cluster.policy, bins: agent.plane.allocate(size) }
   return { size, bins: agent.store.placementFor(size).map((b) => ({ id: b.id, agent: agent.id, level: b.level, dir: b.dir })) }
 }
 

@@ -61,13 +61,14 @@ export class CloudCollector {
         continue
       }
       deleted++
-      if (this.inUse(id)) await this.pool.keepBall(id)
+      // Copies left in bins go as their agents see the ball unreferenced; the record with the last of them.
+      if (this.inUse(id) || (this.pool.balls.get(id)?.bins.length ?? 0) > 0) await this.pool.keepBall(id)
       else await this.pool.dropBall(id)
     }
     return deleted
   }
 
   private inUse (id: string): boolean {
-    return this.pool.isReferenced(id) || this.store.isPinned(id)
+    return this.pool.inUse(id) || this.store.isPinned(id)
   }
 }

@@ -340,12 +340,15 @@ export class Filesystem {
 
   private async releaseBalls (ids: string[]): Promise<void> {
     for (const id of ids) {
-      if (this.pool.isReferenced(id)) continue
+      if (this.pool.inUse(id)) continue
       try {
         if (!await this.store.forget(id)) continue
-        // The cloud copy goes after a grace period (CloudCollector).
+        // The cloud copy goes after a grace period (CloudCollector); copies on
+        // other agents go as their agents see the ball unreferenced, and the
+        // record with the last of them.
+        const rec = this.pool.balls.get(id)
         if (this.pool.inCloud(id)) await this.pool.markGarbage(id, Date.now())
-        else await this.pool.dropBall(id)
+        else if (rec !== undefined && rec.bins.length === 0) await this.pool.dropBall(id)
       } catch (err) {
         this.opts.log.warn({ ball: id, err: (err as Error).message }, 'could not delete an unreferenced ball')
       }

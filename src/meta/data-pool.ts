@@ -10,11 +10,11 @@
 import { Level } from 'level'
 import { ChaacError, notFound } from '../errors.ts'
 import { BatchWriter, type BatchOp } from './batch-writer.ts'
-import type { AttrPatch, FileContent, NewNode, Pool } from './pool.ts'
+import type { AttrPatch, CopyOptions, FileContent, NewNode, Pool } from './pool.ts'
 import { PoolState } from './pool-state.ts'
 import {
   NEXT_INO_KEY, ROOT_INO, S_IFDIR, S_IFMT, agentKey, ballKey, direntKey, encode, garbageKey, inodeKey, isDir, uploadKey,
-  type AgentReport, type Inode
+  durableCopies, type AgentReport, type BallRecord, type Inode
 } from './schema.ts'
 
 /** How long an agent that stopped reporting keeps its bins to itself. */
@@ -326,15 +326,68 @@ export class DataPool extends PoolState implements Pool {
 
   // ---- the map of balls ----
 
-  async recordCopy (binId: string, id: string, bytes: number, present: boolean): Promise<void> {
+  /**
+   * A bin gained or lost a copy. `cached` says the copy is a cache; `writer`
+   * names an agent whose uncommitted file holds the ball, added to its writers.
+   */
+  async recordCopy (binId: string, id: string, bytes: number, present: boolean, opts: CopyOptions = {}): Promise<void> {
     const rec = this.balls.get(id) ?? { bytes, refs: 0, cloud: false, bins: [] }
     const has = rec.bins.includes(binId)
-    if (present === has) return
+    const cached = present && opts.cached === true
+    const newWriter = opts.writer !== undefined && !(rec.writers ?? []).includes(opts.writer)
+    if (present === has && cached === (rec.cached?.includes(binId) ?? false) && !newWriter) return
     // A commit may have made the record before any copy was seen, without a size.
     rec.bytes ||= bytes
-    rec.bins = present ? [...rec.bins, binId] : rec.bins.filter((b) => b !== binId)
-    this.balls.set(id, rec)
-    await this.persist([{ type: 'put', key: ballKey(id), value: encode(rec) }])
+    if (present !== has) rec.bins = present ? [...rec.bins, binId] : rec.bins.filter((b) => b !== binId)
+    rec.cached = withMember(rec.cached, binId, cached)
+    if (newWriter) rec.writers = [...(rec.writers ?? []), opts.writer as string]
+    await this.persist(this.ballOps(id, rec))
+  }
+
+  /**
+   * Removes a bin's copy from the map if the ball is garbage (no file and no
+   * writer needs it); true when the holder may delete it. Checked here, one
+   * change at a time, so that a writer who just counted on the copy keeps it.
+   */
+  async releaseCopy (binId: string, id: string): Promise<boolean> {
+    const rec = this.balls.get(id)
+    if (!rec) return true
+    if (this.inUse(id)) return false
+    if (!rec.bins.includes(binId)) return true
+    rec.bins = rec.bins.filter((b) => b !== binId)
+    rec.cached = withMember(rec.cached, binId, false)
+    await this.persist(this.ballOps(id, rec))
+    return true
+  }
+
+  /**
+   * Agent `agentId` writes files naming these balls: none of their copies is
+   * garbage until it unpins them. Returns each ball's durable copies (bin ids)
+   * at this moment, which stay.
+   */
+  async pinBalls (agentId: string, ids: string[]): Promise<string[][]> {
+    const ops: BatchOp[] = []
+    const out = ids.map((id) => {
+      const rec = this.balls.get(id) ?? { bytes: 0, refs: 0, cloud: false, bins: [] }
+      rec.writers = withMember(rec.writers, agentId, true)
+      this.balls.set(id, rec)
+      ops.push(...this.ballOps(id, rec))
+      return durableCopies(rec)
+    })
+    await this.persist(ops)
+    return out
+  }
+
+  /** The agent's files naming these balls are committed or given up. */
+  async unpinBalls (agentId: string, ids: string[]): Promise<void> {
+    const ops: BatchOp[] = []
+    for (const id of ids) {
+      const rec = this.balls.get(id)
+      if (!rec?.writers?.includes(agentId)) continue
+      rec.writers = withMember(rec.writers, agentId, false)
+      ops.push(...this.ballOps(id, rec))
+    }
+    if (ops.length > 0) await this.persist(ops)
   }
 
   /** The cloud tier holds the ball now; `garbage` when nothing references or is about to reference it. */
@@ -408,10 +461,21 @@ export class DataPool extends PoolState implements Pool {
         ops.push({ type: 'del', key: agentKey(other.id) })
       }
     }
+    const before = this.agents.get(report.id)
+    // A restarted agent's uncommitted files died with the process that wrote them.
+    if (before !== undefined && before.startedAt !== report.startedAt) ops.push(...this.dropWriter(report.id))
     const rec = { ...report, seenAt: now }
     this.agents.set(report.id, rec)
     ops.push({ type: 'put', key: agentKey(report.id), value: encode(rec) })
     await this.persist(ops)
+  }
+
+  /** The pool lost its link to the agent: it stops counting as alive until it reports again. */
+  async markGone (agentId: string): Promise<void> {
+    const rec = this.agents.get(agentId)
+    if (!rec || rec.goneAt !== undefined) return
+    rec.goneAt = Date.now()
+    await this.persist([{ type: 'put', key: agentKey(agentId), value: encode(rec) }])
   }
 
   async sync (): Promise<void> {
@@ -424,6 +488,31 @@ export class DataPool extends PoolState implements Pool {
   }
 
   // ---- helpers ----
+
+  // A ball's record as it is now: stored, or deleted with its queue and
+  // garbage entries once nothing is left to say (no copy, reference or writer).
+  private ballOps (id: string, rec: BallRecord): BatchOp[] {
+    if (rec.refs > 0 || rec.cloud || rec.bins.length > 0 || (rec.writers?.length ?? 0) > 0) {
+      if (rec.cached === undefined) delete rec.cached
+      if (rec.writers === undefined) delete rec.writers
+      this.balls.set(id, rec)
+      return [{ type: 'put', key: ballKey(id), value: encode(rec) }]
+    }
+    this.balls.delete(id)
+    this.uploads.delete(id)
+    this.garbage.delete(id)
+    return [{ type: 'del', key: ballKey(id) }, { type: 'del', key: uploadKey(id) }, { type: 'del', key: garbageKey(id) }]
+  }
+
+  private dropWriter (agentId: string): BatchOp[] {
+    const ops: BatchOp[] = []
+    for (const [id, rec] of this.balls) {
+      if (!rec.writers?.includes(agentId)) continue
+      rec.writers = withMember(rec.writers, agentId, false)
+      ops.push(...this.ballOps(id, rec))
+    }
+    return ops
+  }
 
   private adjustRefs (before: Array<string | null>, after: Array<string | null>, ops: BatchOp[]): string[] {
     const delta = new Map<string, number>()
@@ -491,3 +580,12 @@ export class DataPool extends PoolState implements Pool {
     return false
   }
 }
+
+/** `list` with `item` in it or not; undefined for an empty list, so records stay small. */
+function withMember (list: string[] | undefined, item: string, member: boolean): string[] | undefined {
+  const has = list?.includes(item) ?? false
+  if (has === member) return list
+  const next = member ? [...(list ?? []), item] : (list ?? []).filter((x) => x !== item)
+  return next.length > 0 ? next : undefined
+}
+

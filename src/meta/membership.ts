@@ -7,8 +7,19 @@ import type { AgentRecord, AgentReport } from './schema.ts'
 /** Reports an agent may miss before it counts as gone. */
 const MISSED_REPORTS = 3
 
+/** Whether the agent is in touch: its link to the pool is up and it reported lately. */
 export function isAlive (rec: AgentRecord, now: number, intervalMs: number): boolean {
-  return now - rec.seenAt <= MISSED_REPORTS * intervalMs
+  return rec.goneAt === undefined && now - rec.seenAt <= MISSED_REPORTS * intervalMs
+}
+
+/**
+ * Since when the agent has been out of touch (ms since the epoch), or
+ * undefined while it is alive: from the moment the pool lost its link, or
+ * from its last report when it went silent.
+ */
+export function goneSince (rec: AgentRecord, now: number, intervalMs: number): number | undefined {
+  if (isAlive(rec, now, intervalMs)) return undefined
+  return rec.goneAt ?? rec.seenAt + MISSED_REPORTS * intervalMs
 }
 
 export class Membership {

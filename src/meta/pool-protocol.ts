@@ -7,6 +7,7 @@
 //                     pool.call {method, args}  -> {result, seq}: one change, made by the pool
 //   pool -> replica   pool.change {seq, origin, ops}: one stored batch, in order
 import { ChaacError } from '../errors.ts'
+import { bad, ball, bytes, count, flag, list, nullable, optional, shape, text, time, type Parse } from '../net/checks.ts'
 import type { BatchOp } from './batch-writer.ts'
 import type { Pool } from './pool.ts'
 
@@ -26,54 +27,6 @@ export const PAGE_BYTES = 1024 * 1024
 export interface Change { seq: number, origin: string, ops: BatchOp[] }
 export interface CallReply { result: unknown, seq: number }
 
-type Parse<T> = (v: unknown, what: string) => T
-
-const bad = (what: string, expected: string): ChaacError => new ChaacError('CHAAC_INVALID', `${what} must be ${expected}`)
-
-const count: Parse<number> = (v, what) => {
-  if (!Number.isSafeInteger(v) || (v as number) < 0) throw bad(what, 'a whole number')
-  return v as number
-}
-const time: Parse<number> = (v, what) => {
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw bad(what, 'a number')
-  return v
-}
-const text: Parse<string> = (v, what) => {
-  if (typeof v !== 'string') throw bad(what, 'a string')
-  return v
-}
-const flag: Parse<boolean> = (v, what) => {
-  if (typeof v !== 'boolean') throw bad(what, 'true or false')
-  return v
-}
-const ball: Parse<string> = (v, what) => {
-  if (typeof v !== 'string' || !/^[0-9a-f]{64}$/.test(v)) throw bad(what, 'a ball id')
-  return v
-}
-const bytes: Parse<Buffer> = (v, what) => {
-  if (!(v instanceof Uint8Array)) throw bad(what, 'bytes')
-  return Buffer.from(v.buffer, v.byteOffset, v.length)
-}
-const optional = <T>(p: Parse<T>): Parse<T | undefined> => (v, what) => v === undefined || v === null ? undefined : p(v, what)
-const nullable = <T>(p: Parse<T>): Parse<T | null> => (v, what) => v === null ? null : p(v, what)
-const list = <T>(p: Parse<T>): Parse<T[]> => (v, what) => {
-  if (!Array.isArray(v)) throw bad(what, 'a list')
-  return v.map((x, i) => p(x, `${what}[${i}]`))
-}
-
-/** Only the named fields, each checked, on a fresh object: nothing else a peer sent gets through. */
-function shape<T extends object> (fields: { [K in keyof T]-?: Parse<T[K]> }): Parse<T> {
-  return (v, what) => {
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(what, 'a map')
-    const out: Record<string, unknown> = {}
-    for (const [key, parse] of Object.entries(fields) as Array<[string, Parse<unknown>]>) {
-      const value = parse(Object.hasOwn(v, key) ? (v as Record<string, unknown>)[key] : undefined, `${what}.${key}`)
-      if (value !== undefined) out[key] = value
-    }
-    return out as T
-  }
-}
-
 const ballOrHole: Parse<string | null> = nullable(ball)
 const context = shape({
   ufCPU: time, ufMemory: time, ufFileSystem: time, ufNet: time, memFree: time, diskFree: time, netBytesPerSec: time, sampledAt: time
@@ -91,14 +44,19 @@ const CALLS: Partial<Record<keyof Pool, Array<Parse<unknown>>>> = {
   commitFile: [count, shape({ size: count, balls: list(ballOrHole), chunkSize: count, mtime: optional(time) }),
     shape({ sync: optional(flag), upload: optional(flag) })],
   purge: [count],
-  recordCopy: [text, ball, count, flag],
+  recordCopy: [text, ball, count, flag, optional(shape({ cached: optional(flag), writer: optional(text) }))],
+  releaseCopy: [text, ball],
+  pinBalls: [text, list(ball)],
+  unpinBalls: [text, list(ball)],
   markInCloud: [ball, count, optional(flag)],
   dropUpload: [ball],
   dropBall: [ball],
   markGarbage: [ball, time],
   keepBall: [ball],
   markNotInCloud: [ball],
-  reportAgent: [shape({ id: text, peer: nullable(text), http: nullable(text), bins: list(binReport), context: nullable(context) })],
+  reportAgent: [shape({
+    id: text, peer: nullable(text), http: nullable(text), bins: list(binReport), context: nullable(context), startedAt: optional(time)
+  })],
   sync: []
 }
 
@@ -113,6 +71,9 @@ export function parseCall (body: unknown, from: string): Call {
   const checked = parsers.map((parse, i) => parse(args[i], `${method} argument ${i + 1}`))
   if (method === 'reportAgent' && (checked[0] as { id: string }).id !== from) {
     throw new ChaacError('CHAAC_NOT_PERMITTED', `agent ${from} may only report itself`)
+  }
+  if ((method === 'pinBalls' || method === 'unpinBalls') && checked[0] !== from) {
+    throw new ChaacError('CHAAC_NOT_PERMITTED', `agent ${from} may only pin balls for itself`)
   }
   return { method: method as keyof Pool, args: checked }
 }

@@ -9,7 +9,7 @@
 import { ChaacError, isChaacError } from '../errors.ts'
 import { connectPeer } from '../net/peer-client.ts'
 import type { NetLog, PeerLink } from '../net/peer-link.ts'
-import type { AttrPatch, FileContent, NewNode, Pool } from './pool.ts'
+import type { AttrPatch, CopyOptions, FileContent, NewNode, Pool } from './pool.ts'
 import {
   CLUSTER_MAX_FRAME_BYTES, OP, parseCallReply, parseChange, parsePage, parseSeq, type Change
 } from './pool-protocol.ts'
@@ -26,6 +26,8 @@ export interface ReplicaOptions {
   timeoutMs?: number
   /** How long the first connection may keep failing (the pool may be starting); default 30 s. */
   startTimeoutMs?: number
+  /** The address to connect from. */
+  localAddress?: string
 }
 
 interface Waiter { seq: number, resolve: () => void, reject: (err: ChaacError) => void }
@@ -89,6 +91,7 @@ export class PoolReplica extends PoolState implements Pool {
       log: this.opts.log,
       timeoutMs: this.opts.timeoutMs,
       maxFrameBytes: CLUSTER_MAX_FRAME_BYTES,
+      localAddress: this.opts.localAddress,
       handlers: { [OP.change]: (body, ctx) => this.receive(ctx.link, body) }
     })
     if (this.closed) {
@@ -259,10 +262,26 @@ export class PoolReplica extends PoolState implements Pool {
     return await this.call('purge', ino)
   }
 
-  async recordCopy (binId: string, id: string, bytes: number, present: boolean): Promise<void> {
+  async recordCopy (binId: string, id: string, bytes: number, present: boolean, opts: CopyOptions = {}): Promise<void> {
     // Most reports repeat what the map says already (e.g. at start): no round trip for those.
-    if ((this.balls.get(id)?.bins.includes(binId) ?? false) === present) return
-    await this.call('recordCopy', binId, id, bytes, present)
+    const rec = this.balls.get(id)
+    const same = (rec?.bins.includes(binId) ?? false) === present &&
+      (present && opts.cached === true) === (rec?.cached?.includes(binId) ?? false) &&
+      (opts.writer === undefined || (rec?.writers?.includes(opts.writer) ?? false))
+    if (same) return
+    await this.call('recordCopy', binId, id, bytes, present, opts)
+  }
+
+  async releaseCopy (binId: string, id: string): Promise<boolean> {
+    return await this.call('releaseCopy', binId, id)
+  }
+
+  async pinBalls (agentId: string, ids: string[]): Promise<string[][]> {
+    return await this.call('pinBalls', agentId, ids)
+  }
+
+  async unpinBalls (agentId: string, ids: string[]): Promise<void> {
+    await this.call('unpinBalls', agentId, ids)
   }
 
   async markInCloud (id: string, bytes: number, garbage = false): Promise<void> {

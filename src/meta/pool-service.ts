@@ -20,7 +20,12 @@ export class PoolService {
   attach (link: PeerLink): void {
     link.on(OP.subscribe, () => {
       this.subscribers.add(link)
-      void link.closed.then(() => this.subscribers.delete(link))
+      void link.closed.then(async () => {
+        this.subscribers.delete(link)
+        // An agent whose replica lost the pool is gone for the others at once (a killed process, a cut link).
+        if ([...this.subscribers].some((l) => l.peerId === link.peerId)) return
+        await this.pool.markGone(link.peerId).catch((err: Error) => this.log.warn({ peer: link.peerId, err: err.message }, 'could not mark an agent gone'))
+      })
       return { seq: this.pool.seq }
     })
     link.on(OP.records, async (body) => await this.pool.records(parseAfter(body), PAGE_BYTES))

@@ -64,6 +64,12 @@ export class PoolState extends EventEmitter<PoolEvents> {
     return this.balls.get(id)?.cloud === true
   }
 
+  /** Whether a file references the ball or a writer is about to: its copies are not garbage. */
+  inUse (ball: string): boolean {
+    const rec = this.balls.get(ball)
+    return rec !== undefined && (rec.refs > 0 || (rec.writers?.length ?? 0) > 0)
+  }
+
   /** Throws when the namespace may be stale (a replica cut off from the pool). */
   protected checkReachable (): void {}
 

@@ -23,6 +23,12 @@ export interface FileContent {
   mtime?: number
 }
 
+/** How a bin holds a copy it reports: `cached` (droppable while a durable copy is left), for `writer` (not garbage until it commits). */
+export interface CopyOptions {
+  cached?: boolean
+  writer?: string
+}
+
 export type AttrPatch = Partial<Pick<Inode, 'mode' | 'uid' | 'gid' | 'atime' | 'mtime'>>
 
 export interface PoolEvents {
@@ -50,6 +56,7 @@ export interface Pool extends EventEmitter<PoolEvents> {
   orphans: () => Inode[]
   isReferenced: (ball: string) => boolean
   inCloud: (ball: string) => boolean
+  inUse: (ball: string) => boolean
 
   /** Resolves once every change stored before the call is visible here (close-to-open). */
   revalidate: () => Promise<void>
@@ -62,7 +69,10 @@ export interface Pool extends EventEmitter<PoolEvents> {
   setattr: (ino: number, patch: AttrPatch) => Promise<Inode>
   commitFile: (ino: number, content: FileContent, opts?: { sync?: boolean, upload?: boolean }) => Promise<string[]>
   purge: (ino: number) => Promise<string[]>
-  recordCopy: (binId: string, id: string, bytes: number, present: boolean) => Promise<void>
+  recordCopy: (binId: string, id: string, bytes: number, present: boolean, opts?: CopyOptions) => Promise<void>
+  releaseCopy: (binId: string, id: string) => Promise<boolean>
+  pinBalls: (agentId: string, ids: string[]) => Promise<string[][]>
+  unpinBalls: (agentId: string, ids: string[]) => Promise<void>
   markInCloud: (id: string, bytes: number, garbage?: boolean) => Promise<void>
   dropUpload: (id: string) => Promise<void>
   dropBall: (id: string) => Promise<void>

@@ -45,6 +45,17 @@ export interface BallRecord {
   cloud: boolean
   /** Ids of the bins that hold a copy. */
   bins: string[]
+  /**
+   * The bins of `bins` whose copy is a cache (a memory-level copy, or one
+   * kept after a read): it may be dropped whenever a durable copy is left,
+   * so it never counts towards the ball's replicas.
+   */
+  cached?: string[]
+  /**
+   * Agents writing a file that names the ball and not committed yet: no
+   * copy is dropped as garbage while any is listed.
+   */
+  writers?: string[]
 }
 
 /** A bin as its agent reports it to the data pool. */
@@ -66,11 +77,15 @@ export interface AgentReport {
   http: string | null
   bins: BinReport[]
   context: HostContext | null
+  /** When the agent process started (ms since the epoch): a new value is a restart. */
+  startedAt?: number
 }
 
 export interface AgentRecord extends AgentReport {
   /** When the data pool last heard from the agent, by the pool's clock (ms since the epoch). */
   seenAt: number
+  /** When the data pool lost its link to the agent, by the pool's clock; absent while the agent is in touch. */
+  goneAt?: number
 }
 
 export const ROOT_INO = 1
@@ -78,6 +93,12 @@ export const ROOT_INO = 1
 export const isDir = (n: Inode): boolean => (n.mode & S_IFMT) === S_IFDIR
 export const isFile = (n: Inode): boolean => (n.mode & S_IFMT) === S_IFREG
 export const isSymlink = (n: Inode): boolean => (n.mode & S_IFMT) === S_IFLNK
+
+/** The bins holding a copy of the ball that is not a cache. */
+export function durableCopies (rec: BallRecord): string[] {
+  const cached = rec.cached
+  return cached === undefined ? rec.bins : rec.bins.filter((b) => !cached.includes(b))
+}
 
 const hex = (ino: number): string => ino.toString(16).padStart(16, '0')
 export const inodeKey = (ino: number): string => `i!${hex(ino)}`

@@ -8,6 +8,8 @@ import type { PeerLink } from './peer-link.ts'
 export interface ConnectOptions extends HandshakeOptions {
   /** For connecting and authenticating together; default 5 s. */
   connectTimeoutMs?: number
+  /** The address to connect from (the agent's own, so that its peers see it as that host); the system's choice if absent. */
+  localAddress?: string
 }
 
 /** Opens an authenticated link to the peer at `url` (ws://host:port). */
@@ -15,7 +17,7 @@ export async function connectPeer (url: string, opts: ConnectOptions): Promise<P
   const { maxFrameBytes } = handshakeSettings(opts)
   let ws: WebSocket
   try {
-    ws = new WebSocket(url, { maxPayload: maxFrameBytes, perMessageDeflate: false })
+    ws = new WebSocket(url, { maxPayload: maxFrameBytes, perMessageDeflate: false, localAddress: opts.localAddress })
   } catch (err) {
     throw new ChaacError('CHAAC_INVALID', `not a peer address: ${url}`, { cause: err })
   }

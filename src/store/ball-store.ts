@@ -1,19 +1,51 @@
-// The agent's local store: its bins by level, the cloud tier behind them, the
-// read path (memory level, then disk level, then cloud tier) with its
-// outcomes, and cache eviction within each bin's hard capacity.
+// The agent's local store: its bins by level, the peers and the cloud tier
+// behind them, the read path (memory level, then disk level, then a peer
+// holding the ball, then the cloud tier) with its outcomes, and cache
+// eviction within each bin's hard capacity. In a cluster, new balls go where
+// the data plane places them (RemoteBalls).
 import { EventEmitter } from 'node:events'
 import type { CloudTier } from '../cloud/cloud-tier.ts'
 import { ChaacError, isChaacError } from '../errors.ts'
-import { encodeBall } from './ball-codec.ts'
+import { checkBall, encodeBall } from './ball-codec.ts'
 import type { Bin, EvictionPolicy } from './bin.ts'
 import { Lru } from './lru.ts'
 import { VerifiedReader, type BallSource } from './verified-reader.ts'
 
-// Cloud fetches a reader may have running ahead of it at once.
+// Fetches a reader may have running ahead of it at once.
 const MAX_FETCHES_AHEAD = 4
+// Balls fetched lately are kept whole in memory up to this many bytes: a
+// sequential reader reads each in many pieces right after it arrives.
+const RECENT_BYTES = 32 * 1024 * 1024
 
 export type ReadOutcome = 'localHit' | 'remoteHit' | 'miss' | 'skip'
 export type WritePolicy = 'through' | 'async' | 'none'
+
+/** How a bin holds a copy: a cache, or for a writer whose file is not committed yet. */
+export interface CopyKind { cached?: boolean, writer?: string }
+
+/** A copy of a ball on another agent. */
+export interface RemoteSource extends BallSource {
+  readonly agent: string
+  /** The whole stored ball (header ++ data), within one deadline. */
+  readBall: (id: string) => Promise<Buffer>
+}
+
+/** A new ball, whole, while it is being placed. */
+export interface NewBall { id: string, header: Buffer, data: Buffer }
+
+/** The cluster's side of the store (the data plane): peers holding balls, and where new balls go. */
+export interface RemoteBalls {
+  /** Copies on other agents that are alive, best first. */
+  sources: (id: string) => RemoteSource[]
+  /** Whether an agent alive holds a copy that is not a cache. */
+  hasDurableCopy: (id: string) => boolean
+  /** Stores the copies of a new ball where the allocator says; resolves once they are stored. */
+  place: (ball: NewBall) => Promise<void>
+  /** Brings the copies on other agents to stable storage. */
+  sync: (ids: string[]) => Promise<void>
+  /** No file this agent writes names the ball any more. */
+  unpinned: (id: string) => void
+}
 
 export interface BallStoreOptions {
   bins: Bin[]
@@ -28,6 +60,10 @@ export interface BallStoreOptions {
    * or scattered random reads, must not churn the memory level.
    */
   promoteAfterReads?: number
+  /** Keeps the map of balls in step with the bins; awaited where a copy must be known before a commit. */
+  record?: (binId: string, id: string, bytes: number, present: boolean, kind?: CopyKind) => Promise<void>
+  /** Whether a copy of a ball no file references may go: the data pool takes it off the map if so. */
+  release?: (binId: string, id: string) => Promise<boolean>
   log?: { warn: (obj: object, msg: string) => void }
 }
 
@@ -44,10 +80,18 @@ export class BallStore extends EventEmitter<StoreEvents> {
   readonly cloud?: CloudTier
   readonly writePolicy: WritePolicy
   private readonly reader = new VerifiedReader()
-  private readonly fetches = new Map<string, Promise<Buffer>>()
-  // Fetched balls whose bytes are at hand while they are being cached.
-  private readonly fetched = new Set<string>()
-  private readonly fetchedAhead = new Lru<string, true>(1024)
+  /** The data plane, in a cluster. */
+  remote?: RemoteBalls
+  private readonly fetches = new Map<string, Promise<Fetched>>()
+  // Fetches whose bytes have not arrived yet (those being cached no longer count against read-ahead).
+  private fetching = 0
+  // Balls fetched lately, whole and checked, oldest first.
+  private readonly recent = new Map<string, Buffer>()
+  private recentBytes = 0
+  // Balls fetched ahead of a reader, and where they came from.
+  private readonly fetchedAhead = new Lru<string, ReadOutcome>(1024)
+  // New balls being placed: peers fetch them from here meanwhile.
+  private readonly staged = new Map<string, { ball: NewBall, n: number }>()
   private readonly promotions = new Map<string, Promise<void>>()
   private readonly cloudOps = new Map<string, Promise<void>>()
   // Balls written for content not yet committed: garbage collection leaves them alone.
@@ -78,8 +122,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
     this.pin(id)
     try {
       const upload = this.writePolicy === 'through' && !this.opts.inCloud(id) ? this.uploadBall(id, header, data) : undefined
-      const local = this.durableBins().some((b) => b.has(id)) ? undefined : this.storeLocal(id, header, data)
-      await Promise.all([local, upload])
+      await Promise.all([this.storeCopies({ id, header, data }), upload])
     } catch (err) {
       this.unpin(id)
       throw err
@@ -87,11 +130,33 @@ export class BallStore extends EventEmitter<StoreEvents> {
     return id
   }
 
+  private async storeCopies (ball: NewBall): Promise<void> {
+    const remote = this.remote
+    if (!remote) {
+      if (!this.durableBins().some((b) => b.has(ball.id))) await this.storeLocal(ball)
+      return
+    }
+    const staged = this.staged.get(ball.id) ?? { ball, n: 0 }
+    staged.n++
+    this.staged.set(ball.id, staged)
+    try {
+      await remote.place(ball)
+    } finally {
+      if (--staged.n === 0) this.staged.delete(ball.id)
+    }
+  }
+
   /** Every put pins its ball; the writer unpins it once its file is committed (or given up). */
   unpin (id: string): void {
+    if (this.dropPin(id)) this.remote?.unpinned(id)
+  }
+
+  // True when the last pin went.
+  private dropPin (id: string): boolean {
     const n = (this.pins.get(id) ?? 0) - 1
     if (n > 0) this.pins.set(id, n)
     else this.pins.delete(id)
+    return n <= 0
   }
 
   isPinned (id: string): boolean {
@@ -126,6 +191,12 @@ export class BallStore extends EventEmitter<StoreEvents> {
    * `into` is where the caller wants the bytes; the result may be a view of it.
    */
   async read (id: string, offset: number, length: number, skipCache: boolean, into?: Buffer): Promise<Buffer> {
+    // Bytes fetched a moment ago are in this agent's memory: a local cache hit.
+    const held = this.recent.get(id)
+    if (held) {
+      this.count(id, 'localHit')
+      return await this.slice(id, held, offset, length)
+    }
     let failure: unknown
     for (const bin of this.bins) {
       if (!bin.has(id)) continue
@@ -143,17 +214,50 @@ export class BallStore extends EventEmitter<StoreEvents> {
         await this.dropCopy(bin, id)
       }
     }
-    if (!this.cloud) throw failure ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy in any bin and no cloud tier`)
-    if (skipCache) {
-      const data = await this.reader.read(this.cloud, id, offset, length, into)
-      this.outcomes.skip++
-      return data
+    if (skipCache) return await this.readUncached(id, offset, length, into, failure)
+    if (!this.cloud && !this.remote) throw failure ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy in any bin and no cloud tier`)
+    const { raw, outcome } = await this.fetchIntoCache(id)
+    this.count(id, outcome)
+    return await this.slice(id, raw, offset, length)
+  }
+
+  // Data bytes of a whole stored ball that was checked when it was fetched: no need to hash them again.
+  private async slice (id: string, raw: Buffer, offset: number, length: number): Promise<Buffer> {
+    const h = await this.reader.header(rawSource(raw), id)
+    return raw.subarray(h.length + Math.min(offset, h.size), h.length + Math.min(h.size, offset + Math.max(0, length)))
+  }
+
+  private keepRecent (id: string, raw: Buffer): void {
+    if (this.recent.has(id)) return
+    this.recent.set(id, raw)
+    this.recentBytes += raw.length
+    for (const [old, bytes] of this.recent) {
+      if (this.recentBytes <= RECENT_BYTES || old === id) break
+      this.recent.delete(old)
+      this.recentBytes -= bytes.length
     }
-    // Bytes fetched a moment ago and not yet in a bin are in this agent's memory: a local cache hit.
-    const ready = this.fetched.has(id)
-    const whole = await this.fetchIntoCache(id)
-    this.count(id, ready ? 'localHit' : 'miss')
-    return await this.reader.read(rawSource(whole), id, offset, length)
+  }
+
+  // Cache skip: only the blocks the read needs, from a peer or the cloud tier, and nothing kept.
+  private async readUncached (id: string, offset: number, length: number, into: Buffer | undefined, failure: unknown): Promise<Buffer> {
+    for (const source of this.remote?.sources(id) ?? []) {
+      try {
+        const data = await this.reader.read(source, id, offset, length, into)
+        this.outcomes.remoteHit++
+        return data
+      } catch (err) {
+        failure = err
+        this.peerFailed(id, source, err)
+      }
+    }
+    if (!this.cloud) throw failure ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy in any bin, on any peer, and no cloud tier`)
+    const data = await this.reader.read(this.cloud, id, offset, length, into)
+    this.outcomes.skip++
+    return data
+  }
+
+  private peerFailed (id: string, source: RemoteSource, err: unknown): void {
+    this.opts.log?.warn({ ball: id, peer: source.agent, err: (err as Error).message }, 'could not read a ball from a peer; trying the next copy')
   }
 
   /** Whether a bin of this agent holds the ball. */
@@ -162,26 +266,36 @@ export class BallStore extends EventEmitter<StoreEvents> {
   }
 
   /**
-   * Read-ahead: fetches a ball from the cloud tier before a sequential reader
-   * asks for it, so that the next request overlaps the reading of this one.
+   * Read-ahead: fetches a ball from a peer or the cloud tier before a
+   * sequential reader asks for it, so that the next request overlaps the
+   * reading of this one.
    */
   prefetch (id: string): void {
-    if (!this.cloud || this.fetches.has(id) || this.fetches.size >= MAX_FETCHES_AHEAD || this.isLocal(id)) return
-    this.fetchedAhead.set(id, true)
-    this.fetchIntoCache(id).catch(() => {})
+    if ((!this.cloud && !this.remote) || this.fetches.has(id) || this.fetching >= MAX_FETCHES_AHEAD || this.isLocal(id)) return
+    this.fetchedAhead.set(id, 'miss')
+    this.fetchIntoCache(id).then(({ outcome }) => {
+      if (this.fetchedAhead.get(id) !== undefined) this.fetchedAhead.set(id, outcome)
+    }, () => this.fetchedAhead.delete(id))
   }
 
-  // A ball fetched ahead came from the cloud tier for this reader: its first read is a miss wherever it finds it now.
+  // A ball fetched ahead came from a peer or the cloud tier for this reader:
+  // its first read counts as that, wherever it finds the ball now.
   private count (id: string, outcome: ReadOutcome): void {
-    if (this.fetchedAhead.get(id) !== undefined) {
+    const ahead = this.fetchedAhead.get(id)
+    if (ahead !== undefined) {
       this.fetchedAhead.delete(id)
-      outcome = 'miss'
+      outcome = ahead
     }
     this.outcomes[outcome]++
   }
 
-  /** Makes the local durable copies of balls safe from a power loss (fsync). */
+  /** Makes every durable copy of the balls safe from a power loss (fsync), here and on peers. */
   async sync (ids: string[]): Promise<void> {
+    await Promise.all([this.syncLocal(ids), this.remote?.sync(ids)])
+  }
+
+  /** Makes this agent's durable copies of the balls safe from a power loss. */
+  async syncLocal (ids: string[]): Promise<void> {
     await Promise.all(this.durableBins().map(async (b) => await b.sync(ids)))
   }
 
@@ -202,7 +316,16 @@ export class BallStore extends EventEmitter<StoreEvents> {
    */
   async forget (id: string): Promise<boolean> {
     if (this.isPinned(id)) return false
-    await Promise.all(this.bins.map(async (b) => await this.dropCopy(b, id)))
+    for (const bin of this.binsHolding(id)) {
+      if (this.opts.release && !await this.opts.release(bin.id, id)) return false
+      // A writer or a pull may have taken the ball up meanwhile: the copy stays, back on the map.
+      if (this.isPinned(id)) {
+        const entry = bin.entries.get(id)
+        if (entry) await this.note(bin, id, entry.bytes, true, { cached: entry.cached })
+        return false
+      }
+      await this.dropCopy(bin, id)
+    }
     return true
   }
 
@@ -253,10 +376,12 @@ export class BallStore extends EventEmitter<StoreEvents> {
   }
 
   // A copy may be dropped when another durable copy exists: in the cloud
-  // tier or another disk bin; a memory-level copy when any disk copy exists.
+  // tier or another disk bin; a memory-level copy when any disk copy exists;
+  // a cache also when an agent alive holds a copy that is not one.
   private evictable (bin: Bin, id: string): boolean {
     if (this.opts.inCloud(id)) return true
-    return this.diskBins.some((b) => b !== bin && b.has(id))
+    if (this.diskBins.some((b) => b !== bin && b.has(id))) return true
+    return bin.entries.get(id)?.cached === true && (this.remote?.hasDurableCopy(id) ?? false)
   }
 
   // Concurrent writers may take the room freed for this one, so victims are
@@ -277,13 +402,100 @@ export class BallStore extends EventEmitter<StoreEvents> {
       .sort((a, b) => b.free / b.capacity - a.free / a.capacity)
   }
 
-  private async storeLocal (id: string, header: Buffer, data: Buffer): Promise<void> {
+  /**
+   * Makes a bin of this agent hold a durable copy of the ball (bin `bin`
+   * if it has room, else the freest) and returns that bin's id, once the
+   * map of balls lists the copy. A cache already here becomes durable.
+   */
+  async storeDurable (ball: NewBall, opts: { bin?: string, writer?: string } = {}): Promise<string> {
+    this.pin(ball.id)
+    try {
+      return await this.storeLocal(ball, opts)
+    } finally {
+      this.dropPin(ball.id)
+    }
+  }
+
+  /**
+   * As storeDurable, for a ball this agent does not have at hand: `fetch`
+   * brings its stored bytes (from a peer, the cloud tier), checked here
+   * against its id before they are kept.
+   */
+  async pull (id: string, fetch: () => Promise<Buffer>, opts: { bin?: string, writer?: string } = {}): Promise<string> {
+    this.pin(id)
+    try {
+      if (this.durableBins().some((b) => b.has(id))) return await this.storeLocal({ id, header: Buffer.alloc(0), data: Buffer.alloc(0) }, opts)
+      const raw = await fetch()
+      const ball = checkBall(id, raw)
+      if (!ball) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the fetched copy fails its hash`)
+      return await this.storeLocal({ id, ...ball }, opts)
+    } finally {
+      this.dropPin(id)
+    }
+  }
+
+  /**
+   * Raw stored bytes of a ball for a peer: from a bin of this agent, or from
+   * a new ball being placed right now. Unchecked: the reader checks them.
+   */
+  async rawRange (id: string, start: number, length: number): Promise<Buffer> {
+    let failure: unknown
+    for (const bin of this.bins) {
+      if (!bin.has(id)) continue
+      try {
+        return await bin.readRaw(id, start, length)
+      } catch (err) {
+        failure = err
+      }
+    }
+    const staged = this.staged.get(id)?.ball
+    if (staged) return Buffer.concat([staged.header, staged.data]).subarray(start, start + length)
+    throw failure ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy here`)
+  }
+
+  /**
+   * Brings the map of balls in step with the bins, which are the truth about
+   * which copies exist, and takes from it which local copies are caches.
+   */
+  async reconcile (balls: ReadonlyMap<string, { bytes: number, bins: string[], cached?: string[] }>): Promise<void> {
+    const durable = this.durableBins()
+    for (const bin of this.bins) {
+      for (const [id, entry] of bin.entries) {
+        const rec = balls.get(id)
+        // A copy the map does not list (its record was lost in a crash) is a cache until a placement says otherwise.
+        entry.cached = !durable.includes(bin) || rec === undefined || !rec.bins.includes(bin.id) || (rec.cached?.includes(bin.id) ?? false)
+        await this.note(bin, id, entry.bytes, true, { cached: entry.cached })
+      }
+    }
+    const local = new Map(this.bins.map((b) => [b.id, b]))
+    for (const [id, rec] of balls) {
+      for (const binId of rec.bins) {
+        const bin = local.get(binId)
+        if (bin && !bin.has(id)) await this.note(bin, id, rec.bytes, false)
+      }
+    }
+  }
+
+  // A durable copy in the preferred bin if it has room, else in the freest durable bin.
+  private async storeLocal (ball: NewBall, opts: { bin?: string, writer?: string } = {}): Promise<string> {
+    const { id, header, data } = ball
+    const kind = { writer: opts.writer }
+    const held = this.durableBins().find((b) => b.has(id))
+    const entry = held?.entries.get(id)
+    if (held && entry) {
+      entry.cached = false
+      await this.note(held, id, entry.bytes, true, kind)
+      return held.id
+    }
     const bytes = header.length + data.length
-    for (const bin of this.placementFor(bytes)) {
+    const bins = this.placementFor(bytes)
+    const preferred = bins.findIndex((b) => b.id === opts.bin)
+    if (preferred > 0) bins.unshift(...bins.splice(preferred, 1))
+    for (const bin of bins) {
       if (!await this.makeRoom(bin, bytes)) continue
       await bin.write(id, header, data)
-      this.emit('copy', bin.id, id, bytes, true)
-      return
+      await this.note(bin, id, bytes, true, kind)
+      return bin.id
     }
     throw new ChaacError('CHAAC_NO_SPACE', `no bin has room for a ball of ${bytes} bytes`)
   }
@@ -291,15 +503,28 @@ export class BallStore extends EventEmitter<StoreEvents> {
   private async cacheCopy (bin: Bin, id: string, header: Buffer, data: Buffer): Promise<void> {
     const bytes = header.length + data.length
     if (bin.has(id) || !await this.makeRoom(bin, bytes)) return
-    await bin.write(id, header, data)
-    this.emit('copy', bin.id, id, bytes, true)
+    await bin.write(id, header, data, true)
+    this.noteLater(bin, id, bytes, true, { cached: true })
   }
 
   private async dropCopy (bin: Bin, id: string): Promise<void> {
     const entry = bin.entries.get(id)
     if (!entry) return
     await bin.delete(id)
-    this.emit('copy', bin.id, id, entry.bytes, false)
+    this.noteLater(bin, id, entry.bytes, false)
+  }
+
+  // Tells the map of balls about a copy; the caller waits when the copy must be known.
+  private async note (bin: Bin, id: string, bytes: number, present: boolean, kind: CopyKind = {}): Promise<void> {
+    this.emit('copy', bin.id, id, bytes, present)
+    await this.opts.record?.(bin.id, id, bytes, present, kind)
+  }
+
+  // A cache copy or a dropped copy: the map may learn of it a little later.
+  private noteLater (bin: Bin, id: string, bytes: number, present: boolean, kind: CopyKind = {}): void {
+    this.note(bin, id, bytes, present, kind).catch((err) => {
+      this.opts.log?.warn({ ball: id, bin: bin.dir, err: (err as Error).message }, 'could not update the map of balls')
+    })
   }
 
   // Copies a ball read from the disk level into the memory level, in the background.
@@ -311,7 +536,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
       const bytes = disk.entries.get(id)?.bytes
       if (bytes === undefined || mem.has(id) || !await this.makeRoom(mem, bytes)) return
       await mem.copyFrom(disk, id, bytes)
-      this.emit('copy', mem.id, id, bytes, true)
+      this.noteLater(mem, id, bytes, true, { cached: true })
     })().catch((err) => {
       this.opts.log?.warn({ ball: id, err: (err as Error).message }, 'could not cache a ball in the memory level')
     }).finally(() => this.promotions.delete(id)))
@@ -319,25 +544,28 @@ export class BallStore extends EventEmitter<StoreEvents> {
 
   // One fetch per ball however many readers want it; the whole ball is
   // verified and handed to the readers, then kept in each level (the first
-  // bin of the level with room) in the background. Until it is kept, later
-  // readers are served from the fetched bytes rather than fetching again.
-  private async fetchIntoCache (id: string): Promise<Buffer> {
+  // bin of the level with room; from a peer, the disk level) in the background. Until it is kept, later
+  // readers are served from the fetched bytes (and for a while after) rather than fetching again.
+  private async fetchIntoCache (id: string): Promise<Fetched> {
     let pending = this.fetches.get(id)
     if (!pending) {
-      const fetched = this.fetchVerified(id)
+      this.fetching++
+      const fetched = this.fetchVerified(id).finally(() => { this.fetching-- })
       pending = fetched
       this.fetches.set(id, fetched)
-      this.promotions.set(id, fetched.then(async (raw) => {
-        this.fetched.add(id)
+      this.promotions.set(id, fetched.then(async ({ raw, outcome }) => {
+        this.keepRecent(id, raw)
         const h = await this.reader.header(rawSource(raw), id)
-        for (const level of ['mem', 'disk']) {
+        // A ball from a peer goes to the disk level only: a peer is near, and one
+        // pass over a large file must not churn the memory level (it takes balls read often).
+        const levels = outcome === 'remoteHit' && this.diskBins.length > 0 ? ['disk'] : ['mem', 'disk']
+        for (const level of levels) {
           for (const bin of this.bins.filter((b) => b.level === level)) {
             await this.cacheCopy(bin, id, raw.subarray(0, h.length), raw.subarray(h.length, h.length + h.size)).catch(() => {})
             if (bin.has(id)) break
           }
         }
       }).catch(() => {}).finally(() => {
-        this.fetched.delete(id)
         this.fetches.delete(id)
         this.promotions.delete(id)
       }))
@@ -345,13 +573,27 @@ export class BallStore extends EventEmitter<StoreEvents> {
     return await pending
   }
 
-  private async fetchVerified (id: string): Promise<Buffer> {
+  // The whole ball, checked: from the peers holding it, best first, then the cloud tier.
+  private async fetchVerified (id: string): Promise<Fetched> {
+    let failure: unknown
+    for (const source of this.remote?.sources(id) ?? []) {
+      try {
+        const raw = await source.readBall(id)
+        if (!checkBall(id, raw)) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the copy on peer ${source.agent} fails its hash`)
+        return { raw, outcome: 'remoteHit' }
+      } catch (err) {
+        failure = err
+        this.peerFailed(id, source, err)
+      }
+    }
+    if (!this.cloud) throw failure ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy in any bin, on any peer, and no cloud tier`)
     // One request for the whole ball: the header comes with it.
-    const raw = await (this.cloud as CloudTier).readBall(id)
-    const h = await this.reader.header(rawSource(raw), id)
-    await this.reader.read(rawSource(raw), id, 0, h.size)
-    return raw
+    const raw = await this.cloud.readBall(id)
+    if (!checkBall(id, raw)) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the cloud tier's copy fails its hash`)
+    return { raw, outcome: 'miss' }
   }
 }
+
+interface Fetched { raw: Buffer, outcome: ReadOutcome }
 
 const rawSource = (raw: Buffer): BallSource => ({ readRaw: async (_, start, len) => raw.subarray(start, start + len) })

@@ -22,6 +22,8 @@ export interface BallEntry {
   /** Logical time of the last use (a counter, not a clock). */
   lastUse: number
   uses: number
+  /** A cache: a copy kept after a read, or in the memory level, which never counts as one of the ball's replicas. */
+  cached: boolean
 }
 
 export type EvictionPolicy = 'lru' | 'lfu'
@@ -70,7 +72,8 @@ export class Bin implements BallSource {
           continue
         }
         const { size } = await stat(path)
-        this.entries.set(name, { bytes: size, lastUse: ++useClock, uses: 0 })
+        // Which copies are caches is kept in the map of balls; the store reconciles it at start.
+        this.entries.set(name, { bytes: size, lastUse: ++useClock, uses: 0, cached: false })
         this.used += size
       }
     }
@@ -99,8 +102,8 @@ export class Bin implements BallSource {
    * Writes a ball into room reserved with tryReserve. It is safe from an
    * agent crash on return; `sync` makes it safe from a power loss too.
    */
-  async write (id: string, header: Buffer, data: Buffer): Promise<void> {
-    await this.store(id, header.length + data.length, async (tmp) => {
+  async write (id: string, header: Buffer, data: Buffer, cached = false): Promise<void> {
+    await this.store(id, header.length + data.length, cached, async (tmp) => {
       const fh = await open(tmp, 'w')
       try {
         await fh.writev([header, data])
@@ -116,11 +119,11 @@ export class Bin implements BallSource {
    * like those of any copy.
    */
   async copyFrom (source: Bin, id: string, bytes: number): Promise<void> {
-    await this.store(id, bytes, async (tmp) => await copyFile(source.pathOf(id), tmp))
+    await this.store(id, bytes, true, async (tmp) => await copyFile(source.pathOf(id), tmp))
   }
 
   // Fills a temporary file, then renames it into place: a ball file is whole or absent.
-  private async store (id: string, bytes: number, fill: (tmp: string) => Promise<void>): Promise<void> {
+  private async store (id: string, bytes: number, cached: boolean, fill: (tmp: string) => Promise<void>): Promise<void> {
     const path = this.pathOf(id)
     const tmp = `${path}.${process.pid}.${++useClock}.tmp`
     try {
@@ -140,7 +143,7 @@ export class Bin implements BallSource {
       this.reserved -= bytes
     }
     if (!this.entries.has(id)) this.used += bytes
-    this.entries.set(id, { bytes, lastUse: ++useClock, uses: 1 })
+    this.entries.set(id, { bytes, lastUse: ++useClock, uses: 1, cached })
   }
 
   /** Flushes balls to stable storage (fsync of the files and of their directories). */

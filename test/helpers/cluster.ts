@@ -1,9 +1,9 @@
 // Starts a cluster of real agent processes for integration tests: the pool
 // agent on 127.0.0.2 and joined agents on 127.0.0.3, 127.0.0.4, ... (peer
 // and HTTP ports on each agent's own loopback address), one cluster secret,
-// and one cloud tier directory shared by all (write through), so that an
-// agent reads another's balls from the cloud tier until the data plane
-// brings remote cache hits. Teardown kills by PID and unmounts lazily.
+// and one cloud tier directory shared by all (write through), or none, so
+// that every ball read elsewhere comes from a peer. Teardown kills by PID and
+// unmounts lazily.
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -23,28 +23,42 @@ export interface Cluster {
   restartPool: () => Promise<RunningAgent>
   /** Starts one more agent joining the pool, on 127.0.0.N, with extra env (e.g. another secret). */
   join: (n: number, env?: NodeJS.ProcessEnv) => Promise<RunningAgent>
+  /** Starts joined agent i (1, 2, ...) again on its data folder and peer port, after kill9 or stop. */
+  restart: (i: number) => Promise<RunningAgent>
+}
+
+export interface ClusterOptions {
+  /** Agents, the pool's included; default 3. */
+  size?: number
+  /** `none`: no cloud tier, so every ball read elsewhere comes from a peer. Default: one directory shared by all. */
+  cloud?: 'shared' | 'none'
+  /** More `chaac agent` flags for every agent. */
+  args?: string[]
+  /** More environment for agent i (0: the pool agent). */
+  env?: (i: number) => NodeJS.ProcessEnv
 }
 
 const host = (n: number): string => `127.0.0.${n}`
 
 function agentArgs (n: number, cloud: string, port = 0): string[] {
-  return ['--listen', `${host(n)}:${port}`, '--http', `${host(n)}:0`, '--cloud', cloud, '--write', 'through']
+  return ['--listen', `${host(n)}:${port}`, '--http', `${host(n)}:0`, '--cloud', cloud, ...(cloud === 'none' ? [] : ['--write', 'through'])]
 }
 
 /** The peer address an agent printed at start. */
-function peerUrl (agent: RunningAgent): string {
+export function peerUrl (agent: RunningAgent): string {
   const m = /peers:\s+(ws:\/\/[\d.]+:\d+)/.exec(agent.log())
   if (!m) throw new Error(`the agent printed no peer address:\n${agent.log()}`)
   return m[1]
 }
 
-export async function startCluster (t: Test, size = 3): Promise<Cluster> {
+export async function startCluster (t: Test, opts: number | ClusterOptions = {}): Promise<Cluster> {
+  const { size = 3, cloud: kind = 'shared', args = [], env: envOf = () => ({}) } = typeof opts === 'number' ? { size: opts } : opts
   const root = await mkdtemp(join(tmpdir(), 'chaac-cluster-'))
-  const cloud = join(root, 'cloud')
+  const cloud = kind === 'none' ? 'none' : join(root, 'cloud')
   const secret = randomBytes(16).toString('hex')
   const env = { CHAAC_SECRET: secret }
   const agents: RunningAgent[] = []
-  // Every agent ever started, for the teardown (a restarted pool replaces agents[0]).
+  // Every agent ever started, for the teardown (a restarted agent replaces its old self in agents).
   const started: RunningAgent[] = []
   t.teardown(async () => {
     await Promise.all(started.map(async (a) => await cleanupAgent(a)))
@@ -54,21 +68,27 @@ export async function startCluster (t: Test, size = 3): Promise<Cluster> {
     started.push(agent)
     return agent
   }
-  const pool = track(await startAgent({ args: ['--pool', ...agentArgs(2, cloud)], env }))
+  const pool = track(await startAgent({ args: ['--pool', ...agentArgs(2, cloud), ...args], env: { ...env, ...envOf(0) } }))
   agents.push(pool)
   const poolUrl = peerUrl(pool)
-  const port = Number(poolUrl.split(':').pop())
-  const joinAgent = async (n: number, extra: NodeJS.ProcessEnv = {}): Promise<RunningAgent> =>
-    track(await startAgent({ args: ['--join', poolUrl, ...agentArgs(n, cloud)], env: { ...env, ...extra } }))
+  const port = (agent: RunningAgent): number => Number(peerUrl(agent).split(':').pop())
+  const poolPort = port(pool)
+  const joinAgent = async (n: number, extra: NodeJS.ProcessEnv = {}, data?: string, peerPort = 0): Promise<RunningAgent> =>
+    track(await startAgent({ data, args: ['--join', poolUrl, ...agentArgs(n, cloud, peerPort), ...args], env: { ...env, ...envOf(n - 2), ...extra } }))
   for (let i = 1; i < size; i++) agents.push(await joinAgent(2 + i))
   return {
     secret,
     cloud,
     agents,
     poolUrl,
-    join: joinAgent,
+    join: async (n, extra) => await joinAgent(n, extra),
+    restart: async (i) => {
+      const again = await joinAgent(2 + i, {}, agents[i].data, port(agents[i]))
+      agents[i] = again
+      return again
+    },
     restartPool: async () => {
-      const again = track(await startAgent({ data: agents[0].data, args: ['--pool', ...agentArgs(2, cloud, port)], env }))
+      const again = track(await startAgent({ data: agents[0].data, args: ['--pool', ...agentArgs(2, cloud, poolPort), ...args], env: { ...env, ...envOf(0) } }))
       agents[0] = again
       return again
     }

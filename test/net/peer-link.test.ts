@@ -1,16 +1,15 @@
 import { randomBytes } from 'node:crypto'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { pack } from 'msgpackr'
 import t, { type Test } from 'tap'
-import { WebSocket, WebSocketServer } from 'ws'
+import { WebSocketServer } from 'ws'
 import { ChaacError, isChaacError } from '../../src/errors.ts'
-import { authProof } from '../../src/net/auth.ts'
-import { NONCE_BYTES, PROOF_BYTES, PROTOCOL_VERSION, decodeFrame, encodeFrame, type Frame } from '../../src/net/frames.ts'
+import { NONCE_BYTES, PROOF_BYTES, PROTOCOL_VERSION, encodeFrame } from '../../src/net/frames.ts'
 import { connectPeer, type ConnectOptions } from '../../src/net/peer-client.ts'
 import { CLOSE, StreamReply, type Handlers, type NetLog, type PeerLink } from '../../src/net/peer-link.ts'
 import { isLoopback, listenPeers, type PeerServer, type PeerServerOptions } from '../../src/net/peer-server.ts'
 import { Rng } from '../../src/placement/rng.ts'
+import { fuzzFrame, inParallel, rawAuthenticated, rawPeer, type RawPeer } from '../helpers/raw-peer.ts'
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts'
 import { waitFor, withDeadline } from '../helpers/wait.ts'
 
@@ -71,58 +70,6 @@ async function failure (promise: Promise<unknown>): Promise<ChaacError> {
     throw err
   }
   throw new Error('expected a rejection')
-}
-
-// A bare WebSocket client that speaks frames by hand, for what a PeerLink would never send.
-interface RawPeer {
-  ws: WebSocket
-  /** The close code, once closed. */
-  closed: Promise<number>
-  /** The next frame from the server, or undefined once the connection closed. */
-  next: () => Promise<Frame | undefined>
-}
-
-async function rawPeer (port: number): Promise<RawPeer> {
-  const ws = new WebSocket(url(port), { perMessageDeflate: false })
-  const queue: Frame[] = []
-  let wake = (): void => {}
-  let closeCode: number | undefined
-  ws.on('message', (data: Buffer) => {
-    queue.push(decodeFrame(data, 64 * MiB))
-    wake()
-  })
-  ws.on('error', () => {})
-  const closed = new Promise<number>((resolve) => ws.on('close', (code) => {
-    closeCode = code
-    resolve(code)
-    wake()
-  }))
-  await withDeadline(new Promise((resolve, reject) => {
-    ws.once('open', resolve)
-    ws.once('error', reject)
-  }), 5_000, 'a raw connection')
-  const next = async (): Promise<Frame | undefined> => {
-    const deadline = Date.now() + 5_000
-    while (queue.length === 0) {
-      if (closeCode !== undefined) return undefined
-      await withDeadline(new Promise<void>((resolve) => { wake = resolve }), deadline - Date.now(), 'a frame from the server')
-    }
-    return queue.shift()
-  }
-  return { ws, closed, next }
-}
-
-/** A raw connection that has passed the handshake by hand. */
-async function rawAuthenticated (port: number): Promise<RawPeer> {
-  const raw = await rawPeer(port)
-  const challenge = await raw.next()
-  if (challenge?.t !== 'challenge') throw new Error(`expected a challenge, got ${challenge?.t}`)
-  const clientNonce = randomBytes(NONCE_BYTES)
-  const tr = { serverId: challenge.peer, clientId: 'raw', serverNonce: challenge.nonce, clientNonce }
-  raw.ws.send(encodeFrame({ t: 'auth', peer: 'raw', nonce: clientNonce, proof: authProof(SECRET, 'client', tr) }))
-  const welcome = await raw.next()
-  if (welcome?.t !== 'welcome') throw new Error(`expected the welcome, got ${welcome?.t}`)
-  return raw
 }
 
 t.test('auth - a client with the secret gets a link, and both sides can call each other', async (t) => {
@@ -187,7 +134,7 @@ t.test('auth - without a secret on loopback the handshake still runs, with the e
 
 t.test('auth - a connection that does not authenticate in time is closed and logged', async (t) => {
   const { server, log } = await startServer(t, { authTimeoutMs: 200 })
-  const raw = await rawPeer(server.port)
+  const raw = await rawPeer(url(server.port))
   t.teardown(() => raw.ws.terminate())
   t.equal((await raw.next())?.t, 'challenge')
   const started = performance.now()
@@ -199,7 +146,7 @@ t.test('auth - a connection that does not authenticate in time is closed and log
 
 t.test('auth - a frame before authentication closes that connection, unanswered', async (t) => {
   const { server, log } = await startServer(t)
-  const raw = await rawPeer(server.port)
+  const raw = await rawPeer(url(server.port))
   t.teardown(() => raw.ws.terminate())
   raw.ws.send(encodeFrame({ t: 'req', id: 1, op: 'echo', body: 'sneaky' }))
   t.equal(await withDeadline(raw.closed, 5_000, 'the close'), CLOSE.PROTOCOL)
@@ -438,91 +385,6 @@ t.test('listen - a non-loopback address without a secret is refused with a clear
   t.equal(link.peerId, 'pool')
 })
 
-// Fuzz: a seeded mix of garbage, sent as the first frame of a fresh connection
-// both before and after authentication.
-const TYPES = ['challenge', 'auth', 'welcome', 'req', 'res', 'chunk', 'end', 'ack', 'cancel', 'ping', 'pong', 'hello', '']
-const FIELDS = ['t', 'id', 'op', 'body', 'ok', 'size', 'err', 'seq', 'data', 'bytes', 'n', 'v', 'peer', 'nonce', 'proof', '__proto__']
-
-function bytesFrom (rng: Rng, n: number): Buffer {
-  const b = Buffer.alloc(n)
-  for (let i = 0; i < n; i++) b[i] = rng.below(256)
-  return b
-}
-
-function pick<T> (rng: Rng, list: readonly T[]): T {
-  return list[rng.below(list.length)]
-}
-
-function randomValue (rng: Rng, depth = 0): unknown {
-  switch (rng.below(depth > 2 ? 6 : 8)) {
-    case 0: return rng.below(2 ** 32) - 2 ** 31
-    case 1: return (rng.float() - 0.5) * 2 ** 60
-    case 2: return bytesFrom(rng, rng.below(12)).toString('latin1')
-    case 3: return rng.below(2) === 0
-    case 4: return null
-    case 5: return bytesFrom(rng, rng.below(40))
-    case 6: return Array.from({ length: rng.below(5) }, () => randomValue(rng, depth + 1))
-    default: return Object.fromEntries(Array.from({ length: rng.below(6) }, () => [pick(rng, FIELDS), randomValue(rng, depth + 1)]))
-  }
-}
-
-function validFrame (rng: Rng): Frame {
-  const id = rng.below(1000)
-  const frames: Frame[] = [
-    { t: 'auth', peer: 'p', nonce: bytesFrom(rng, NONCE_BYTES), proof: bytesFrom(rng, PROOF_BYTES) },
-    { t: 'req', id, op: 'echo', body: randomValue(rng) },
-    { t: 'res', id, ok: true, body: randomValue(rng), size: rng.below(1000) },
-    { t: 'res', id, ok: false, err: { code: 'CHAAC_IO', message: 'm' } },
-    { t: 'chunk', id, seq: rng.below(3), data: bytesFrom(rng, 1 + rng.below(100)) },
-    { t: 'end', id, seq: rng.below(3) },
-    { t: 'ack', id, bytes: rng.below(100) },
-    { t: 'pong', n: id }
-  ]
-  return pick(rng, frames)
-}
-
-// Well-formed, and harmless once authenticated.
-function harmlessFrame (rng: Rng): Frame {
-  const id = rng.below(1000)
-  const frames: Frame[] = [
-    { t: 'req', id, op: bytesFrom(rng, 4).toString('hex'), body: randomValue(rng) },
-    { t: 'cancel', id },
-    { t: 'ack', id, bytes: 0 },
-    { t: 'ping', n: id }
-  ]
-  return pick(rng, frames)
-}
-
-function fuzzFrame (rng: Rng, maxFrameBytes: number): { kind: string, data: Buffer | string } {
-  switch (rng.below(8)) {
-    case 0: return { kind: 'random bytes', data: bytesFrom(rng, rng.below(300)) }
-    case 1: {
-      const whole = encodeFrame(validFrame(rng))
-      return { kind: 'truncated frame', data: whole.subarray(0, rng.below(whole.length)) }
-    }
-    case 2: return { kind: 'msgpack of another shape', data: pack(randomValue(rng)) }
-    case 3: {
-      const fields = Object.fromEntries(Array.from({ length: rng.below(5) }, () => [pick(rng, FIELDS), randomValue(rng, 1)]))
-      return { kind: 'known type, wrong fields', data: pack({ ...fields, t: pick(rng, TYPES) }) }
-    }
-    case 4: {
-      const bytes = Buffer.from(encodeFrame(validFrame(rng)))
-      for (let i = 1 + rng.below(3); i > 0; i--) bytes[rng.below(bytes.length)] ^= 1 << rng.below(8)
-      return { kind: 'flipped bits', data: bytes }
-    }
-    case 5: return { kind: 'oversized', data: Buffer.alloc(maxFrameBytes + 1 + rng.below(4096)) }
-    case 6: return { kind: 'well-formed', data: encodeFrame(harmlessFrame(rng)) }
-    default: return { kind: 'text message', data: bytesFrom(rng, rng.below(50)).toString('hex') }
-  }
-}
-
-async function inParallel<T> (items: T[], width: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) await work(items[next++])
-  }))
-}
-
 t.test('fuzz - 640 random, cut and malformed frames, before and after auth: each closes only its own connection', async (t) => {
   const seed = Number(process.env.CHAAC_FUZZ_SEED ?? 0xc4aac)
   t.comment(`seed ${seed} (set CHAAC_FUZZ_SEED to replay another)`)
@@ -539,7 +401,7 @@ t.test('fuzz - 640 random, cut and malformed frames, before and after auth: each
   const tally = (key: string): void => { outcomes.set(key, (outcomes.get(key) ?? 0) + 1) }
   const send = (raw: RawPeer, data: Buffer | string): void => raw.ws.send(data, { binary: typeof data !== 'string' })
   const beforeAuth = async ({ kind, data }: { kind: string, data: Buffer | string }): Promise<void> => {
-    const raw = await rawPeer(server.port)
+    const raw = await rawPeer(url(server.port))
     try {
       send(raw, data)
       const code = await withDeadline(raw.closed, 10_000, `the close after ${kind} before auth`)
@@ -553,7 +415,7 @@ t.test('fuzz - 640 random, cut and malformed frames, before and after auth: each
   // After auth a frame may also be well-formed and harmless (a cancel of
   // nothing, say); a ping right behind it must then still get its pong.
   const afterAuth = async ({ kind, data }: { kind: string, data: Buffer | string }): Promise<void> => {
-    const raw = await rawAuthenticated(server.port)
+    const raw = await rawAuthenticated(url(server.port), SECRET)
     try {
       send(raw, data)
       raw.ws.send(encodeFrame({ t: 'ping', n: 424242 }))
