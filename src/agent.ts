@@ -11,6 +11,7 @@ import { DirCloud } from './cloud/dir-cloud.ts'
 import { S3Cloud } from './cloud/s3-cloud.ts'
 import type { AgentConfig, CloudSpec } from './config.ts'
 import { ContextMonitor } from './context/context-monitor.ts'
+import { ContainerProbe } from './context/container-probe.ts'
 import type { HostProbe } from './context/host-context.ts'
 import { SiProbe } from './context/si-probe.ts'
 import { CloudCollector } from './fs/cloud-collector.ts'
@@ -94,7 +95,7 @@ export class Agent {
     if (store.writePolicy === 'async') uploader.start()
     const collector = new CloudCollector(pool, store, config.cloudGcGraceMs, log)
     if (cloud && role !== 'join') collector.start()
-    const context = new ContextMonitor(probe, config.data, config.contextIntervalMs, log)
+    const context = new ContextMonitor(probe, config.data, config.contextIntervalMs, log, new ContainerProbe())
     context.start()
     const mount = new ChaacMount(config.mount, fs, log, { attrTimeout: config.attrTimeout })
     mount.followChanges(pool, id)

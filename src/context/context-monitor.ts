@@ -1,4 +1,5 @@
 // Samples the host's context every few seconds and keeps the latest.
+import type { ContainerUse } from './container-probe.ts'
 import type { HostContext, HostProbe } from './host-context.ts'
 
 export class ContextMonitor {
@@ -11,7 +12,8 @@ export class ContextMonitor {
     private readonly probe: HostProbe,
     private readonly dataDir: string,
     private readonly intervalMs: number,
-    private readonly log: { warn: (obj: object, msg: string) => void }
+    private readonly log: { warn: (obj: object, msg: string) => void },
+    private readonly containers?: { sample: () => Promise<ContainerUse | undefined> }
   ) {}
 
   start (): void {
@@ -28,8 +30,12 @@ export class ContextMonitor {
 
   private sampleNow (): void {
     if (this.sampling) return
+    const containers = this.containers?.sample().catch(() => undefined)
     this.sampling = this.probe.sample(this.dataDir)
-      .then((ctx) => { if (!this.closed) this.latest = ctx })
+      .then(async (ctx) => {
+        const use = await containers
+        if (!this.closed) this.latest = use ? { ...ctx, containers: use } : ctx
+      })
       .catch((err) => this.log.warn({ err: (err as Error).message }, 'could not sample the host context'))
       .finally(() => { this.sampling = undefined })
   }

@@ -29,7 +29,15 @@ export interface CallReply { result: unknown, seq: number }
 
 const ballOrHole: Parse<string | null> = nullable(ball)
 const context = shape({
-  ufCPU: time, ufMemory: time, ufFileSystem: time, ufNet: time, memFree: time, diskFree: time, netBytesPerSec: time, sampledAt: time
+  ufCPU: time,
+  ufMemory: time,
+  ufFileSystem: time,
+  ufNet: time,
+  memFree: time,
+  diskFree: time,
+  netBytesPerSec: time,
+  sampledAt: time,
+  containers: optional(shape({ running: count, cpuCores: time, memoryBytes: time }))
 })
 const binReport = shape({ id: text, level: text, dir: text, capacity: count, used: count, balls: count })
 

@@ -321,6 +321,21 @@ t.test('agent restart - a running container that bind-mounts the folder around t
   t.match(pinned.stderr, /Transport endpoint is not connected/, 'a container that binds the chaac path itself needs a restart')
 })
 
+t.test('context - the agent reports the containers running on its host and the CPU they use (dockerode)', { timeout: 120_000 }, async (t) => {
+  const { agent, name } = await sharedAgent(t)
+  const busy = name()
+  // A container that keeps one core busy until it is removed.
+  const started = await docker(['run', '-d', '--network', 'none', '--name', busy, image, 'sh', '-c', 'while :; do :; done'], { timeoutMs: 60_000 })
+  t.equal(started.code, 0, started.stderr)
+  let seen: { running: number, cpuCores: number, memoryBytes: number } | undefined
+  await waitFor(async () => {
+    seen = (await agent.json('/status')).context?.containers
+    return seen !== undefined && seen.running >= 1 && seen.cpuCores > 0.2
+  }, { timeoutMs: 60_000, what: 'the busy container in the host context' })
+  t.ok(seen !== undefined && seen.memoryBytes >= 0, `containers: ${JSON.stringify(seen)}`)
+  await removeContainer(busy)
+})
+
 t.test('teardown - no container and no mount left behind', async (t) => {
   // After a timeout tap starts the next test while the timed-out one still
   // tears down, so this waits (bounded) for the teardowns to finish.

@@ -1,0 +1,54 @@
+// The containers' share of a host's context, from the Docker engine through
+// dockerode where one answers: how many run, the CPU they use (in cores,
+// from the change of each container's CPU time since the last sample) and
+// their memory. No engine, no figures: the context then has none.
+import Docker from 'dockerode'
+
+export interface ContainerUse {
+  running: number
+  /** Cores' worth of CPU the running containers used since the last sample. */
+  cpuCores: number
+  memoryBytes: number
+}
+
+// Per container: its CPU time and the host's, both in ns, at the last sample.
+interface CpuMark { container: number, system: number }
+
+const MAX_CONTAINERS = 64
+
+export class ContainerProbe {
+  private readonly docker: Docker
+  private marks = new Map<string, CpuMark>()
+
+  constructor (socketPath = process.env.DOCKER_HOST?.replace(/^unix:\/\//, '') ?? '/var/run/docker.sock', private readonly timeoutMs = 3000) {
+    this.docker = new Docker({ socketPath, timeout: timeoutMs })
+  }
+
+  async sample (): Promise<ContainerUse | undefined> {
+    let list: Docker.ContainerInfo[]
+    try {
+      list = await this.docker.listContainers()
+    } catch {
+      return undefined
+    }
+    const marks = new Map<string, CpuMark>()
+    let cpuCores = 0
+    let memoryBytes = 0
+    // One-shot stats answer at once; the CPU rate comes from our own previous mark.
+    const stats = await Promise.all(list.slice(0, MAX_CONTAINERS).map(async (c) =>
+      await this.docker.getContainer(c.Id).stats({ stream: false, 'one-shot': true }).then((s) => ({ id: c.Id, s }), () => undefined)))
+    for (const entry of stats) {
+      if (!entry) continue
+      const { id, s } = entry
+      const mark = { container: s.cpu_stats.cpu_usage.total_usage, system: s.cpu_stats.system_cpu_usage ?? 0 }
+      const before = this.marks.get(id)
+      const cores = s.cpu_stats.online_cpus ?? 1
+      if (before && mark.system > before.system) cpuCores += (mark.container - before.container) / (mark.system - before.system) * cores
+      marks.set(id, mark)
+      const cache = (s.memory_stats.stats as Record<string, number> | undefined)?.inactive_file ?? 0
+      memoryBytes += Math.max(0, (s.memory_stats.usage ?? 0) - cache)
+    }
+    this.marks = marks
+    return { running: list.length, cpuCores: Math.max(0, cpuCores), memoryBytes }
+  }
+}
