@@ -20,7 +20,7 @@ export class ContainerProbe {
   private readonly docker: Docker
   private marks = new Map<string, CpuMark>()
 
-  constructor (socketPath = process.env.DOCKER_HOST?.replace(/^unix:\/\//, '') ?? '/var/run/docker.sock', private readonly timeoutMs = 3000) {
+  constructor (socketPath = process.env.DOCKER_HOST?.replace(/^unix:\/\//, '') ?? '/var/run/docker.sock', timeoutMs = 3000) {
     this.docker = new Docker({ socketPath, timeout: timeoutMs })
   }
 
