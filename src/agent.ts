@@ -87,7 +87,7 @@ export class Agent {
     })
     await store.reconcile(pool.balls)
 
-    const fs = new Filesystem({ pool, store, chunkSize: config.chunkSize, cacheSkipOver: config.cacheSkipOver, log })
+    const fs = new Filesystem({ pool, store, chunkSize: config.chunkSize, cacheSkipOver: config.cacheSkipOver, inlineMax: config.inlineMax, log })
     // The pool's agent collects for the whole namespace, before any other agent is let in.
     if (role !== 'join') await fs.collectGarbage()
     await store.fitCapacity()
@@ -97,7 +97,7 @@ export class Agent {
     if (cloud && role !== 'join') collector.start()
     const context = new ContextMonitor(probe, config.data, config.contextIntervalMs, log, new ContainerProbe())
     context.start()
-    const mount = new ChaacMount(config.mount, fs, log, { attrTimeout: config.attrTimeout })
+    const mount = new ChaacMount(config.mount, fs, log, { attrTimeout: config.attrTimeout, negativeEntries: config.cluster.role === 'single' })
     mount.followChanges(pool, id)
     const agent = new Agent(id, config, pool, store, fs, uploader, collector, context, mount, new HttpApi(), log)
     const plane = role === 'single' ? undefined : dataPlane(config, agent)

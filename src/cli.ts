@@ -12,6 +12,7 @@ import {
   DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, checkExposure, defaultBins, oneOf, parseBin, parseCloud, parseHostPort, parsePoolUrl, parseSeconds,
   type AgentConfig, type ClusterConfig
 } from './config.ts'
+import { MAX_INLINE_BYTES } from './meta/schema.ts'
 import { POLICIES } from './placement/types.ts'
 import { formatSize, parseSize } from './units.ts'
 import { VERSION } from './version.ts'
@@ -49,6 +50,7 @@ program.command('agent')
   .addOption(new Option('--cloud-timeout <seconds>', 'deadline of a cloud tier read, retries included (reads fail with EIO after it); uploads get 6 times this').env('CHAAC_CLOUD_TIMEOUT').default(DEFAULTS.cloudTimeout))
   .addOption(new Option('--cloud-gc-grace <seconds>', 'how long the cloud copy of a ball no file references any more is kept before it is deleted').env('CHAAC_CLOUD_GC_GRACE').default(DEFAULTS.cloudGcGrace))
   .addOption(new Option('--cache-skip-over <size>', 'files larger than this are read without being cached').env('CHAAC_CACHE_SKIP_OVER').default(DEFAULTS.cacheSkipOver))
+  .addOption(new Option('--inline-max <size>', `files up to this size are kept inline in the data pool instead of in balls (0: never; at most ${formatSize(MAX_INLINE_BYTES)})`).env('CHAAC_INLINE_MAX').default(DEFAULTS.inlineMax))
   .addOption(new Option('--eviction <policy>', 'cache eviction within a bin').env('CHAAC_EVICTION').choices(EVICTION_POLICIES).default(DEFAULTS.eviction))
   .addOption(new Option('--attr-timeout <seconds>', 'how long the kernel trusts attributes and names').env('CHAAC_ATTR_TIMEOUT').default('1'))
   .addOption(new Option('--pool', 'run the data pool of a cluster: other agents join this one (CHAAC_POOL=1)').env('CHAAC_POOL'))
@@ -87,6 +89,10 @@ program.command('locate')
       console.log(JSON.stringify(loc, null, 2))
       return
     }
+    if (loc.inline) {
+      console.log(`${loc.path}: ${formatSize(loc.size)} kept inline in the data pool (no balls)`)
+      return
+    }
     console.log(`${loc.path}: ${formatSize(loc.size)} in ${loc.balls.length} balls of up to ${formatSize(loc.chunkSize)}`)
     for (const b of loc.balls) {
       const copies = b.bins.map((x) => `${x.host ?? '?'} ${x.level ?? '?'}:${x.dir ?? '?'}${x.cached ? ' (cache)' : ''}`)
@@ -113,6 +119,7 @@ interface Location {
   path: string
   size: number
   chunkSize: number
+  inline: boolean
   balls: Array<{
     index: number
     offset: number
@@ -177,6 +184,7 @@ interface AgentFlags {
   cloudTimeout: string
   cloudGcGrace: string
   cacheSkipOver: string
+  inlineMax: string
   eviction: string
   attrTimeout: string
   pool?: boolean
@@ -196,6 +204,8 @@ function configFromFlags (f: AgentFlags): AgentConfig {
   const binTexts = (f.bin ?? []).flatMap((b) => b.split(',')).filter((b) => b !== '')
   const chunkSize = check('--chunk-size', () => parseSize(f.chunkSize))
   if (chunkSize < 64 * 1024 || chunkSize > 64 * 1024 * 1024) throw new InvalidArgumentError('--chunk-size must be between 64KiB and 64MiB')
+  const inlineMax = check('--inline-max', () => parseSize(f.inlineMax))
+  if (inlineMax > MAX_INLINE_BYTES) throw new InvalidArgumentError(`--inline-max must be at most ${formatSize(MAX_INLINE_BYTES)}`)
   const bins = binTexts.length > 0 ? binTexts.map((b) => check('--bin', () => parseBin(b))) : defaultBins(data)
   // Two bins in one directory would share one bin id and count every ball twice.
   const dirs = bins.map((b) => b.dir)
@@ -218,6 +228,7 @@ function configFromFlags (f: AgentFlags): AgentConfig {
     }, check('--cloud-timeout', () => parseSeconds(f.cloudTimeout)), process.env)),
     cloudGcGraceMs: check('--cloud-gc-grace', () => parseSeconds(f.cloudGcGrace)),
     cacheSkipOver: check('--cache-skip-over', () => parseSize(f.cacheSkipOver)),
+    inlineMax,
     eviction: oneOf('--eviction', EVICTION_POLICIES, f.eviction),
     attrTimeout,
     contextIntervalMs: 5000,

@@ -25,6 +25,8 @@ export interface AgentConfig {
   /** How long a ball no file references keeps its cloud copy (ms). */
   cloudGcGraceMs: number
   cacheSkipOver: number
+  /** Files up to this size are kept inline in the data pool, not in balls (0: never). */
+  inlineMax: number
   eviction: EvictionPolicy
   attrTimeout: number
   contextIntervalMs: number
@@ -65,6 +67,7 @@ export const DEFAULTS = {
   chunkSize: '4MiB',
   write: 'async',
   cacheSkipOver: '1TiB',
+  inlineMax: '4KiB',
   eviction: 'lru',
   memBin: '256MiB',
   diskBin: '16GiB',

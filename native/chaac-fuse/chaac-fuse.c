@@ -3,13 +3,14 @@
 // The kernel names every file by the inode number the agent gives it, so hard
 // links share one kernel inode, an open or unlinked file is reached by its
 // number (never by a path that may be gone), and inode lifetimes follow the
-// kernel's lookup counts (forget). One thread reads requests from /dev/fuse and
-// queues them to the JS thread through a thread-safe function; JS answers
-// each request once, later, with one of the reply functions (fuse_reply_* is
-// safe to call from any thread). Nothing here blocks the JS thread.
+// kernel's lookup counts (forget). The JS thread's event loop reads requests
+// from /dev/fuse (non-blocking, through a libuv poll handle) and dispatches
+// each to JS at once: no thread hop between the kernel and the agent, which
+// is most of the cost of a small request. JS answers each request once,
+// later, with one of the reply functions. Nothing here blocks the JS thread.
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -17,6 +18,7 @@
 
 #include <fuse_lowlevel.h>
 #include <node_api.h>
+#include <uv.h>
 
 enum {
   OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK, OP_RMDIR,
@@ -33,15 +35,19 @@ enum { AT_INO, AT_MODE, AT_NLINK, AT_UID, AT_GID, AT_RDEV, AT_SIZE, AT_BLOCKS, A
 typedef struct {
   struct fuse_session *se;
   struct fuse_chan *ch;
-  napi_threadsafe_function tsfn;
+  napi_env env;
   napi_ref dispatch;
-  pthread_t thread;
+  napi_async_context async_context;
+  uv_poll_t poll;
+  char *buf;
+  size_t bufsize;
   double entry_timeout;
   double attr_timeout;
 } session_t;
 
-// One request on its way from the FUSE thread to JS. Strings and write data are
-// copies: libfuse reuses its buffer as soon as the op callback returns.
+// One request on its way to JS. Strings are copies; write data is lent
+// (libfuse's read buffer, valid until the op callback returns: JS gets it
+// for the length of its dispatch call, see call_js).
 typedef struct {
   int op;
   fuse_req_t req;
@@ -56,7 +62,7 @@ typedef struct {
   uint64_t rdev;
   uint64_t size;
   int64_t off;
-  char *data;
+  const char *data;
   double setattr[SA_COUNT];
   uint32_t uid;
   uint32_t gid;
@@ -79,7 +85,6 @@ static request_t *request (int op, fuse_req_t req, fuse_ino_t ino) {
 static void request_free (request_t *r) {
   free(r->name);
   free(r->name2);
-  free(r->data);
   free(r);
 }
 
@@ -89,17 +94,15 @@ static void set_fh (request_t *r, struct fuse_file_info *fi) {
   r->has_fh = 1;
 }
 
+static void call_js (session_t *s, request_t *r);
+
 // Hands a request to JS; answers ENOMEM at once when it cannot.
 static void enqueue (fuse_req_t req, request_t *r) {
   if (r == NULL) {
     if (req != NULL) fuse_reply_err(req, ENOMEM);
     return;
   }
-  session_t *s = fuse_req_userdata(req);
-  if (napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_nonblocking) != napi_ok) {
-    if (req != NULL) fuse_reply_err(req, EIO);
-    request_free(r);
-  }
+  call_js(fuse_req_userdata(req), r);
 }
 
 static char *copy (const char *s) {
@@ -110,7 +113,7 @@ static double ms_of (const struct timespec *ts) {
   return floor((double) ts->tv_sec * 1000 + (double) ts->tv_nsec / 1e6);
 }
 
-// ---- requests (FUSE thread) ----
+// ---- requests (read by the event loop, see on_readable) ----
 
 static void ll_init (void *userdata, struct fuse_conn_info *conn) {
   // O_TRUNC arrives with open, saving a setattr round trip.
@@ -130,7 +133,7 @@ static void ll_forget (fuse_req_t req, fuse_ino_t ino, unsigned long nlookup) {
   fuse_reply_none(req);
   if (r == NULL) return;
   r->size = nlookup;
-  if (napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_nonblocking) != napi_ok) request_free(r);
+  call_js(s, r);
 }
 
 static void ll_getattr (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
@@ -239,13 +242,7 @@ static void ll_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t si
     set_fh(r, fi);
     r->size = size;
     r->off = off;
-    r->data = malloc(size > 0 ? size : 1);
-    if (r->data == NULL) {
-      request_free(r);
-      r = NULL;
-    } else {
-      memcpy(r->data, buf, size);
-    }
+    r->data = buf;
   }
   enqueue(req, r);
 }
@@ -359,22 +356,16 @@ static napi_value str (napi_env env, const char *s) {
   return out;
 }
 
-static void free_data (napi_env env, void *data, void *hint) {
-  free(data);
-}
-
-// Calls dispatch(op, req, ino, ...args) on the JS thread.
-static void call_js (napi_env env, napi_value js_cb, void *context, void *data) {
-  request_t *r = data;
-  session_t *s = context;
-  if (env == NULL) {
-    // The session is going away with this request still queued.
-    if (r->req != NULL) fuse_reply_err(r->req, EIO);
-    request_free(r);
-    return;
-  }
+// Calls dispatch(op, req, ino, ...args). Runs from a libuv callback, outside
+// any JS frame: make_callback opens the callback scope, so promise jobs the
+// dispatcher starts run when it returns, as after any other I/O callback.
+static void call_js (session_t *s, request_t *r) {
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
   napi_value argv[9];
   size_t argc = 3;
+  napi_value lent = NULL;
   argv[0] = num(env, r->op);
   if (r->req != NULL) napi_create_external(env, r->req, NULL, NULL, &argv[1]);
   else napi_get_null(env, &argv[1]);
@@ -438,15 +429,15 @@ static void call_js (napi_env env, napi_value js_cb, void *context, void *data) 
       argv[argc++] = num(env, (double) r->size);
       argv[argc++] = num(env, (double) r->off);
       break;
-    case OP_WRITE: {
-      napi_value buf;
-      napi_create_external_buffer(env, r->size, r->data, free_data, NULL, &buf);
-      r->data = NULL; // the Buffer owns it now
+    case OP_WRITE:
+      // No copy: the agent copies what it keeps before its first await
+      // (OpenFile.write); the Buffer is detached below, so a reference kept
+      // by mistake reads as empty, never as the next request's bytes.
+      napi_create_external_buffer(env, r->size, (void *) r->data, NULL, NULL, &lent);
       argv[argc++] = fh;
-      argv[argc++] = buf;
+      argv[argc++] = lent;
       argv[argc++] = num(env, (double) r->off);
       break;
-    }
     case OP_FSYNC: case OP_FSYNCDIR:
       argv[argc++] = fh;
       argv[argc++] = num(env, r->flags);
@@ -465,23 +456,50 @@ static void call_js (napi_env env, napi_value js_cb, void *context, void *data) 
   napi_value dispatch, global;
   napi_get_reference_value(env, s->dispatch, &dispatch);
   napi_get_global(env, &global);
-  napi_status status = napi_call_function(env, global, dispatch, argc, argv, NULL);
+  napi_status status = napi_make_callback(env, s->async_context, global, dispatch, argc, argv, NULL);
   if (status == napi_pending_exception) {
     // A throwing dispatcher is a bug in the agent: surface it as Node would.
     napi_value err;
     napi_get_and_clear_last_exception(env, &err);
     napi_fatal_exception(env, err);
   }
+  if (lent != NULL) {
+    napi_value ab;
+    napi_get_typedarray_info(env, lent, NULL, NULL, NULL, &ab, NULL);
+    napi_detach_arraybuffer(env, ab);
+  }
+  napi_close_handle_scope(env, scope);
 }
 
-// ---- the FUSE thread ----
+// ---- reading /dev/fuse on the event loop ----
 
-static void *loop (void *arg) {
-  session_t *s = arg;
-  fuse_session_loop(s->se);
-  request_t *r = request(OP_STOPPED, NULL, 0);
-  if (r != NULL && napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_blocking) != napi_ok) request_free(r);
-  return NULL;
+// Requests handled per wake-up before other I/O gets its turn.
+#define MAX_BATCH 64
+
+// /dev/fuse is readable: handle the requests waiting there. A failed read
+// (ENODEV: the chaac path was unmounted) ends the session, as in libfuse's own loop.
+static void on_readable (uv_poll_t *handle, int status, int events) {
+  session_t *s = handle->data;
+  for (int i = 0; i < MAX_BATCH; i++) {
+    struct fuse_chan *ch = s->ch;
+    int res = fuse_chan_recv(&ch, s->buf, s->bufsize);
+    if (res == -EAGAIN) return;
+    if (res == -EINTR) continue;
+    if (res > 0 && !fuse_session_exited(s->se)) {
+      fuse_session_process(s->se, s->buf, res, ch);
+      continue;
+    }
+    uv_poll_stop(&s->poll);
+    request_t *r = request(OP_STOPPED, NULL, 0);
+    if (r != NULL) call_js(s, r);
+    return;
+  }
+}
+
+static void free_session (uv_handle_t *handle) {
+  session_t *s = handle->data;
+  free(s->buf);
+  free(s);
 }
 
 // ---- exported functions ----
@@ -579,24 +597,28 @@ static napi_value mount (napi_env env, napi_callback_info info) {
   }
   fuse_session_add_chan(s->se, s->ch);
 
+  int fd = fuse_chan_fd(s->ch);
+  uv_loop_t *loop = NULL;
+  s->bufsize = fuse_chan_bufsize(s->ch);
+  s->buf = malloc(s->bufsize);
+  napi_get_uv_event_loop(env, &loop);
+  if (s->buf == NULL || loop == NULL || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0 ||
+      uv_poll_init(loop, &s->poll, fd) != 0) {
+    fuse_session_destroy(s->se);
+    fuse_unmount(mnt, NULL);
+    free(s->buf);
+    free(s);
+    THROW(env, "could not watch /dev/fuse");
+  }
+  s->env = env;
+  s->poll.data = s;
   napi_value name;
   napi_create_string_utf8(env, "chaac-fuse", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, NULL, name, &s->async_context);
   napi_create_reference(env, argv[5], 1, &s->dispatch);
-  if (napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, s, call_js, &s->tsfn) != napi_ok) {
-    fuse_session_destroy(s->se);
-    fuse_unmount(mnt, NULL);
-    free(s);
-    THROW(env, "could not create the request queue");
-  }
+  uv_poll_start(&s->poll, UV_READABLE, on_readable);
   // The mount alone does not keep the process alive.
-  napi_unref_threadsafe_function(env, s->tsfn);
-  if (pthread_create(&s->thread, NULL, loop, s) != 0) {
-    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
-    fuse_session_destroy(s->se);
-    fuse_unmount(mnt, NULL);
-    free(s);
-    THROW(env, "could not start the FUSE thread");
-  }
+  uv_unref((uv_handle_t *) &s->poll);
   napi_value out;
   napi_create_external(env, s, NULL, NULL, &out);
   return out;
@@ -608,11 +630,11 @@ static napi_value destroy (napi_env env, napi_callback_info info) {
   session_t *s = NULL;
   napi_get_value_external(env, argv[0], (void **) &s);
   if (s == NULL) THROW(env, "not a session");
-  pthread_join(s->thread, NULL);
+  // The poll stopped when the session ended, before its fd closes here.
   fuse_session_destroy(s->se); // also closes the channel
-  napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+  napi_async_destroy(env, s->async_context);
   napi_delete_reference(env, s->dispatch);
-  free(s);
+  uv_close((uv_handle_t *) &s->poll, free_session);
   return NULL;
 }
 

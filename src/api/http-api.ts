@@ -211,6 +211,8 @@ function location (agent: AgentView, url: URL): object {
     path,
     size: node.size,
     chunkSize,
+    // A small file kept in the data pool with its inode: no balls.
+    inline: node.inline !== undefined,
     balls: (node.balls ?? []).map((id, index) => {
       const bins = id === null ? [] : where(id)
       return {

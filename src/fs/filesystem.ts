@@ -6,7 +6,7 @@
 // released when the last one lets go.
 import { ChaacError, isChaacError, notFound } from '../errors.ts'
 import type { AttrPatch, Pool } from '../meta/pool.ts'
-import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, isDir, isFile, isSymlink, type Inode } from '../meta/schema.ts'
+import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, inlineHash, isDir, isFile, isSymlink, type Inode } from '../meta/schema.ts'
 import type { BallStore } from '../store/ball-store.ts'
 import { OpenFile } from './open-file.ts'
 import type { AttrChanges, Caller, DirEntry, Opened, Stat, StatFs } from './types.ts'
@@ -28,6 +28,8 @@ export interface FilesystemOptions {
   chunkSize: number
   /** Files larger than this are read without being cached (cache skip). */
   cacheSkipOver: number
+  /** Files up to this size are kept inline in the data pool instead of balls (0: never). */
+  inlineMax: number
   log: { warn: (obj: object, msg: string) => void, error: (obj: object, msg: string) => void }
 }
 
@@ -241,9 +243,11 @@ export class Filesystem {
     return await file.read(target, length, offset, file.size > this.opts.cacheSkipOver)
   }
 
+  /** `data` may be lent only until the first await (the kernel's request buffer): it is copied before. */
   async write (fd: number, data: Buffer, offset: number): Promise<number> {
+    const n = data.length
     await this.fileOf(fd).write(data, offset)
-    return data.length
+    return n
   }
 
   async flush (fd: number): Promise<void> {
@@ -262,6 +266,8 @@ export class Filesystem {
     this.handles.delete(fd)
     const file = this.open.get(ino)
     if (!file) return
+    // The kernel's last handle is gone (its close returned): attributes are the committed ones from now on.
+    if (file.handles === 1) file.closing = true
     try {
       if (writes(h)) await this.commit(ino, false)
       await this.pool.flushLazy()
@@ -326,7 +332,7 @@ export class Filesystem {
           const released = await this.pool.commitFile(ino, snap, { sync, upload: this.store.writePolicy === 'async' })
           file.markCommitted(version)
           // The kernel's pages already hold these writes: they went through it.
-          this.seen.set(ino, contentStamp(snap.size, snap.balls))
+          this.seen.set(ino, contentStamp(snap.size, snap.balls, snap.inline && inlineHash(snap.inline)))
           await this.releaseBalls(released)
         } else if (sync) {
           await this.pool.sync()
@@ -366,8 +372,12 @@ export class Filesystem {
     this.handles.set(fd, { ino: node.ino, flags })
     if (isFile(node)) {
       let file = this.open.get(node.ino)
-      if (!file) {
-        file = new OpenFile(node.ino, node, this.opts.chunkSize, this.store)
+      if (file) {
+        file.closing = false
+      } else {
+        const ino = node.ino
+        const fetchInline = node.inline !== undefined ? async () => await this.pool.readInline(ino) : undefined
+        file = new OpenFile(ino, node, this.opts.chunkSize, this.store, this.opts.inlineMax, fetchInline)
         this.open.set(node.ino, file)
       }
       file.handles++
@@ -395,7 +405,8 @@ export class Filesystem {
 
   private stat (ino: number): Stat {
     const node = this.node(ino)
-    const file = this.open.get(ino)
+    const open = this.open.get(ino)
+    const file = open?.closing === false ? open : undefined
     const size = file ? file.size : node.size
     return {
       ino,
@@ -432,7 +443,7 @@ export class Filesystem {
   // list are the same bytes; a commit from another handle or host changes them.
   private keepCache (ino: number): boolean {
     const node = this.node(ino)
-    const now = contentStamp(node.size, node.balls ?? [])
+    const now = contentStamp(node.size, node.balls ?? [], node.inline)
     const keep = this.seen.get(ino) === now
     this.seen.set(ino, now)
     return keep
@@ -471,8 +482,8 @@ function checkName (name: string): void {
   if (Buffer.byteLength(name) > NAME_MAX) throw new ChaacError('CHAAC_NAME_TOO_LONG', `name too long: ${name.slice(0, 32)}...`)
 }
 
-function contentStamp (size: number, balls: Array<string | null>): string {
-  return `${size}:${balls.join(',')}`
+function contentStamp (size: number, balls: Array<string | null>, inline: string | undefined): string {
+  return `${size}:${balls.join(',')}:${inline ?? ''}`
 }
 
 function isDirMode (mode: number): boolean {
@@ -481,7 +492,7 @@ function isDirMode (mode: number): boolean {
 
 // Bytes that hold data: holes (chunks never written, or all zeros) take none.
 function allocated (node: Inode, size: number): number {
-  if (!isFile(node) || !node.balls) return isDir(node) ? 4096 : size
+  if (!isFile(node) || !node.balls || node.inline !== undefined) return isDir(node) ? 4096 : size
   const C = node.chunkSize ?? size
   let bytes = 0
   node.balls.forEach((id, i) => {

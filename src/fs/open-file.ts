@@ -3,7 +3,9 @@
 // chunk buffers; a chunk written to its end is sealed into a ball in the
 // background, and flush/fsync/close seal the rest and commit the new ball
 // list in one batch. Readers on this host see the writes at once; other
-// hosts see them at the next commit (close-to-open consistency).
+// hosts see them at the next commit (close-to-open consistency). A file no
+// larger than the inline limit is committed as its bytes instead of balls:
+// one metadata batch, no ball file, which is what makes small files cheap.
 import { ChaacError } from '../errors.ts'
 import type { Inode } from '../meta/schema.ts'
 import type { BallStore } from '../store/ball-store.ts'
@@ -25,14 +27,24 @@ export interface Snapshot {
   pinned: string[]
   /** Balls written since the last fsync. */
   unsynced: string[]
+  /** The file's bytes when it is kept inline (then `balls` is empty). */
+  inline?: Buffer
 }
 
 export class OpenFile {
   handles = 0
+  /** The last handle is being released: what it did not commit is not the file's. */
+  closing = false
   size: number
   mtime: number
   readonly chunkSize: number
   private balls: Array<string | null>
+  // The bytes of a file kept inline (chunk 0): fetched from the data pool
+  // when first needed (an open served from the kernel's cache needs none),
+  // until a write copies them into a dirty chunk.
+  private inline?: Buffer
+  private fetchInline?: () => Promise<Buffer>
+  private fetchingInline?: Promise<void>
   private readonly dirty = new Map<number, Buffer>()
   private readonly loading = new Map<number, Promise<Buffer>>()
   private readonly sealing = new Map<number, Sealing>()
@@ -49,11 +61,14 @@ export class OpenFile {
   private committedVersion = 0
   private commitChain: Promise<unknown> = Promise.resolve()
 
-  constructor (readonly ino: number, node: Inode, chunkSize: number, private readonly store: BallStore) {
+  /** `inlineMax`: files up to this size are committed inline; `fetchInline`: the bytes of a file kept inline. */
+  constructor (readonly ino: number, node: Inode, chunkSize: number, private readonly store: BallStore,
+    private readonly inlineMax: number, fetchInline?: () => Promise<Buffer>) {
     this.size = node.size
     this.mtime = node.mtime
     this.balls = [...(node.balls ?? [])]
     this.chunkSize = node.chunkSize ?? chunkSize
+    this.fetchInline = fetchInline
   }
 
   get changed (): boolean {
@@ -102,6 +117,7 @@ export class OpenFile {
   }
 
   async read (target: Buffer, length: number, offset: number, skipCache: boolean): Promise<number> {
+    if (offset < this.chunkSize && this.fetchInline && !this.dirty.has(0) && !this.sealing.has(0)) await this.loadInline()
     const end = Math.min(this.size, offset + length)
     if (offset >= end) return 0
     const C = this.chunkSize
@@ -110,7 +126,7 @@ export class OpenFile {
       const within = pos - idx * C
       const n = Math.min(C - within, end - pos)
       const at = pos - offset
-      const buf = this.dirty.get(idx) ?? this.sealing.get(idx)?.buf
+      const buf = this.dirty.get(idx) ?? this.sealing.get(idx)?.buf ?? (idx === 0 ? this.inline : undefined)
       const id = this.balls[idx]
       if (buf) {
         // A dirty buffer holds the chunk's first bytes only; the rest are zeros.
@@ -148,6 +164,10 @@ export class OpenFile {
       if (idx >= keep) this.discard(idx)
     }
     this.balls.length = Math.min(this.balls.length, keep)
+    if (keep === 0) {
+      this.inline = undefined
+      this.fetchInline = undefined
+    }
     const cut = size % C
     if (size < this.size && cut !== 0) {
       // Bytes past the new end must read as zeros if the file grows again.
@@ -160,14 +180,43 @@ export class OpenFile {
     this.version++
   }
 
-  /** Seals every dirty chunk and waits for all seals; the state to commit. */
+  /**
+   * Seals every dirty chunk and waits for all seals; the state to commit. A
+   * small file's first chunk is kept back and committed inline, unless the
+   * file grew past the inline limit meanwhile.
+   */
   async settle (): Promise<Snapshot> {
-    for (const idx of [...this.dirty.keys()]) this.seal(idx)
-    while (this.sealing.size > 0) await Promise.all([...this.sealing.values()].map((s) => s.done))
-    this.throwPending()
+    let held = this.size <= this.inlineMax ? 0 : -1
+    for (;;) {
+      if (this.inline !== undefined || this.fetchInline !== undefined) {
+        // Inline bytes of a file grown past the limit go into its first ball; a changed small file commits them again.
+        if (held === -1) await this.chunkForWrite(0)
+        else if (this.changed) await this.loadInline()
+      }
+      for (const idx of [...this.dirty.keys()]) if (idx !== held) this.seal(idx)
+      while (this.sealing.size > 0) await Promise.all([...this.sealing.values()].map((s) => s.done))
+      this.throwPending()
+      if (held === -1 || this.size <= this.inlineMax) break
+      held = -1
+    }
+    const inline = held === 0 ? this.takeInline() : undefined
     const pinned = this.pinned
     this.pinned = []
-    return { size: this.size, balls: [...this.balls], chunkSize: this.chunkSize, mtime: this.mtime, pinned, unsynced: this.unsynced }
+    return { size: this.size, balls: [...this.balls], chunkSize: this.chunkSize, mtime: this.mtime, pinned, unsynced: this.unsynced, inline }
+  }
+
+  // The bytes of a small file whose first chunk was written (or is inline
+  // already), exactly `size` long; they replace its ball list. A file whose
+  // ball nobody touched stays as it is.
+  private takeInline (): Buffer | undefined {
+    const source = this.dirty.get(0) ?? this.inline
+    if (source === undefined || this.size === 0) return undefined
+    const bytes = Buffer.alloc(this.size)
+    source.copy(bytes, 0, 0, Math.min(source.length, this.size))
+    if (this.dirty.delete(0)) this.latest.set(0, ++this.gen)
+    this.inline = bytes
+    this.balls = []
+    return bytes
   }
 
   /** Gives up the balls still pinned (the last commit failed): the caller unpins them. */
@@ -200,12 +249,24 @@ export class OpenFile {
   private chunkAtHand (idx: number): Buffer | undefined {
     const sealing = this.sealing.get(idx)
     if (sealing) return this.setDirty(idx, Buffer.from(sealing.buf))
+    if (idx === 0 && this.fetchInline !== undefined) return undefined
+    if (idx === 0 && this.inline !== undefined) {
+      const copy = Buffer.from(this.inline)
+      this.inline = undefined
+      return this.setDirty(0, copy)
+    }
     if (this.balls[idx] == null) return this.setDirty(idx, Buffer.alloc(0))
     return undefined
   }
 
   // The dirty buffer for chunk idx, holding the chunk's current content.
   private async chunkForWrite (idx: number): Promise<Buffer> {
+    if (idx === 0 && this.fetchInline !== undefined) {
+      await this.loadInline()
+      // A write may have made the chunk meanwhile.
+      const made = this.dirty.get(0)
+      if (made) return made
+    }
     const atHand = this.chunkAtHand(idx)
     if (atHand) return atHand
     const id = this.balls[idx] as string
@@ -218,6 +279,19 @@ export class OpenFile {
     }
     const buf = await pending
     return this.dirty.get(idx) ?? this.setDirty(idx, buf)
+  }
+
+  // Fetches the bytes of a file kept inline, once however many want them.
+  private async loadInline (): Promise<void> {
+    const fetch = this.fetchInline
+    if (!fetch) return
+    this.fetchingInline ??= fetch().then((bytes) => {
+      // Unless a truncation to zero made them moot meanwhile.
+      if (this.fetchInline !== fetch) return
+      this.inline = bytes
+      this.fetchInline = undefined
+    }).finally(() => { this.fetchingInline = undefined })
+    await this.fetchingInline
   }
 
   private grow (idx: number, buf: Buffer, need: number): Buffer {
@@ -271,7 +345,8 @@ export class OpenFile {
       this.error ??= err
     }).finally(() => {
       if (this.sealing.get(idx)?.gen === gen) this.sealing.delete(idx)
-      // Nothing reads the buffer any more: readers copy from it synchronously.
+      // Nothing reads the buffer any more: readers copy from it synchronously,
+      // and the store (its hash worker too) is done with it once put settled.
       if (stored && buf.length === this.chunkSize) recycle(buf)
     })
     this.sealing.set(idx, { gen, buf, done })
@@ -288,13 +363,17 @@ export class OpenFile {
 const SMALL_CHUNK = 128 * 1024
 
 // Whole-chunk buffers are reused: a new 4 MiB buffer per chunk keeps the
-// garbage collector busy on large writes.
+// garbage collector busy on large writes. They are on shared memory, so that
+// a hash worker (store/hasher.ts) reads a sealed chunk without a copy.
 const spareChunks: Buffer[] = []
 const MAX_SPARE_CHUNKS = 8
 
 function wholeChunk (size: number): Buffer {
   const spare = spareChunks.pop()
-  return spare !== undefined && spare.length === size ? spare.fill(0) : Buffer.alloc(size)
+  if (spare === undefined || spare.length !== size) return Buffer.from(new SharedArrayBuffer(size))
+  // On shared memory fill(0) is ten times slower than copying zeros in.
+  for (let pos = 0; pos < size; pos += ZEROS.length) ZEROS.copy(spare, pos)
+  return spare
 }
 
 function recycle (buf: Buffer): void {

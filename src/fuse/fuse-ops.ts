@@ -1,7 +1,7 @@
 // Kernel requests -> Filesystem calls. Translation only: arguments in, exactly
 // one reply out (the result, or an errno), and never later than the op's deadline.
 import { constants } from 'node:os'
-import { ChaacError } from '../errors.ts'
+import { ChaacError, isChaacError } from '../errors.ts'
 import type { Filesystem } from '../fs/filesystem.ts'
 import type { AttrChanges, Stat } from '../fs/types.ts'
 import { binding as native, OP_NAMES, Op, SA, SetAttr, type Req } from './lowlevel.ts'
@@ -45,6 +45,8 @@ function changes (valid: number, v: Float64Array): AttrChanges {
 
 // The smallest directory entry the kernel accepts takes 32 bytes.
 const MIN_DIRENT = 32
+// An entry for inode 0: the kernel keeps "no such name" for the entry timeout.
+const NO_ENTRY = new Float64Array(12)
 
 export class FuseOps {
   private inFlight = 0
@@ -54,7 +56,9 @@ export class FuseOps {
     private readonly fs: Filesystem,
     private readonly log: OpLog,
     private readonly timeouts: OpTimeouts,
-    private readonly onStopped: () => void
+    private readonly onStopped: () => void,
+    /** Whether the kernel may remember names that do not exist (only this mount changes the namespace). */
+    private readonly negativeEntries = false
   ) {}
 
   /** Resolves once every request received so far has been answered. */
@@ -67,7 +71,7 @@ export class FuseOps {
     const fs = this.fs
     const r = req as Req
     switch (op) {
-      case Op.LOOKUP: return this.entry(r, op, () => fs.lookup(ino, a[0]))
+      case Op.LOOKUP: return this.lookup(r, ino, a[0])
       case Op.FORGET:
         fs.forget(ino, a[0]).catch((err) => errnoOf(err, this.log, 'forget'))
         return
@@ -119,6 +123,17 @@ export class FuseOps {
       default:
         native.replyErr(r, constants.errno.ENOSYS)
     }
+  }
+
+  private lookup (req: Req, parent: number, name: string): void {
+    this.answer(req, Op.LOOKUP, () => {
+      try {
+        return this.fs.lookup(parent, name)
+      } catch (err) {
+        if (this.negativeEntries && isChaacError(err, 'CHAAC_NOT_FOUND')) return null
+        throw err
+      }
+    }, (st) => native.replyEntry(req, st === null ? NO_ENTRY : attrs(st)), async (st) => { if (st !== null) await this.fs.forget(st.ino, 1) })
   }
 
   // Ops that answer with an entry give the kernel a reference to the inode.

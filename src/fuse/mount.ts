@@ -16,6 +16,12 @@ const exec = promisify(execFile)
 export interface MountOptions {
   /** Seconds the kernel may trust attributes and names before asking again. */
   attrTimeout: number
+  /**
+   * Whether the kernel may also trust that a name does not exist: true when
+   * only this mount changes the namespace (a single agent). In a cluster
+   * another agent may create the name at any time.
+   */
+  negativeEntries: boolean
 }
 
 /** True when something is mounted at `dir` (by /proc/self/mountinfo, which never touches the mount). */
@@ -53,7 +59,7 @@ export class ChaacMount {
     const ops = new FuseOps(this.fs, this.log, {
       // Shorter than any client's patience; longer than the agent's own network deadlines.
       default: 30_000, flush: 120_000, fsync: 120_000, release: 120_000, write: 60_000
-    }, () => onStopped())
+    }, () => onStopped(), this.opts.negativeEntries)
     const mountOptions = [
       'fsname=chaac', 'subtype=chaac',
       // Other users and containers reach the mount; the kernel checks modes and owners.

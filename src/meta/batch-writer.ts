@@ -1,43 +1,83 @@
-// Group commit for LevelDB: operations queued while a batch is being written
-// go out together in the next one, in order. A caller's promise settles when
-// the batch holding its operations is on disk (fsync'ed when any asked for it).
+// Group commit for LevelDB behind the data pool's journal. A batch is
+// appended to the journal at once (safe from a crash of the agent from then
+// on) and queued for LevelDB; batches queued while one is being written go
+// out together in the next one, in order, each LevelDB batch naming the last
+// journal record it holds. A caller's promise settles when its batch is in
+// the journal, or, when it asked for sync, once LevelDB has it on stable
+// storage (with every batch before it).
 import type { Level } from 'level'
+import { ChaacError } from '../errors.ts'
+import { JOURNAL_SEQ_KEY, type Journal } from './journal.ts'
 
 export type BatchOp = { type: 'put', key: string, value: Buffer } | { type: 'del', key: string }
 
-interface Waiter { resolve: () => void, reject: (err: unknown) => void }
+interface Waiter { seq: number, resolve: () => void, reject: (err: unknown) => void }
+
+// The journal is emptied once LevelDB holds all of it and it has grown past this.
+const JOURNAL_CLEAR_BYTES = 4 * 1024 * 1024
 
 export class BatchWriter {
   private ops: BatchOp[] = []
-  private waiters: Waiter[] = []
   private sync = false
   private running = false
+  // Journal records appended, and written to LevelDB.
+  private seq: number
+  private appliedSeq: number
+  // Callers waiting for LevelDB: sync writes, and `applied`.
+  private waiters: Waiter[] = []
+  private failure?: ChaacError
 
-  constructor (private readonly db: Level<string, Buffer>) {}
+  /** `lastSeq`: the number of the last journal record, all of them already in LevelDB. */
+  constructor (private readonly db: Level<string, Buffer>, private readonly journal: Journal, lastSeq: number) {
+    this.seq = lastSeq
+    this.appliedSeq = lastSeq
+  }
 
-  write (ops: BatchOp[], sync = false): Promise<void> {
-    this.ops.push(...ops)
+  async write (ops: BatchOp[], sync = false): Promise<void> {
+    if (this.failure) throw this.failure
+    if (ops.length > 0) {
+      this.journal.append(this.seq + 1, ops)
+      this.seq++
+      this.ops.push(...ops)
+    }
     this.sync ||= sync
-    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }))
+    if (!sync && this.appliedSeq === this.seq) return
+    const done = sync ? this.whenApplied() : undefined
     if (!this.running) void this.drain()
-    return done
+    await done
+  }
+
+  /** Resolves once LevelDB holds every batch written so far (readers of LevelDB itself wait for this). */
+  async applied (): Promise<void> {
+    if (this.failure) throw this.failure
+    if (this.appliedSeq < this.seq) await this.whenApplied()
+  }
+
+  private async whenApplied (): Promise<void> {
+    await new Promise<void>((resolve, reject) => this.waiters.push({ seq: this.seq, resolve, reject }))
   }
 
   private async drain (): Promise<void> {
     this.running = true
-    while (this.waiters.length > 0) {
+    while (this.appliedSeq < this.seq || this.sync) {
       const ops = this.ops
-      const waiters = this.waiters
       const sync = this.sync
+      const seq = this.seq
       this.ops = []
-      this.waiters = []
       this.sync = false
       try {
-        if (ops.length > 0) await this.db.batch(ops, { sync })
-        for (const w of waiters) w.resolve()
+        await this.db.batch([...ops, { type: 'put', key: JOURNAL_SEQ_KEY, value: Buffer.from(String(seq)) }], { sync })
       } catch (err) {
-        for (const w of waiters) w.reject(err)
+        // The journal still holds these batches: the next start writes them again.
+        this.failure = new ChaacError('CHAAC_META_FAILED', 'the data pool could not write to LevelDB', { cause: err })
+        for (const w of this.waiters.splice(0)) w.reject(this.failure)
+        break
       }
+      this.appliedSeq = seq
+      const ready = this.waiters.filter((w) => w.seq <= seq)
+      this.waiters = this.waiters.filter((w) => w.seq > seq)
+      for (const w of ready) w.resolve()
+      if (this.appliedSeq === this.seq && this.journal.bytes > JOURNAL_CLEAR_BYTES) this.journal.clear()
     }
     this.running = false
   }

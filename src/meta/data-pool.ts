@@ -7,14 +7,16 @@
 // as one atomic LevelDB batch, and the caller is answered once it is stored.
 // Each stored batch is numbered and announced ('change'), in order: the
 // change stream that replicas follow.
+import { join } from 'node:path'
 import { Level } from 'level'
 import { ChaacError, notFound } from '../errors.ts'
 import { BatchWriter, type BatchOp } from './batch-writer.ts'
+import { JOURNAL_SEQ_KEY, Journal } from './journal.ts'
 import type { AttrPatch, CopyOptions, FileContent, NewNode, Pool } from './pool.ts'
 import { PoolState } from './pool-state.ts'
 import {
-  NEXT_INO_KEY, ROOT_INO, S_IFDIR, S_IFMT, agentKey, ballKey, direntKey, encode, garbageKey, inodeKey, isDir, uploadKey,
-  durableCopies, type AgentReport, type BallRecord, type Inode
+  MAX_INLINE_BYTES, NEXT_INO_KEY, ROOT_INO, S_IFDIR, S_IFMT, agentKey, ballKey, direntKey, encode, garbageKey, inlineHash,
+  inlineKey, inodeKey, isDir, isFile, isInlineKey, uploadKey, durableCopies, type AgentReport, type BallRecord, type Inode
 } from './schema.ts'
 
 /** How long an agent that stopped reporting keeps its bins to itself. */
@@ -28,9 +30,15 @@ export class DataPool extends PoolState implements Pool {
   private lastSeq = 0
   private origin: string
 
-  private constructor (private readonly db: Level<string, Buffer>, private readonly agentId: string, private readonly lazyCreates: boolean) {
+  private constructor (
+    private readonly db: Level<string, Buffer>,
+    private readonly journal: Journal,
+    journalSeq: number,
+    private readonly agentId: string,
+    private readonly lazyCreates: boolean
+  ) {
     super()
-    this.writer = new BatchWriter(db)
+    this.writer = new BatchWriter(db, journal, journalSeq)
     this.origin = agentId
   }
 
@@ -43,7 +51,8 @@ export class DataPool extends PoolState implements Pool {
   static async open (dir: string, opts: { agentId?: string, lazyCreates?: boolean } = {}): Promise<DataPool> {
     const db = new Level<string, Buffer>(dir, { valueEncoding: 'buffer' })
     await db.open()
-    const pool = new DataPool(db, opts.agentId ?? '', opts.lazyCreates ?? true)
+    const journal = Journal.open(join(dir, JOURNAL_FILE))
+    const pool = new DataPool(db, journal, await replayJournal(db, journal), opts.agentId ?? '', opts.lazyCreates ?? true)
     await pool.load()
     return pool
   }
@@ -89,12 +98,15 @@ export class DataPool extends PoolState implements Pool {
   /**
    * Stored records in key order after `after`, about `maxBytes` of them; `next`
    * is where the next page starts (null at the end). Read from LevelDB, so a
-   * page holds only stored changes, each also in the change stream.
+   * page holds only stored changes, each also in the change stream. Inline
+   * file bytes stay here: replicas ask for them when a file is opened.
    */
   async records (after: string, maxBytes: number): Promise<{ records: Array<[string, Buffer]>, next: string | null }> {
     const records: Array<[string, Buffer]> = []
     let bytes = 0
+    await this.writer.applied()
     for await (const [key, value] of this.db.iterator({ gt: after })) {
+      if (isInlineKey(key)) continue
       if (bytes >= maxBytes) return { records, next: records[records.length - 1][0] }
       records.push([key, value])
       bytes += key.length + value.length
@@ -291,6 +303,10 @@ export class DataPool extends PoolState implements Pool {
    */
   async commitFile (ino: number, content: FileContent, opts: { sync?: boolean, upload?: boolean } = {}): Promise<string[]> {
     const node = this.mustGet(ino)
+    const inline = content.inline
+    if (inline !== undefined && (!isFile(node) || content.balls.length > 0 || inline.length !== content.size || inline.length > MAX_INLINE_BYTES)) {
+      throw new ChaacError('CHAAC_INVALID', `inode ${ino}: inline content must be a regular file's only bytes, at most ${MAX_INLINE_BYTES}`)
+    }
     const ops: BatchOp[] = []
     const released = this.adjustRefs(node.balls ?? [], content.balls, ops)
     if (opts.upload) {
@@ -307,10 +323,28 @@ export class DataPool extends PoolState implements Pool {
       node.mtime = content.mtime
       node.ctime = content.mtime
     }
+    if (inline !== undefined) {
+      node.inline = inlineHash(inline)
+      ops.push({ type: 'put', key: inlineKey(ino), value: inline })
+    } else if (node.inline !== undefined) {
+      delete node.inline
+      ops.push({ type: 'del', key: inlineKey(ino) })
+    }
     ops.push(this.putInode(node))
     await this.persist(ops, opts.sync)
     if (this.uploads.size > 0) this.emit('queued')
     return released
+  }
+
+  async readInline (ino: number): Promise<Buffer> {
+    // A commit may land while LevelDB answers: then the bytes read are the old ones, and a second look finds the new.
+    for (let tries = 0; tries < 3; tries++) {
+      if (this.mustGet(ino).inline === undefined) throw new ChaacError('CHAAC_INVALID', `inode ${ino} is not kept inline`)
+      await this.writer.applied()
+      const data = await this.db.get(inlineKey(ino))
+      if (data !== undefined && inlineHash(data) === this.mustGet(ino).inline) return data
+    }
+    throw new ChaacError('CHAAC_IO', `inode ${ino}: its inline bytes are missing or corrupt`)
   }
 
   /** Deletes an inode no name refers to and no handle holds; returns the balls released. */
@@ -318,6 +352,7 @@ export class DataPool extends PoolState implements Pool {
     const node = this.inodes.get(ino)
     if (!node || node.nlink > 0) return []
     const ops: BatchOp[] = [{ type: 'del', key: inodeKey(ino) }]
+    if (node.inline !== undefined) ops.push({ type: 'del', key: inlineKey(ino) })
     const released = this.adjustRefs(node.balls ?? [], [], ops)
     this.inodes.delete(ino)
     await this.persist(ops)
@@ -484,6 +519,9 @@ export class DataPool extends PoolState implements Pool {
 
   async close (): Promise<void> {
     await this.sync()
+    // LevelDB holds every record on stable storage now.
+    this.journal.clear()
+    this.journal.close()
     await this.db.close()
   }
 
@@ -536,7 +574,7 @@ export class DataPool extends PoolState implements Pool {
     try {
       await this.writer.write(batch, sync)
     } catch (err) {
-      throw new ChaacError('CHAAC_META_FAILED', 'the data pool could not store a change', { cause: err })
+      throw err instanceof ChaacError ? err : new ChaacError('CHAAC_META_FAILED', 'the data pool could not store a change', { cause: err })
     }
     if (batch.length > 0) this.emit('change', ++this.lastSeq, batch, origin)
   }
@@ -579,6 +617,31 @@ export class DataPool extends PoolState implements Pool {
     }
     return false
   }
+}
+
+// The journal's file, in the LevelDB folder (LevelDB leaves files it does not name alone).
+const JOURNAL_FILE = 'chaac-journal'
+
+/**
+ * Writes to LevelDB the journal records it does not hold yet (the agent
+ * stopped before they got there), then empties the journal. Returns the
+ * number of the last record.
+ */
+async function replayJournal (db: Level<string, Buffer>, journal: Journal): Promise<number> {
+  const stored = await db.get(JOURNAL_SEQ_KEY)
+  let last = stored === undefined ? 0 : Number(stored.toString())
+  const records = journal.records()
+  for (const r of records) {
+    if (r.seq <= last) continue
+    await db.batch([...r.ops, { type: 'put', key: JOURNAL_SEQ_KEY, value: Buffer.from(String(r.seq)) }])
+    last = r.seq
+  }
+  if (journal.bytes > 0) {
+    // On stable storage before the journal goes.
+    await db.batch([{ type: 'put', key: JOURNAL_SEQ_KEY, value: Buffer.from(String(last)) }], { sync: true })
+    journal.clear()
+  }
+  return last
 }
 
 /** `list` with `item` in it or not; undefined for an empty list, so records stay small. */

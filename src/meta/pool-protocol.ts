@@ -4,6 +4,7 @@
 //   replica -> pool   pool.subscribe            -> {seq}: changes after seq follow as pool.change
 //                     pool.records {after}      -> {records: [[key, value]...], next}: a page of the snapshot
 //                     pool.revalidate           -> {seq}: the replica is current once it applied seq
+//                     pool.inline {ino}         -> {data, seq}: the bytes of a file kept inline, as of seq
 //                     pool.call {method, args}  -> {result, seq}: one change, made by the pool
 //   pool -> replica   pool.change {seq, origin, ops}: one stored batch, in order
 import { ChaacError } from '../errors.ts'
@@ -15,6 +16,7 @@ export const OP = {
   subscribe: 'pool.subscribe',
   records: 'pool.records',
   revalidate: 'pool.revalidate',
+  inline: 'pool.inline',
   call: 'pool.call',
   change: 'pool.change'
 } as const
@@ -49,7 +51,7 @@ const CALLS: Partial<Record<keyof Pool, Array<Parse<unknown>>>> = {
   rmdir: [count, text],
   rename: [count, text, count, text],
   setattr: [count, shape({ mode: optional(count), uid: optional(count), gid: optional(count), atime: optional(time), mtime: optional(time) })],
-  commitFile: [count, shape({ size: count, balls: list(ballOrHole), chunkSize: count, mtime: optional(time) }),
+  commitFile: [count, shape({ size: count, balls: list(ballOrHole), chunkSize: count, mtime: optional(time), inline: optional(bytes) }),
     shape({ sync: optional(flag), upload: optional(flag) })],
   purge: [count],
   recordCopy: [text, ball, count, flag, optional(shape({ cached: optional(flag), writer: optional(text) }))],
@@ -87,6 +89,8 @@ export function parseCall (body: unknown, from: string): Call {
 }
 
 export const parseAfter = (body: unknown): string => shape({ after: text })(body, 'pool.records').after
+export const parseIno = (body: unknown): number => shape({ ino: count })(body, 'pool.inline').ino
+export const parseInline = (body: unknown): { data: Buffer, seq: number } => shape({ data: bytes, seq: count })(body, 'pool.inline reply')
 
 const op: Parse<BatchOp> = (v, what) => {
   const { type, key, value } = shape({ type: text, key: text, value: optional(bytes) })(v, what)

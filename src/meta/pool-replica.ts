@@ -11,10 +11,10 @@ import { connectPeer } from '../net/peer-client.ts'
 import type { NetLog, PeerLink } from '../net/peer-link.ts'
 import type { AttrPatch, CopyOptions, FileContent, NewNode, Pool } from './pool.ts'
 import {
-  CLUSTER_MAX_FRAME_BYTES, OP, parseCallReply, parseChange, parsePage, parseSeq, type Change
+  CLUSTER_MAX_FRAME_BYTES, OP, parseCallReply, parseChange, parseInline, parsePage, parseSeq, type Change
 } from './pool-protocol.ts'
 import { PoolState } from './pool-state.ts'
-import type { AgentReport, Inode } from './schema.ts'
+import { inlineHash, type AgentReport, type Inode } from './schema.ts'
 
 export interface ReplicaOptions {
   /** The pool agent's peer address, ws://HOST:PORT. */
@@ -256,6 +256,19 @@ export class PoolReplica extends PoolState implements Pool {
 
   async commitFile (ino: number, content: FileContent, opts: { sync?: boolean, upload?: boolean } = {}): Promise<string[]> {
     return await this.call('commitFile', ino, content, opts)
+  }
+
+  /** Inline bytes stay with the data pool; checked here against the inode once this copy is as new as they are. */
+  async readInline (ino: number): Promise<Buffer> {
+    // A commit elsewhere may come in between: a second look gets its bytes.
+    for (let tries = 0; tries < 3; tries++) {
+      const link = this.poolLink
+      if (!this.current || !link) throw this.unreachable()
+      const { data, seq } = parseInline(await link.request(OP.inline, { ino }, { timeoutMs: this.opts.timeoutMs }))
+      await this.reached(seq)
+      if (inlineHash(data) === this.get(ino)?.inline) return data
+    }
+    throw new ChaacError('CHAAC_IO', `inode ${ino}: the data pool's inline bytes do not match the inode`)
   }
 
   async purge (ino: number): Promise<string[]> {

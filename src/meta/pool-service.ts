@@ -7,7 +7,8 @@ import { ChaacError } from '../errors.ts'
 import type { NetLog, PeerLink } from '../net/peer-link.ts'
 import type { BatchOp } from './batch-writer.ts'
 import type { DataPool } from './data-pool.ts'
-import { OP, PAGE_BYTES, parseAfter, parseCall, type CallReply, type Change } from './pool-protocol.ts'
+import { OP, PAGE_BYTES, parseAfter, parseCall, parseIno, type CallReply, type Change } from './pool-protocol.ts'
+import { isInlineKey } from './schema.ts'
 
 export class PoolService {
   private readonly subscribers = new Set<PeerLink>()
@@ -29,6 +30,12 @@ export class PoolService {
       return { seq: this.pool.seq }
     })
     link.on(OP.records, async (body) => await this.pool.records(parseAfter(body), PAGE_BYTES))
+    link.on(OP.inline, async (body) => {
+      const data = await this.pool.readInline(parseIno(body))
+      // The replica checks the bytes against its inode once it has seen every change up to them.
+      await this.pool.settled()
+      return { data, seq: this.pool.seq }
+    })
     link.on(OP.revalidate, async () => {
       await this.pool.settled()
       return { seq: this.pool.seq }
@@ -49,7 +56,8 @@ export class PoolService {
   }
 
   private publish (seq: number, ops: BatchOp[], origin: string): void {
-    const change: Change = { seq, origin, ops }
+    // Replicas hold no inline file bytes (they ask for them on open): those stay here.
+    const change: Change = { seq, origin, ops: ops.filter((op) => !isInlineKey(op.key)) }
     for (const link of this.subscribers) {
       link.request(OP.change, change).catch((err: ChaacError) => {
         if (link.isClosed) return

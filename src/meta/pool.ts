@@ -21,6 +21,8 @@ export interface FileContent {
   chunkSize: number
   /** Set when the content changed by writes (not by an explicit utimens). */
   mtime?: number
+  /** A small file's bytes, kept inline in the data pool instead of balls (then `balls` is empty). */
+  inline?: Buffer
 }
 
 /** How a bin holds a copy it reports: `cached` (droppable while a durable copy is left), for `writer` (not garbage until it commits). */
@@ -68,6 +70,8 @@ export interface Pool extends EventEmitter<PoolEvents> {
   rename: (srcParent: number, srcName: string, dstParent: number, dstName: string) => Promise<Inode | undefined>
   setattr: (ino: number, patch: AttrPatch) => Promise<Inode>
   commitFile: (ino: number, content: FileContent, opts?: { sync?: boolean, upload?: boolean }) => Promise<string[]>
+  /** The bytes of a file kept inline, checked against the inode's hash of them. */
+  readInline: (ino: number) => Promise<Buffer>
   purge: (ino: number) => Promise<string[]>
   recordCopy: (binId: string, id: string, bytes: number, present: boolean, opts?: CopyOptions) => Promise<void>
   releaseCopy: (binId: string, id: string) => Promise<boolean>

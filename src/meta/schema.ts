@@ -1,6 +1,8 @@
 // The data pool's records and how they are laid out in LevelDB.
 //
 //   i!<ino, 16 hex>              -> Inode
+//   x!<ino, 16 hex>              -> the bytes of a small file kept inline
+//                                   (not held in memory: read when opened)
 //   d!<parent ino>!<name>        -> child ino (decimal)
 //   b!<ball id>                  -> BallRecord
 //   q!<ball id>                  -> '' (waiting for upload to the cloud tier)
@@ -9,6 +11,7 @@
 //                                   a grace period)
 //   m!next-ino                   -> next inode number (decimal)
 //   a!<agent id>                 -> AgentRecord (cluster membership, bins, context)
+import { createHash } from 'node:crypto'
 import { pack, unpack } from 'msgpackr'
 import type { HostContext } from '../context/host-context.ts'
 
@@ -35,6 +38,11 @@ export interface Inode {
   balls?: Array<string | null>
   /** Regular files: the chunk size the ball list was cut with. */
   chunkSize?: number
+  /**
+   * Regular files kept inline (no balls): the SHA-256 (hex) of their bytes,
+   * which are stored under the x! key. Reads check the bytes against it.
+   */
+  inline?: string
 }
 
 export interface BallRecord {
@@ -102,6 +110,13 @@ export function durableCopies (rec: BallRecord): string[] {
 
 const hex = (ino: number): string => ino.toString(16).padStart(16, '0')
 export const inodeKey = (ino: number): string => `i!${hex(ino)}`
+export const inlineKey = (ino: number): string => `x!${hex(ino)}`
+export const isInlineKey = (key: string): boolean => key.startsWith('x!')
+
+/** The most bytes a file kept inline may have, whatever the agent's --inline-max. */
+export const MAX_INLINE_BYTES = 64 * 1024
+
+export const inlineHash = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex')
 export const direntKey = (parent: number, name: string): string => `d!${hex(parent)}!${name}`
 export const ballKey = (id: string): string => `b!${id}`
 export const uploadKey = (id: string): string => `q!${id}`

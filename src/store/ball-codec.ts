@@ -33,14 +33,28 @@ export function headerLength (size: number, blockSize = BLOCK_SIZE): number {
 /** Builds the header of `data`; the ball on disk is `header ++ data`. */
 export function encodeBall (data: Buffer, blockSize = BLOCK_SIZE): { id: string, header: Buffer } {
   const n = blockCount(data.length, blockSize)
-  const header = Buffer.allocUnsafe(FIXED_HEADER + HASH_SIZE * n)
-  header.writeUInt32BE(MAGIC, 0)
-  header.writeUInt32BE(data.length, 4)
-  header.writeUInt32BE(blockSize, 8)
+  const hashes = Buffer.allocUnsafe(HASH_SIZE * n)
   for (let i = 0; i < n; i++) {
     const block = data.subarray(i * blockSize, Math.min(data.length, (i + 1) * blockSize))
-    createHash('sha256').update(block).digest().copy(header, FIXED_HEADER + i * HASH_SIZE)
+    createHash('sha256').update(block).digest().copy(hashes, i * HASH_SIZE)
   }
+  return ballHeader(data.length, blockSize, hashes)
+}
+
+/**
+ * The header and id of a ball of `size` bytes from the SHA-256 of each of
+ * its blocks, one after another: encodeBall and the hash workers
+ * (hasher.ts) both end here.
+ */
+export function ballHeader (size: number, blockSize: number, hashes: Uint8Array): { id: string, header: Buffer } {
+  if (hashes.length !== HASH_SIZE * blockCount(size, blockSize)) {
+    throw new TypeError(`${hashes.length} bytes of block hashes for a ball of ${size} bytes`)
+  }
+  const header = Buffer.allocUnsafe(FIXED_HEADER + hashes.length)
+  header.writeUInt32BE(MAGIC, 0)
+  header.writeUInt32BE(size, 4)
+  header.writeUInt32BE(blockSize, 8)
+  header.set(hashes, FIXED_HEADER)
   return { id: createHash('sha256').update(header).digest('hex'), header }
 }
 

@@ -6,8 +6,9 @@
 import { EventEmitter } from 'node:events'
 import type { CloudTier } from '../cloud/cloud-tier.ts'
 import { ChaacError, isChaacError } from '../errors.ts'
-import { checkBall, encodeBall } from './ball-codec.ts'
+import { checkBall } from './ball-codec.ts'
 import type { Bin, EvictionPolicy } from './bin.ts'
+import { Hasher } from './hasher.ts'
 import { Lru } from './lru.ts'
 import { VerifiedReader, type BallSource } from './verified-reader.ts'
 
@@ -80,6 +81,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
   readonly cloud?: CloudTier
   readonly writePolicy: WritePolicy
   private readonly reader = new VerifiedReader()
+  private readonly hasher = new Hasher()
   /** The data plane, in a cluster. */
   remote?: RemoteBalls
   private readonly fetches = new Map<string, Promise<Fetched>>()
@@ -115,10 +117,11 @@ export class BallStore extends EventEmitter<StoreEvents> {
 
   /**
    * Stores a new ball in a bin (and, with the `through` policy, in the cloud
-   * tier) and returns its id. Identical content is stored once.
+   * tier) and returns its id. Identical content is stored once. `data` must
+   * not change until this settles.
    */
   async put (data: Buffer): Promise<string> {
-    const { id, header } = encodeBall(data)
+    const { id, header } = await this.hasher.encode(data)
     this.pin(id)
     try {
       const upload = this.writePolicy === 'through' && !this.opts.inCloud(id) ? this.uploadBall(id, header, data) : undefined
@@ -339,11 +342,12 @@ export class BallStore extends EventEmitter<StoreEvents> {
     await Promise.allSettled([...this.promotions.values()])
   }
 
-  /** Waits for background work, then closes the bins and the cloud tier. */
+  /** Waits for background work, then closes the bins, the cloud tier and the hash workers. */
   async close (): Promise<void> {
     await this.settle()
     await Promise.all(this.bins.map(async (b) => await b.close()))
     await this.cloud?.close()
+    await this.hasher.close()
   }
 
   /**

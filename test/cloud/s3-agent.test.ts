@@ -69,10 +69,12 @@ t.test('through: close returns once the balls are objects; a cold agent serves e
   const a = await agentOn(t, bucket, ['--write', 'through'])
   await shOk('head -c 20000000 /dev/urandom > big && echo hello > small && mkdir d && cp big d/copy && head -c 5000 /dev/urandom > d/odd', { cwd: a.mount })
   const stored = await objects(bucket)
-  for (const f of ['/big', '/small', '/d/copy', '/d/odd']) {
+  for (const f of ['/big', '/d/copy', '/d/odd']) {
     const balls = await ballsOf(a, f)
     t.ok(balls.length > 0 && balls.every((id) => stored.has(id)), `every ball of ${f} is an object when close returned`)
   }
+  // A tiny file lives in the data pool with its inode (as the namespace does), not in the bucket.
+  t.equal((await a.json('/api/v1/location?path=/small')).inline, true, '/small is kept inline')
   t.equal((await ballsOf(a, '/big')).length, 5, 'a 20 MB file is 5 balls')
   const before = await sums(a.mount)
 
@@ -80,7 +82,7 @@ t.test('through: close returns once the balls are objects; a cold agent serves e
   const cold = await agentOn(t, bucket, [], { data: a.data })
   t.equal(await sums(cold.mount), before, 'byte for byte, from the cloud tier alone')
   const status = await cold.json('/status')
-  t.ok(status.reads.miss >= 7, `reads were cache misses (${status.reads.miss})`)
+  t.ok(status.reads.miss >= 6, `reads were cache misses (${status.reads.miss})`)
   t.match(status.cloud.location, `s3://${bucket}/chaac/`)
 })
 

@@ -81,13 +81,20 @@ t.test('data plane - two copies on distinct agents; reads elsewhere are remote c
   const cached = (await reader.json('/api/v1/location?path=/f')).balls.flatMap((x: any) => x.bins.filter((y: any) => y.agent === readerId && y.cached))
   t.ok(cached.length >= remote, 'the copies kept are caches, not replicas')
 
-  // Written on a joined agent: the same.
-  const small = Buffer.from('from c\n')
+  // Written on a joined agent: the same (a small ball, over the inline limit).
+  const small = Buffer.from('from c\n'.repeat(1000))
   await writeFile(join(src, 's'), small)
   await shOk(`cp '${join(src, 's')}' '${join(c.mount, 's')}'`)
   for (const agent of cluster.agents) t.equal(await shaOn(agent, 's'), sha(small), `read on ${agent.http}`)
   const sloc = await a.json('/api/v1/location?path=/s')
   t.equal(new Set(sloc.balls[0].bins.filter((x: any) => !x.cached).map((x: any) => x.agent)).size, 2)
+
+  // A tiny file written on a joined agent is kept inline by the data pool; every agent reads it from there.
+  const tiny = Buffer.from('tiny, from c\n')
+  await writeFile(join(src, 't'), tiny)
+  await shOk(`cp '${join(src, 't')}' '${join(c.mount, 't')}'`)
+  for (const agent of cluster.agents) t.equal(await shaOn(agent, 't'), sha(tiny), `tiny file read on ${agent.http}`)
+  t.equal((await c.json('/api/v1/location?path=/t')).inline, true)
 
   // chaac locate names the hosts.
   const out = await shOk(`node ${join(process.cwd(), 'bin', 'chaac.mjs')} locate /f --http ${b.http}`)

@@ -17,7 +17,7 @@ const agent = await startAgent({ args: ['--write', 'through'] })
 t.teardown(async () => await cleanupAgent(agent))
 const mnt = agent.mount
 
-// A small file, a 9 MiB file (balls of 4 + 4 + 1 MiB) and a sparse file whose first two chunks are holes.
+// A small file (kept inline: no ball), a 9 MiB file (balls of 4 + 4 + 1 MiB) and a sparse file whose first two chunks are holes.
 await shOk(`echo hello > small.txt && mkdir d && head -c ${9 * MiB} /dev/urandom > d/big.bin && python3 -c "
 f = open('sparse', 'wb'); f.truncate(${2 * CHUNK}); f.seek(${2 * CHUNK}); f.write(b'x' * 1000); f.close()"`, { cwd: mnt })
 
@@ -54,7 +54,7 @@ t.test('GET /status - agent, version, uptime, chaac path, bins, read outcomes, c
     t.type(b.balls, 'number')
     t.ok(b.used <= b.capacity)
   }
-  t.equal(j.bins[1].balls, 5, 'disk: 3 balls of big.bin, 1 of small.txt, 1 of sparse')
+  t.equal(j.bins[1].balls, 4, 'disk: 3 balls of big.bin, 1 of sparse (small.txt is inline)')
   t.same(Object.keys(j.reads).sort(), ['localHit', 'miss', 'remoteHit', 'skip'])
   t.equal(j.reads.remoteHit, 0, 'one host: no remote cache hits')
   t.same(j.cloud, { location: join(agent.data, 'cloud'), writePolicy: 'through', uploadQueue: 0, garbage: 0 })
@@ -107,8 +107,8 @@ t.test('GET /api/v1/bins - every bin with usage and context', OPTS, async (t) =>
 
 t.test('GET /api/v1/balls - pages through the map of balls with limit/after/next', OPTS, async (t) => {
   const all = (await get('/api/v1/balls')).json
-  t.equal(all.total, 5)
-  t.equal(all.balls.length, 5)
+  t.equal(all.total, 4)
+  t.equal(all.balls.length, 4)
   t.equal(all.next, null)
   const diskBin = (await get('/api/v1/bins')).json.bins[1].id
   for (const b of all.balls) {
@@ -130,10 +130,10 @@ t.test('GET /api/v1/balls - pages through the map of balls with limit/after/next
     t.equal(page.next, page.balls[page.balls.length - 1].id, 'next is the last id of the page')
     after = page.next
   }
-  t.equal(pages, 3)
+  t.equal(pages, 2)
   t.same(ids, all.balls.map((b: any) => b.id), 'pages add up to the whole map, in order, without repeats')
   t.same([...ids].sort(), ids, 'sorted by id')
-  const last = (await get(`/api/v1/balls?after=${ids[4]}`)).json
+  const last = (await get(`/api/v1/balls?after=${ids[3]}`)).json
   t.same(last.balls, [])
   t.equal(last.next, null)
   t.equal((await get('/api/v1/balls?limit=1000')).status, 200)
@@ -158,8 +158,11 @@ t.test('GET /api/v1/location - the balls of a file and the bins holding them', O
   const sparse = (await get(`/api/v1/location?path=${encodeURIComponent('/sparse')}`)).json
   t.same(sparse.balls.map((b: any) => [b.hole, b.id === null, b.bins.length]), [[true, true, 0], [true, true, 0], [false, false, 1]])
   t.equal(sparse.balls[2].length, 1000)
+  t.equal(loc.inline, false)
   const relative = (await get('/api/v1/location?path=small.txt')).json
   t.equal(relative.size, 6, 'a path without a leading slash is from the root')
+  t.equal(relative.inline, true, 'a small file is kept inline in the data pool')
+  t.same(relative.balls, [])
 })
 
 t.test('bad parameters get 400 with a JSON error; unknown paths 404', OPTS, async (t) => {
@@ -222,7 +225,7 @@ t.test('chaac status - a readable summary', OPTS, async (t) => {
   const out = await shOk(`${CLI} status --http ${agent.http}`)
   t.match(out, `agent ${s.agent.id} (chaac ${s.agent.version}), up `)
   t.match(out, `chaac path: ${mnt}`)
-  t.match(out, /bins:\n\s+mem\s+.* of 64\.0 MiB\s+\d+ balls\s+\S+\n\s+disk\s+.* of 4\.0 GiB\s+5 balls/)
+  t.match(out, /bins:\n\s+mem\s+.* of 64\.0 MiB\s+\d+ balls\s+\S+\n\s+disk\s+.* of 4\.0 GiB\s+4 balls/)
   t.match(out, /ball reads: \d+ local cache hits, 0 remote cache hits, \d+ cache misses, \d+ cache skips/)
   t.match(out, `cloud tier: ${join(agent.data, 'cloud')} (write through, 0 balls queued for upload, 0 in their grace period before deletion)`)
   const json = JSON.parse(await shOk(`${CLI} status --json --http ${agent.http}`))
@@ -248,6 +251,7 @@ t.test('chaac locate - the balls of a file and the bins holding them', OPTS, asy
   t.equal(await shOk(`${CLI} locate d/big.bin --http ${agent.http}`, { cwd: mnt }), out, 'a relative path under the chaac path')
   t.equal(await shOk(`${CLI} locate /d/big.bin --http ${agent.http}`), out, 'a path inside the namespace')
   t.match(await shOk(`${CLI} locate /sparse --http ${agent.http}`), /#0 @0 \+4194304 -\s+hole/)
+  t.equal(await shOk(`${CLI} locate /small.txt --http ${agent.http}`), '/small.txt: 6 B kept inline in the data pool (no balls)\n')
   const json = JSON.parse(await shOk(`${CLI} locate /d/big.bin --json --http ${agent.http}`))
   t.same(json, loc)
   const missing = await sh(`${CLI} locate ${join(mnt, 'nope')} --http ${agent.http}`)

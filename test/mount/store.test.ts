@@ -267,7 +267,8 @@ t.test('write policies - through, async, none', OPTS, async (t) => {
   const f = await source(dir, 'f', 9 * MiB)
   for (const policy of ['through', 'async', 'none']) {
     const agent = await run(t, { args: ['--write', policy] })
-    await shOk(`cp ${f.path} f && echo small > s`, { cwd: agent.mount })
+    // s: one small ball (over the inline limit, so that it is a ball at all).
+    await shOk(`cp ${f.path} f && head -c 20000 ${f.path} > s`, { cwd: agent.mount })
     const balls = [...await ballsOf(agent, '/f'), ...await ballsOf(agent, '/s')]
     t.equal(balls.length, 4)
     if (policy === 'through') {
