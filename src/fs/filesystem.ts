@@ -51,13 +51,16 @@ export class Filesystem {
 
   // ---- the kernel's references ----
 
-  /** The entry `name` in directory `parent`; the kernel holds a reference to it from now on. */
-  lookup (parent: number, name: string): Stat {
+  /**
+   * The entry `name` in directory `parent`, which the kernel holds a
+   * reference to from now on; undefined when there is none (not an error to
+   * build: the lookup before most creates finds nothing).
+   */
+  lookup (parent: number, name: string): Stat | undefined {
     checkName(name)
     if (!isDir(this.node(parent))) throw new ChaacError('CHAAC_NOT_DIR', `inode ${parent} is not a directory`)
     const ino = this.pool.lookup(parent, name)
-    if (ino === undefined) throw notFound(name)
-    return this.remember(ino)
+    return ino === undefined ? undefined : this.remember(ino)
   }
 
   /** The kernel dropped `count` references to an inode. */
@@ -320,6 +323,8 @@ export class Filesystem {
       if (sync) await this.pool.sync()
       return
     }
+    // Nothing written since the last commit (the usual release after a flush).
+    if (!sync && !file.busy) return
     await file.serially(async (version) => {
       const snap = await file.settle()
       try {

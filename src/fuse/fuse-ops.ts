@@ -1,7 +1,7 @@
 // Kernel requests -> Filesystem calls. Translation only: arguments in, exactly
 // one reply out (the result, or an errno), and never later than the op's deadline.
 import { constants } from 'node:os'
-import { ChaacError, isChaacError } from '../errors.ts'
+import { ChaacError, notFound } from '../errors.ts'
 import type { Filesystem } from '../fs/filesystem.ts'
 import type { AttrChanges, Stat } from '../fs/types.ts'
 import { binding as native, OP_NAMES, Op, SA, SetAttr, type Req } from './lowlevel.ts'
@@ -51,6 +51,10 @@ const NO_ENTRY = new Float64Array(12)
 export class FuseOps {
   private inFlight = 0
   private drainedWaiters: Array<() => void> = []
+  // Requests answered later, with their deadlines: swept once a second, as a
+  // timer per request costs more than many a request.
+  private readonly waiting = new Set<{ deadline: number, expire: () => void }>()
+  private sweeper?: NodeJS.Timeout
 
   constructor (
     private readonly fs: Filesystem,
@@ -127,13 +131,19 @@ export class FuseOps {
 
   private lookup (req: Req, parent: number, name: string): void {
     this.answer(req, Op.LOOKUP, () => {
-      try {
-        return this.fs.lookup(parent, name)
-      } catch (err) {
-        if (this.negativeEntries && isChaacError(err, 'CHAAC_NOT_FOUND')) return null
-        throw err
-      }
+      const st = this.fs.lookup(parent, name)
+      if (st === undefined && !this.negativeEntries) throw notFound(name)
+      return st ?? null
     }, (st) => native.replyEntry(req, st === null ? NO_ENTRY : attrs(st)), async (st) => { if (st !== null) await this.fs.forget(st.ino, 1) })
+  }
+
+  private sweep (): void {
+    const now = Date.now()
+    for (const w of this.waiting) if (w.deadline <= now) w.expire()
+    if (this.waiting.size === 0) {
+      clearInterval(this.sweeper)
+      this.sweeper = undefined
+    }
   }
 
   // Ops that answer with an entry give the kernel a reference to the inode.
@@ -153,18 +163,13 @@ export class FuseOps {
   private answer<T> (req: Req, op: number, work: () => T | Promise<T>, reply: (value: T) => number, undo?: (value: T) => unknown): void {
     const name = OP_NAMES[op]
     let answered = false
+    let timeout: { deadline: number, expire: () => void } | undefined
     this.inFlight++
     const settle = (): void => {
       answered = true
-      clearTimeout(timer)
+      if (timeout) this.waiting.delete(timeout)
       if (--this.inFlight === 0) for (const wake of this.drainedWaiters.splice(0)) wake()
     }
-    const timer = setTimeout(() => {
-      if (answered) return
-      this.log.error({ op: name, ms: this.timeouts[name] ?? this.timeouts.default }, 'file operation timed out')
-      settle()
-      native.replyErr(req, ETIMEDOUT)
-    }, this.timeouts[name] ?? this.timeouts.default)
     const fail = (err: unknown): void => {
       if (answered) return
       settle()
@@ -179,8 +184,22 @@ export class FuseOps {
     }
     try {
       const result = work()
-      if (result instanceof Promise) result.then(succeed, fail)
-      else succeed(result)
+      if (result instanceof Promise) {
+        const ms = this.timeouts[name] ?? this.timeouts.default
+        timeout = {
+          deadline: Date.now() + ms,
+          expire: () => {
+            this.log.error({ op: name, ms }, 'file operation timed out')
+            settle()
+            native.replyErr(req, ETIMEDOUT)
+          }
+        }
+        this.waiting.add(timeout)
+        this.sweeper ??= setInterval(() => this.sweep(), 1000).unref()
+        result.then(succeed, fail)
+      } else {
+        succeed(result)
+      }
     } catch (err) {
       fail(err)
     }

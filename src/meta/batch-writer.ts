@@ -43,8 +43,19 @@ export class BatchWriter {
     this.sync ||= sync
     if (!sync && this.appliedSeq === this.seq) return
     const done = sync ? this.whenApplied() : undefined
-    if (!this.running) void this.drain()
+    this.kick(sync)
     await done
+  }
+
+  // Starts writing to LevelDB. Handing a batch to LevelDB takes the agent's
+  // thread a while (encoding every operation): unless a caller waits for it,
+  // that happens after the current callback, so the answer that the journal
+  // made possible goes out first.
+  private kick (now: boolean): void {
+    if (this.running) return
+    this.running = true
+    if (now) void this.drain()
+    else setImmediate(() => { void this.drain() })
   }
 
   /** Resolves once LevelDB holds every batch written so far (readers of LevelDB itself wait for this). */
@@ -58,7 +69,6 @@ export class BatchWriter {
   }
 
   private async drain (): Promise<void> {
-    this.running = true
     while (this.appliedSeq < this.seq || this.sync) {
       const ops = this.ops
       const sync = this.sync
