@@ -16,6 +16,15 @@ interface Waiter { seq: number, resolve: () => void, reject: (err: unknown) => v
 // The journal is emptied once LevelDB holds all of it and it has grown past this.
 const JOURNAL_CLEAR_BYTES = 4 * 1024 * 1024
 
+// The last operation on each key, in their order: within one atomic batch an
+// earlier operation on the same key is void (a file created and committed in
+// one batch, the parent directory of many creates).
+function latest (ops: BatchOp[]): BatchOp[] {
+  const last = new Map<string, number>()
+  ops.forEach((op, i) => last.set(op.key, i))
+  return last.size === ops.length ? ops : ops.filter((op, i) => last.get(op.key) === i)
+}
+
 export class BatchWriter {
   private ops: BatchOp[] = []
   private sync = false
@@ -76,7 +85,7 @@ export class BatchWriter {
       this.ops = []
       this.sync = false
       try {
-        await this.db.batch([...ops, { type: 'put', key: JOURNAL_SEQ_KEY, value: Buffer.from(String(seq)) }], { sync })
+        await this.db.batch([...latest(ops), { type: 'put', key: JOURNAL_SEQ_KEY, value: Buffer.from(String(seq)) }], { sync })
       } catch (err) {
         // The journal still holds these batches: the next start writes them again.
         this.failure = new ChaacError('CHAAC_META_FAILED', 'the data pool could not write to LevelDB', { cause: err })
