@@ -108,8 +108,11 @@ t.test('data plane - the allocator answers bins on distinct hosts and moves away
   const cluster = await startCluster(t, { cloud: 'none', env: (i) => ({ CHAAC_TEST_CONTEXT_FILE: contextFile(i) }) })
   const [a] = cluster.agents
   const ids = await Promise.all(cluster.agents.map(agentId))
-  await waitFor(async () => (await a.json('/api/v1/bins')).bins.filter((x: any) => x.alive && x.context !== null).length === 6,
-    { timeoutMs: 30_000, what: 'every agent registered with a context' })
+  // Every host equally idle to start with: the machine's real load (other tests) must not decide the calm shares.
+  const idle = { ufCPU: 0, ufMemory: 0, ufFileSystem: 0, ufNet: 0 }
+  for (let i = 0; i < 3; i++) await writeFile(contextFile(i), JSON.stringify(idle))
+  await waitFor(async () => (await a.json('/api/v1/bins')).bins.filter((x: any) => x.alive && x.context?.ufCPU === 0).length === 6,
+    { timeoutMs: 30_000, what: 'every agent registered with an idle context' })
   const shares = async (): Promise<number[]> => {
     const n = [0, 0, 0]
     let distinct = 0
