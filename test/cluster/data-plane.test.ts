@@ -108,11 +108,12 @@ t.test('data plane - the allocator answers bins on distinct hosts and moves away
   const cluster = await startCluster(t, { cloud: 'none', env: (i) => ({ CHAAC_TEST_CONTEXT_FILE: contextFile(i) }) })
   const [a] = cluster.agents
   const ids = await Promise.all(cluster.agents.map(agentId))
-  // Every host equally idle to start with: the machine's real load (other tests) must not decide the calm shares.
+  // Contexts set, not sampled (the machine's real load must not decide): at first the third host is
+  // the idlest of the two that take second copies, so it takes most of them; then it turns busy.
   const idle = { ufCPU: 0, ufMemory: 0, ufFileSystem: 0, ufNet: 0 }
-  for (let i = 0; i < 3; i++) await writeFile(contextFile(i), JSON.stringify(idle))
-  await waitFor(async () => (await a.json('/api/v1/bins')).bins.filter((x: any) => x.alive && x.context?.ufCPU === 0).length === 6,
-    { timeoutMs: 30_000, what: 'every agent registered with an idle context' })
+  for (const [i, ctx] of [idle, { ...idle, ufCPU: 0.2 }, idle].entries()) await writeFile(contextFile(i), JSON.stringify(ctx))
+  await waitFor(async () => (await a.json('/api/v1/bins')).bins.filter((x: any) => x.alive && x.context?.ufCPU === (x.agent === ids[1] ? 0.2 : 0)).length === 6,
+    { timeoutMs: 30_000, what: 'every agent registered with its context' })
   const shares = async (): Promise<number[]> => {
     const n = [0, 0, 0]
     let distinct = 0
