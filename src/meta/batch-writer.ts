@@ -11,7 +11,8 @@ import { JOURNAL_SEQ_KEY, type Journal } from './journal.ts'
 
 export type BatchOp = { type: 'put', key: string, value: Buffer } | { type: 'del', key: string }
 
-interface Waiter { seq: number, resolve: () => void, reject: (err: unknown) => void }
+// `sync`: only a LevelDB batch written with sync settles it (one already on its way without does not).
+interface Waiter { seq: number, sync: boolean, resolve: () => void, reject: (err: unknown) => void }
 
 // The journal is emptied once LevelDB holds all of it and it has grown past this.
 const JOURNAL_CLEAR_BYTES = 4 * 1024 * 1024
@@ -51,7 +52,7 @@ export class BatchWriter {
     }
     this.sync ||= sync
     if (!sync && this.appliedSeq === this.seq) return
-    const done = sync ? this.whenApplied() : undefined
+    const done = sync ? this.whenApplied(true) : undefined
     this.kick(sync)
     await done
   }
@@ -70,11 +71,11 @@ export class BatchWriter {
   /** Resolves once LevelDB holds every batch written so far (readers of LevelDB itself wait for this). */
   async applied (): Promise<void> {
     if (this.failure) throw this.failure
-    if (this.appliedSeq < this.seq) await this.whenApplied()
+    if (this.appliedSeq < this.seq) await this.whenApplied(false)
   }
 
-  private async whenApplied (): Promise<void> {
-    await new Promise<void>((resolve, reject) => this.waiters.push({ seq: this.seq, resolve, reject }))
+  private async whenApplied (sync: boolean): Promise<void> {
+    await new Promise<void>((resolve, reject) => this.waiters.push({ seq: this.seq, sync, resolve, reject }))
   }
 
   private async drain (): Promise<void> {
@@ -93,8 +94,9 @@ export class BatchWriter {
         break
       }
       this.appliedSeq = seq
-      const ready = this.waiters.filter((w) => w.seq <= seq)
-      this.waiters = this.waiters.filter((w) => w.seq > seq)
+      const done = (w: Waiter): boolean => w.seq <= seq && (sync || !w.sync)
+      const ready = this.waiters.filter(done)
+      this.waiters = this.waiters.filter((w) => !done(w))
       for (const w of ready) w.resolve()
       if (this.appliedSeq === this.seq && this.journal.bytes > JOURNAL_CLEAR_BYTES) this.journal.clear()
     }

@@ -8,6 +8,7 @@ import t, { type Test } from 'tap'
 import { DataPool } from '../../src/meta/data-pool.ts'
 import { decodeRecords, encodeRecord } from '../../src/meta/journal.ts'
 import { ROOT_INO, S_IFREG, direntKey, encode, inodeKey, type Inode } from '../../src/meta/schema.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const FILE = { mode: S_IFREG | 0o644, uid: 0, gid: 0 }
 const JOURNAL = 'chaac-journal'
@@ -98,3 +99,28 @@ async function lastSeq (dir: string, open?: DataPool): Promise<number> {
     await pool.close()
   }
 }
+
+t.test('journal - a sync while a plain batch is on its way to LevelDB waits for a synced batch of its own', async (t) => {
+  const dir = await poolDir(t)
+  const pool = await DataPool.open(dir)
+  t.teardown(async () => await pool.close().catch(() => {}))
+  const f = await pool.create(ROOT_INO, 'f', FILE)
+  const db = (pool as unknown as { db: { batch: (ops: unknown[], opts?: { sync?: boolean }) => Promise<void> } }).db
+  let started = 0
+  const written: boolean[] = []
+  let open = (): void => {}
+  const gate = new Promise<void>((resolve) => { open = resolve })
+  const batch = db.batch.bind(db)
+  db.batch = async (ops, opts) => {
+    // The first (plain) batch waits until the sync below has been asked for.
+    if (++started === 1) await gate
+    await batch(ops, opts)
+    written.push(opts?.sync === true)
+  }
+  await pool.commitFile(f.ino, { size: 1, balls: [], chunkSize: 4 << 20, inline: Buffer.from('a') })
+  await waitFor(() => started === 1, { timeoutMs: 5_000, what: 'the plain batch on its way' })
+  const synced = pool.sync()
+  open()
+  await synced
+  t.same(written, [false, true], 'a second batch, written with sync, was done before sync returned')
+})
