@@ -14,9 +14,6 @@ export type BatchOp = { type: 'put', key: string, value: Buffer } | { type: 'del
 // `sync`: only a LevelDB batch written with sync settles it (one already on its way without does not).
 interface Waiter { seq: number, sync: boolean, resolve: () => void, reject: (err: unknown) => void }
 
-// The journal is emptied once LevelDB holds all of it and it has grown past this.
-const JOURNAL_CLEAR_BYTES = 4 * 1024 * 1024
-
 // The last operation on each key, in their order: within one atomic batch an
 // earlier operation on the same key is void (a file created and committed in
 // one batch, the parent directory of many creates).
@@ -98,7 +95,7 @@ export class BatchWriter {
       const ready = this.waiters.filter(done)
       this.waiters = this.waiters.filter((w) => !done(w))
       for (const w of ready) w.resolve()
-      if (this.appliedSeq === this.seq && this.journal.bytes > JOURNAL_CLEAR_BYTES) this.journal.clear()
+      this.journal.applied(seq)
     }
     this.running = false
   }

@@ -619,7 +619,7 @@ export class DataPool extends PoolState implements Pool {
   }
 }
 
-// The journal's file, in the LevelDB folder (LevelDB leaves files it does not name alone).
+// The journal's files (chaac-journal.0 and .1), in the LevelDB folder (LevelDB leaves files it does not name alone).
 const JOURNAL_FILE = 'chaac-journal'
 
 /**

@@ -1,5 +1,5 @@
 // The data pool's write-ahead journal. Each batch is appended to a plain file
-// with one write(2) on the agent's thread, and goes to LevelDB afterwards, in
+// (one of two, see Journal) with one write(2) on the agent's thread, and goes to LevelDB afterwards, in
 // order, in the background. A change is safe from a crash of the agent once
 // its append returned: no wait for a LevelDB write on the thread pool, whose
 // two thread wake-ups are most of the cost of closing a small file on a
@@ -48,34 +48,17 @@ export function decodeRecords (buf: Buffer): JournalRecord[] {
   return records
 }
 
-export class Journal {
-  private size: number
+// One of the journal's two files.
+class Segment {
+  size: number
+  /** The number of the last record appended (0: none since it was emptied). */
+  lastSeq = 0
 
-  private constructor (private readonly fd: number, readonly path: string) {
+  constructor (readonly fd: number, readonly path: string) {
     this.size = fstatSync(fd).size
   }
 
-  /** Opens (or creates) the journal at `path`; the records it holds are read with `records`. */
-  static open (path: string): Journal {
-    try {
-      return new Journal(openSync(path, 'a+'), path)
-    } catch (err) {
-      throw new ChaacError('CHAAC_META_FAILED', `cannot open the data pool's journal ${path}`, { cause: err })
-    }
-  }
-
-  records (): JournalRecord[] {
-    return decodeRecords(readFileSync(this.path))
-  }
-
-  /** Bytes in the journal now. */
-  get bytes (): number {
-    return this.size
-  }
-
-  /** Appends one record; once this returns, the batch survives a crash of the agent. */
-  append (seq: number, ops: BatchOp[]): void {
-    const record = encodeRecord(seq, ops)
+  append (record: Buffer): void {
     let written = 0
     try {
       while (written < record.length) written += writeSync(this.fd, record, written)
@@ -88,13 +71,76 @@ export class Journal {
     this.size += record.length
   }
 
-  /** Empties the journal: every record in it is in LevelDB. */
   clear (): void {
     ftruncateSync(this.fd, 0)
     this.size = 0
+    this.lastSeq = 0
+  }
+}
+
+/**
+ * Two files, written one at a time: once the one being written passes
+ * `segmentBytes`, appends go to the other (when it is empty), and the full
+ * one is emptied as soon as LevelDB holds all of it. So the journal stays
+ * bounded while LevelDB keeps up, even if it never catches up completely.
+ */
+export class Journal {
+  private active: number
+
+  private constructor (private readonly segments: [Segment, Segment], private readonly segmentBytes: number) {
+    this.active = segments[0].size <= segments[1].size ? 0 : 1
+  }
+
+  /** Opens (or creates) the journal's files `PATH.0` and `PATH.1`; the records they hold are read with `records`. */
+  static open (path: string, opts: { segmentBytes?: number } = {}): Journal {
+    const segment = (i: number): Segment => {
+      const file = `${path}.${i}`
+      try {
+        return new Segment(openSync(file, 'a+'), file)
+      } catch (err) {
+        throw new ChaacError('CHAAC_META_FAILED', `cannot open the data pool's journal ${file}`, { cause: err })
+      }
+    }
+    return new Journal([segment(0), segment(1)], opts.segmentBytes ?? 4 * 1024 * 1024)
+  }
+
+  /** Every whole record in the journal, in order. */
+  records (): JournalRecord[] {
+    return this.segments.flatMap((s) => decodeRecords(readFileSync(s.path))).sort((a, b) => a.seq - b.seq)
+  }
+
+  /** Bytes in the journal now. */
+  get bytes (): number {
+    return this.segments[0].size + this.segments[1].size
+  }
+
+  /** Appends one record; once this returns, the batch survives a crash of the agent. */
+  append (seq: number, ops: BatchOp[]): void {
+    let segment = this.segments[this.active]
+    const other = this.segments[1 - this.active]
+    if (segment.size >= this.segmentBytes && other.size === 0) {
+      this.active = 1 - this.active
+      segment = other
+    }
+    segment.append(encodeRecord(seq, ops))
+    segment.lastSeq = seq
+  }
+
+  /** LevelDB holds every record up to `appliedSeq`: files holding only such records are emptied. */
+  applied (appliedSeq: number): void {
+    for (const [i, segment] of this.segments.entries()) {
+      // The file being written is emptied only once it is big: emptying costs a system call.
+      const worth = i !== this.active || segment.size >= this.segmentBytes
+      if (segment.size > 0 && segment.lastSeq <= appliedSeq && worth) segment.clear()
+    }
+  }
+
+  /** Empties the journal: every record in it is in LevelDB. */
+  clear (): void {
+    for (const segment of this.segments) segment.clear()
   }
 
   close (): void {
-    closeSync(this.fd)
+    for (const segment of this.segments) closeSync(segment.fd)
   }
 }

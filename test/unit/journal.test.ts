@@ -6,12 +6,19 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { DataPool } from '../../src/meta/data-pool.ts'
-import { decodeRecords, encodeRecord } from '../../src/meta/journal.ts'
+import type { BatchOp } from '../../src/meta/batch-writer.ts'
+import { Journal, decodeRecords, encodeRecord } from '../../src/meta/journal.ts'
 import { ROOT_INO, S_IFREG, direntKey, encode, inodeKey, type Inode } from '../../src/meta/schema.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const FILE = { mode: S_IFREG | 0o644, uid: 0, gid: 0 }
 const JOURNAL = 'chaac-journal'
+
+/** Bytes in both files of a pool's journal. */
+async function journalBytes (dir: string): Promise<number> {
+  const sizes = await Promise.all(['0', '1'].map(async (i) => (await stat(join(dir, `${JOURNAL}.${i}`))).size))
+  return sizes[0] + sizes[1]
+}
 
 async function poolDir (t: Test): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'chaac-unit-journal-'))
@@ -44,18 +51,19 @@ t.test('journal - LevelDB gets the records it misses at open; the journal is emp
   const f = await pool.create(ROOT_INO, 'f', FILE)
   await pool.commitFile(f.ino, { size: 3, balls: [], chunkSize: 4 << 20, inline: Buffer.from('abc') })
   await pool.close()
-  t.equal((await stat(join(dir, JOURNAL))).size, 0, 'a clean close leaves an empty journal')
+  t.equal(await journalBytes(dir), 0, 'a clean close leaves an empty journal')
   // As if the agent died after appending two records LevelDB never got.
   const applied = await lastSeq(dir)
-  await writeFile(join(dir, JOURNAL), Buffer.concat([
-    encodeRecord(applied + 1, [{ type: 'put', key: inodeKey(99), value: encode(inode(99, 0)) }, { type: 'put', key: direntKey(ROOT_INO, 'g'), value: Buffer.from('99') }]),
-    encodeRecord(applied + 2, [{ type: 'put', key: inodeKey(99), value: encode(inode(99, 7)) }])
+  // In both files, as after a switch from one to the other.
+  await writeFile(join(dir, `${JOURNAL}.1`), Buffer.concat([
+    encodeRecord(applied + 1, [{ type: 'put', key: inodeKey(99), value: encode(inode(99, 0)) }, { type: 'put', key: direntKey(ROOT_INO, 'g'), value: Buffer.from('99') }])
   ]))
+  await writeFile(join(dir, `${JOURNAL}.0`), encodeRecord(applied + 2, [{ type: 'put', key: inodeKey(99), value: encode(inode(99, 7)) }]))
   pool = await DataPool.open(dir)
   t.teardown(async () => await pool.close().catch(() => {}))
   t.equal(pool.lookup(ROOT_INO, 'g'), 99, 'the name from the journal')
   t.equal(pool.get(99)?.size, 7, 'the later record last')
-  t.equal((await stat(join(dir, JOURNAL))).size, 0, 'emptied once LevelDB holds it')
+  t.equal(await journalBytes(dir), 0, 'emptied once LevelDB holds it')
   t.equal(await lastSeq(dir, pool), applied + 2)
 })
 
@@ -68,7 +76,7 @@ t.test('journal - a record LevelDB already holds is not written again', async (t
   await pool.close()
   const applied = await lastSeq(dir)
   // An old record (its number already applied) that would set the size back.
-  await appendFile(join(dir, JOURNAL), encodeRecord(applied - 1, [{ type: 'put', key: inodeKey(f.ino), value: encode({ ...inode(f.ino, 1) }) }]))
+  await appendFile(join(dir, `${JOURNAL}.0`), encodeRecord(applied - 1, [{ type: 'put', key: inodeKey(f.ino), value: encode({ ...inode(f.ino, 1) }) }]))
   pool = await DataPool.open(dir)
   t.teardown(async () => await pool.close().catch(() => {}))
   t.equal(pool.get(f.ino)?.size, 2)
@@ -81,7 +89,7 @@ t.test('journal - changes are in the journal before LevelDB has them, and in Lev
   t.teardown(async () => await pool.close().catch(() => {}))
   const f = await pool.create(ROOT_INO, 'f', FILE)
   await pool.commitFile(f.ino, { size: 5, balls: [], chunkSize: 4 << 20, inline: Buffer.from('hello') })
-  t.ok((await stat(join(dir, JOURNAL))).size > 0, 'appended at once')
+  t.ok(await journalBytes(dir) > 0, 'appended at once')
   t.same(await pool.readInline(f.ino), Buffer.from('hello'), 'a reader of LevelDB waits for it to catch up')
   const page = await pool.records('', 1 << 20)
   t.ok(page.records.some(([key]) => key === inodeKey(f.ino)), 'a snapshot page holds every change announced')
@@ -123,4 +131,29 @@ t.test('journal - a sync while a plain batch is on its way to LevelDB waits for 
   open()
   await synced
   t.same(written, [false, true], 'a second batch, written with sync, was done before sync returned')
+})
+
+t.test('journal - two files: appends move to the other once one is full, and a file LevelDB holds all of is emptied', async (t) => {
+  const dir = await poolDir(t)
+  const journal = Journal.open(join(dir, JOURNAL), { segmentBytes: 1000 })
+  t.teardown(() => journal.close())
+  const op = (i: number): BatchOp[] => [{ type: 'put', key: `k${i}`, value: Buffer.alloc(300, i) }]
+  for (let i = 1; i <= 4; i++) journal.append(i, op(i))
+  const size = async (i: number): Promise<number> => (await stat(join(dir, `${JOURNAL}.${i}`))).size
+  t.ok(await size(0) >= 1000, 'the first file filled up')
+  t.equal(await size(1), 0)
+  journal.append(5, op(5))
+  t.ok(await size(1) > 0, 'then the second takes the appends')
+  journal.applied(3)
+  t.ok(await size(0) > 0, 'not emptied while LevelDB misses a record in it')
+  journal.applied(4)
+  t.equal(await size(0), 0, 'emptied once LevelDB holds all of it, though the other file is not applied yet')
+  t.same(journal.records().map((r) => r.seq), [5])
+  for (let i = 6; i <= 9; i++) journal.append(i, op(i))
+  journal.append(10, op(10))
+  t.ok(await size(0) > 0, 'back to the first file once the second filled up')
+  t.same(journal.records().map((r) => r.seq), [5, 6, 7, 8, 9, 10], 'records from both files, in order')
+  journal.applied(10)
+  t.equal(await size(1), 0, 'the full file is emptied')
+  t.ok(await size(0) > 0, 'the one being written stays until it is big')
 })
