@@ -126,13 +126,14 @@ export class Journal {
     segment.lastSeq = seq
   }
 
-  /** LevelDB holds every record up to `appliedSeq`: files holding only such records are emptied. */
+  /**
+   * LevelDB holds every record up to `appliedSeq`: the file not being
+   * written is emptied if it holds only such records. (The one being written
+   * is left alone: appends move off it once it is full and the other is empty.)
+   */
   applied (appliedSeq: number): void {
-    for (const [i, segment] of this.segments.entries()) {
-      // The file being written is emptied only once it is big: emptying costs a system call.
-      const worth = i !== this.active || segment.size >= this.segmentBytes
-      if (segment.size > 0 && segment.lastSeq <= appliedSeq && worth) segment.clear()
-    }
+    const idle = this.segments[1 - this.active]
+    if (idle.size > 0 && idle.lastSeq <= appliedSeq) idle.clear()
   }
 
   /** Empties the journal: every record in it is in LevelDB. */
