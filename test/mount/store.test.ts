@@ -164,8 +164,10 @@ t.test('corruption - with no other copy a corrupt or missing ball fails with EIO
   const dir = await scratch(t)
   const first = await run(t, { args: ['--cloud', 'none'] })
   const f = await source(dir, 'c', 10 * MiB)
-  // m differs from c in its middle ball only (identical content is stored once).
-  await shOk(`cp ${f.path} c && cp ${f.path} m && printf x | dd of=m bs=1 seek=${5 * MiB} conv=notrunc status=none`, { cwd: first.mount })
+  // m differs from c in its middle ball only (identical content is stored
+  // once): one byte is replaced by its complement, never by the same value.
+  const flipped = (f.data[5 * MiB] ^ 0xff).toString(8).padStart(3, '0')
+  await shOk(`cp ${f.path} c && cp ${f.path} m && printf '\\${flipped}' | dd of=m bs=1 seek=${5 * MiB} conv=notrunc status=none`, { cwd: first.mount })
   const corrupt = (await ballsOf(first, '/c'))[1].id
   const missing = (await ballsOf(first, '/m'))[1].id
   t.not(missing, corrupt)
