@@ -19,10 +19,13 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { commandLine, filesystemOf, machineBasics, sourceState } from './lib/machine.ts'
 import { ddRate } from './lib/proc.ts'
+import { FuseClient } from './lib/targets.ts'
 
 const PROJECT = resolve(import.meta.dirname, '..')
 const CLI = join(PROJECT, 'bin', 'chaac.mjs')
 const SMALL_FILES_SCRIPT = join(PROJECT, 'bench', 'small-files.py')
+const PAGE_CACHE_SCRIPT = join(PROJECT, 'bench', 'page-cache.py')
+const FLOOR_SOURCE = join(PROJECT, 'bench', 'fuse-floor.c')
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
 
@@ -94,6 +97,14 @@ const samples = new Map<string, Record<Side, number[]>>(WORKLOADS.map((w) => [w.
 function record (id: string, side: Side, value: number): void {
   samples.get(id)?.[side].push(value)
 }
+
+// The FUSE floor (bench/fuse-floor.c: a file served from memory, no agent
+// work at all) is re-read hot after chaac and native; for all three, the
+// shape of the page cache right after the hot re-read.
+type CacheSide = Side | 'floor'
+interface PageCacheShape { largeFolios: number, meanRun: number }
+const floorHot: number[] = []
+const pageCache: Record<CacheSide, PageCacheShape[]> = { native: [], chaac: [], floor: [] }
 
 function log (msg: string): void {
   console.log(`[${new Date().toISOString().slice(11, 19)}] ${msg}`)
@@ -250,6 +261,15 @@ async function seqRead (file: string): Promise<number> {
   return ddRate((await run('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M'])).stderr)
 }
 
+async function pageCacheShape (file: string): Promise<PageCacheShape> {
+  return JSON.parse((await run('python3', [PAGE_CACHE_SCRIPT, file])).stdout)
+}
+
+/** Compiles bench/fuse-floor.c against libfuse 2 (the headers chaac's addon is built with). */
+async function buildFloor (binary: string): Promise<void> {
+  await run('cc', ['-O2', '-Wall', '-o', binary, FLOOR_SOURCE, '-I/usr/include/fuse', '-D_FILE_OFFSET_BITS=64', '-lfuse', '-pthread'])
+}
+
 async function randRead (file: string): Promise<number> {
   const { stdout } = await run('fio', ['--name=randread', `--filename=${file}`, '--readonly', '--rw=randread', '--bs=4k',
     `--size=${SEQ_SIZE}`, '--ioengine=psync', '--iodepth=1', '--time_based', `--runtime=${RANDOM_SECONDS}`,
@@ -290,7 +310,7 @@ async function peakRssDuring<T> (agent: AgentProcess, work: () => Promise<T>): P
 
 interface Folders { root: string, native: string, data: string, mount: string, memBin: string, source: string, cpSource: string }
 
-async function oneRound (round: number, f: Folders, agent: AgentProcess): Promise<void> {
+async function oneRound (round: number, f: Folders, agent: AgentProcess, floor: FuseClient): Promise<void> {
   const dirOf = (side: Side): string => side === 'native' ? f.native : f.mount
   const seqFile = (side: Side): string => join(dirOf(side), 'seq.bin')
   // Kernel caches dropped; for chaac, also a fresh agent with an empty memory level.
@@ -298,7 +318,7 @@ async function oneRound (round: number, f: Folders, agent: AgentProcess): Promis
     if (side === 'chaac') await agent.restartCold()
     await dropKernelCaches()
   }
-  const step = (what: string, side: Side, value: number, unit: string): void => {
+  const step = (what: string, side: CacheSide, value: number, unit: string): void => {
     log(`round ${round}/${ROUNDS}  ${side.padEnd(6)} ${what.padEnd(14)} ${format(value)} ${unit}`)
   }
 
@@ -314,11 +334,20 @@ async function oneRound (round: number, f: Folders, agent: AgentProcess): Promis
     await makeCold(side)
     const cold = await seqRead(seqFile(side))
     const hot = await seqRead(seqFile(side))
+    pageCache[side].push(await pageCacheShape(seqFile(side)))
     record('seqReadCold', side, cold)
     record('seqReadHot', side, hot)
     step('seq read cold', side, cold, 'MB/s')
     step('seq read hot', side, hot, 'MB/s')
   }
+  // The floor's cache is filled the same way: a cold read after the caches were dropped.
+  const floorFile = join(floor.mount, 'f')
+  await dropKernelCaches()
+  await seqRead(floorFile)
+  const hot = await seqRead(floorFile)
+  pageCache.floor.push(await pageCacheShape(floorFile))
+  floorHot.push(hot)
+  step('seq read hot', 'floor', hot, 'MB/s')
 
   for (const side of SIDES) {
     await makeCold(side)
@@ -443,6 +472,40 @@ const COLD_NOTE = 'Cold: `sync; echo 3 > /proc/sys/vm/drop_caches` before the re
   'memory-level bin was emptied while it was stopped, so every ball comes from the disk-level bin (through the kernel ' +
   'page cache of the ball files, which was dropped too). Hot: the same file read again right away.'
 
+const FLOOR_NOTE = 'FUSE floor: `bench/fuse-floor.c`, a 1 GiB file served from memory through libfuse 2\'s low-level API ' +
+  '(the agent\'s library) with the agent\'s read options, kept in the page cache across opens; it does no work beyond ' +
+  'copying bytes. It is read after the caches were dropped, then hot, like the other two. Page cache: right after each ' +
+  'hot re-read, `bench/page-cache.py` (pagemap and kpageflags) gives the share of the file\'s pages in large folios ' +
+  'and the mean run of physically consecutive pages; a cached read copies folio by folio.'
+
+interface FloorSummary { hot: Record<CacheSide, number>, largeFolios: Record<CacheSide, number>, meanRun: Record<CacheSide, number> }
+
+function summarizeFloor (): FloorSummary {
+  const hotSamples: Record<CacheSide, number[]> = { ...(samples.get('seqReadHot') as Record<Side, number[]>), floor: floorHot }
+  const per = (f: (xs: number[]) => number, pick: (s: CacheSide) => number[]): Record<CacheSide, number> =>
+    ({ native: f(pick('native')), chaac: f(pick('chaac')), floor: f(pick('floor')) })
+  return {
+    hot: per(median, (side) => hotSamples[side]),
+    largeFolios: per(median, (side) => pageCache[side].map((p) => p.largeFolios)),
+    meanRun: per(median, (side) => pageCache[side].map((p) => p.meanRun))
+  }
+}
+
+function floorTable (fl: FloorSummary): string {
+  const sides: CacheSide[] = ['native', 'chaac', 'floor']
+  const row = (label: string, cell: (side: CacheSide) => string): string => `| ${label} | ${sides.map(cell).join(' | ')} |`
+  return [
+    '| hot re-read, 1 GiB | native | chaac | FUSE floor |',
+    '| --- | ---: | ---: | ---: |',
+    row('MB/s (median)', (side) => format(fl.hot[side])),
+    row('of native', (side) => formatRatio(fl.hot[side] / fl.hot.native)),
+    row('pages in large folios', (side) => `${Math.round(fl.largeFolios[side] * 100)}%`),
+    row('mean run of physically consecutive pages', (side) => format(fl.meanRun[side])),
+    '',
+    `chaac / FUSE floor: ${formatRatio(fl.hot.chaac / fl.hot.floor)}. FUSE floor every round (MB/s): ${floorHot.map(format).join(', ')}.`
+  ].join('\n')
+}
+
 function roundsRow (r: Row): string {
   const { native, chaac } = r.rounds
   const ratios = native.length === 0 ? '-' : chaac.map((c, i) => formatRatio(c / native[i])).join(', ')
@@ -465,6 +528,15 @@ MB = 10^6 bytes. Agent: \`chaac ${agentArgs.join(' ')}\` (temp folders replaced 
 ${table(rows)}
 
 ${COLD_NOTE}
+
+## Hot re-reads and the kernel's page cache
+
+${floorTable(summarizeFloor())}
+
+${FLOOR_NOTE}
+
+## How each workload ran
+
 Random reads: fio randread, 4 KiB, psync, queue depth 1, buffered, ${RANDOM_SECONDS} s over the 1 GiB file, starting cold as above.
 Small files: \`bench/small-files.py\` (python3), ${SMALL_FILES} files of ${SMALL_FILE_SIZE} bytes, one phase after the other.
 cp: a 2 GiB file of random bytes copied into the folder and from there back to the native folder (no fsync; total bytes / total time).
@@ -478,7 +550,10 @@ ${rows.map(roundsRow).join('\n')}
 `
   await mkdir(flags.out, { recursive: true })
   await writeFile(join(flags.out, 'results-single-host.md'), md)
-  const json = { command, date: started.toISOString(), seconds: Math.round(seconds), machine: facts, rounds: ROUNDS, agentArgs, cold: COLD_NOTE, results: rows }
+  const json = {
+    command, date: started.toISOString(), seconds: Math.round(seconds), machine: facts, rounds: ROUNDS, agentArgs, cold: COLD_NOTE, results: rows,
+    floor: { note: FLOOR_NOTE, seqReadHot: floorHot, pageCache, summary: summarizeFloor() }
+  }
   await writeFile(join(flags.out, 'results-single-host.json'), JSON.stringify(json, null, 2) + '\n')
 }
 
@@ -486,7 +561,7 @@ ${rows.map(roundsRow).join('\n')}
 
 async function preflight (root: string): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run as root: dropping the kernel caches needs /proc/sys/vm/drop_caches')
-  for (const tool of ['fio', 'python3', 'dd', 'fusermount']) {
+  for (const tool of ['fio', 'python3', 'dd', 'fusermount', 'cc']) {
     await run(tool, ['--version']).catch(() => { throw new Error(`${tool} is missing (npm run bench:single-host installs it)`) })
   }
   const { bavail, bsize } = await statfs(root)
@@ -512,13 +587,17 @@ async function main (): Promise<void> {
   }
   await mkdir(f.memBin)
   const agent = new AgentProcess(f.data, f.mount, f.memBin)
+  const floorBinary = join(root, 'fuse-floor')
+  const floor = new FuseClient('fuse-floor', join(root, 'floor'), floorBinary, [String(SEQ_SIZE / MiB), join(root, 'floor')],
+    join(root, 'fuse-floor.log'))
   let interrupted = false
   const cleanup = async (): Promise<void> => {
     for (const child of children) child.kill('SIGKILL')
     await agent.stop()
+    await floor.unmountIt()
     // Never remove a folder that still has something mounted in it.
-    if (!await isMounted(f.mount)) await rm(root, { recursive: true, force: true })
-    else log(`${f.mount} is still mounted; left ${root} in place`)
+    if (!await isMounted(f.mount) && !await isMounted(floor.mount)) await rm(root, { recursive: true, force: true })
+    else log(`something is still mounted under ${root}; left it in place`)
     await rm(shm, { recursive: true, force: true })
   }
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -541,9 +620,12 @@ async function main (): Promise<void> {
     log(`load at start: ${facts['load at start']}`)
     log(`folders under ${root} and ${shm}`)
     await makeRandomFile(f.cpSource, CP_SIZE)
+    await buildFloor(floorBinary)
+    await mkdir(floor.mount)
+    await floor.mountIt()
     await agent.start()
-    log(`agent pid ${agent.pid}: ${agent.mount}`)
-    for (let round = 1; round <= ROUNDS; round++) await oneRound(round, f, agent)
+    log(`agent pid ${agent.pid}: ${agent.mount}; FUSE floor pid ${floor.daemon?.pid}: ${floor.mount}`)
+    for (let round = 1; round <= ROUNDS; round++) await oneRound(round, f, agent, floor)
 
     facts['load at end'] = await backgroundLoad(f.data)
     // The agent restarts between rounds: a source change meanwhile would mix two versions.
@@ -553,7 +635,8 @@ async function main (): Promise<void> {
     const shownArgs = agent.args.map((a) => a.replace(f.data, '<data>').replace(f.mount, '<mount>').replace(f.memBin, '<tmpfs dir>'))
     const seconds = (performance.now() - t0) / 1000
     console.log('\n' + table(rows) + '\n')
-    console.log(COLD_NOTE)
+    console.log(COLD_NOTE + '\n')
+    console.log(floorTable(summarizeFloor()) + '\n')
     await writeResults(rows, facts, started, seconds, shownArgs)
     log(`results: ${join(flags.out, 'results-single-host.md')} and .json (${Math.round(seconds)} s)`)
   } catch (err) {

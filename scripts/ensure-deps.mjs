@@ -11,8 +11,9 @@ import { fileURLToPath } from 'node:url'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const forTests = process.argv.includes('--test')
 const forBench = process.argv.includes('--bench')
-// libfuse-dev: the headers native/chaac-fuse is built against.
-const aptPackages = ['libfuse2', 'libfuse-dev', 'fuse3']
+// libfuse-dev: the headers native/chaac-fuse is built against; build-essential:
+// the compiler and make that node-gyp drives (a bare Debian has neither).
+const aptPackages = ['libfuse2', 'libfuse-dev', 'fuse3', 'build-essential']
 // iptables: the cluster tests cut an agent's traffic on its loopback address.
 if (forTests) aptPackages.push('docker.io', 'busybox-static', 'iproute2', 'iptables', 'rsync', 'git', 'sqlite3', 'ceph-mon', 'ceph-osd', 'radosgw')
 // bench/single-host.ts drives fio, dd (coreutils) and a python3 script;

@@ -26,7 +26,7 @@ export interface Target {
 }
 
 /** A FUSE client daemon started in the foreground; remounted to empty its caches. */
-class FuseClient {
+export class FuseClient {
   daemon?: Daemon
   constructor (readonly name: string, readonly mount: string, private readonly cmd: string, private readonly args: string[], private readonly logFile: string) {}
 
