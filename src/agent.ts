@@ -97,7 +97,9 @@ export class Agent {
     if (cloud && role !== 'join') collector.start()
     const context = new ContextMonitor(probe, config.data, config.contextIntervalMs, log, new ContainerProbe())
     context.start()
-    const mount = new ChaacMount(config.mount, fs, log, { attrTimeout: config.attrTimeout, negativeEntries: config.cluster.role === 'single' })
+    const mount = new ChaacMount(config.mount, fs, log, {
+      attrTimeout: config.attrTimeout, negativeEntries: config.cluster.role === 'single', busyPollUs: config.busyPollUs
+    })
     mount.followChanges(pool, id)
     const agent = new Agent(id, config, pool, store, fs, uploader, collector, context, mount, new HttpApi(), log)
     const plane = role === 'single' ? undefined : dataPlane(config, agent)

@@ -18,6 +18,8 @@ import { formatSize, parseSize } from './units.ts'
 import { VERSION } from './version.ts'
 
 const collectBin = (text: string, prev: string[] | undefined): string[] => [...(prev ?? []), text]
+// A spin longer than a wake-up costs more CPU than it saves time.
+const MAX_BUSY_POLL_US = 10_000
 
 /** Runs a parser for one flag; its error names the flag, so that users know which value to fix. */
 function check<T> (flag: string, fn: () => T): T {
@@ -53,6 +55,7 @@ program.command('agent')
   .addOption(new Option('--inline-max <size>', `files up to this size are kept inline in the data pool instead of in balls (0: never; at most ${formatSize(MAX_INLINE_BYTES)})`).env('CHAAC_INLINE_MAX').default(DEFAULTS.inlineMax))
   .addOption(new Option('--eviction <policy>', 'cache eviction within a bin').env('CHAAC_EVICTION').choices(EVICTION_POLICIES).default(DEFAULTS.eviction))
   .addOption(new Option('--attr-timeout <seconds>', 'how long the kernel trusts attributes and names').env('CHAAC_ATTR_TIMEOUT').default('1'))
+  .addOption(new Option('--busy-poll <microseconds>', `after answering every request, keep reading for the next one this long before sleeping, while that pays (saves a wake-up per request on VMs, costs CPU; 0: never; at most ${MAX_BUSY_POLL_US})`).env('CHAAC_BUSY_POLL').default(DEFAULTS.busyPoll))
   .addOption(new Option('--pool', 'run the data pool of a cluster: other agents join this one (CHAAC_POOL=1)').env('CHAAC_POOL'))
   .addOption(new Option('--join <ws://host:port>', 'join the cluster whose data pool runs at this peer address (the pool agent\'s --listen)').env('CHAAC_JOIN'))
   .addOption(new Option('--listen <host:port>', 'where this agent listens for peers, with --pool or --join (port 0: any free port)').env('CHAAC_LISTEN').default(DEFAULTS.listen))
@@ -187,6 +190,7 @@ interface AgentFlags {
   inlineMax: string
   eviction: string
   attrTimeout: string
+  busyPoll: string
   pool?: boolean
   join?: string
   listen: string
@@ -213,6 +217,10 @@ function configFromFlags (f: AgentFlags): AgentConfig {
   if (twice !== undefined) throw new InvalidArgumentError(`--bin: two bins use the directory ${twice}`)
   const attrTimeout = Number(f.attrTimeout)
   if (!Number.isFinite(attrTimeout) || attrTimeout < 0) throw new InvalidArgumentError('--attr-timeout must be a number of seconds')
+  const busyPollUs = Number(f.busyPoll)
+  if (!Number.isInteger(busyPollUs) || busyPollUs < 0 || busyPollUs > MAX_BUSY_POLL_US) {
+    throw new InvalidArgumentError(`--busy-poll must be a whole number of microseconds from 0 to ${MAX_BUSY_POLL_US}`)
+  }
   const cluster = clusterFromFlags(f)
   const http = check('--http', () => parseHostPort(f.http))
   check('--http', () => checkExposure('--http', http.host, cluster.secret))
@@ -231,6 +239,7 @@ function configFromFlags (f: AgentFlags): AgentConfig {
     inlineMax,
     eviction: oneOf('--eviction', EVICTION_POLICIES, f.eviction),
     attrTimeout,
+    busyPollUs,
     contextIntervalMs: 5000,
     cluster
   }

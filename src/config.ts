@@ -29,6 +29,8 @@ export interface AgentConfig {
   inlineMax: number
   eviction: EvictionPolicy
   attrTimeout: number
+  /** Microseconds the FUSE loop keeps reading for the next request before it sleeps (0: never). */
+  busyPollUs: number
   contextIntervalMs: number
   cluster: ClusterConfig
 }
@@ -68,6 +70,7 @@ export const DEFAULTS = {
   write: 'async',
   cacheSkipOver: '1TiB',
   inlineMax: '4KiB',
+  busyPoll: '150',
   eviction: 'lru',
   memBin: '256MiB',
   diskBin: '16GiB',

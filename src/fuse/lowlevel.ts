@@ -60,7 +60,7 @@ export type Attrs = Float64Array
 
 /** The reply functions return 0, or a negative errno when the kernel no longer waits (interrupted). */
 export interface Binding {
-  mount: (mountpoint: string, mountOptions: string, sessionOptions: string, entryTimeout: number, attrTimeout: number, dispatch: Dispatch) => SessionHandle
+  mount: (mountpoint: string, mountOptions: string, sessionOptions: string, entryTimeout: number, attrTimeout: number, dispatch: Dispatch, busyPollMicroseconds: number) => SessionHandle
   /** Frees a session whose loop stopped, once every request was answered. */
   destroy: (session: SessionHandle) => void
   /** `errno` positive, or 0 for success of ops that answer no data. */

@@ -22,6 +22,8 @@ export interface MountOptions {
    * another agent may create the name at any time.
    */
   negativeEntries: boolean
+  /** Microseconds /dev/fuse is read again after every request was answered, before the agent sleeps (0: never). */
+  busyPollUs: number
 }
 
 /** True when something is mounted at `dir` (by /proc/self/mountinfo, which never touches the mount). */
@@ -69,7 +71,7 @@ export class ChaacMount {
       'max_read=1048576'
     ].join(',')
     const session = binding.mount(resolve(this.dir), mountOptions, 'max_write=1048576,max_readahead=1048576',
-      this.opts.attrTimeout, this.opts.attrTimeout, ops.dispatch)
+      this.opts.attrTimeout, this.opts.attrTimeout, ops.dispatch, this.opts.busyPollUs)
     this.session = session
     // Once the kernel ended the session, free it as soon as no request waits for a reply.
     void this.stopped.then(async () => {

@@ -268,7 +268,7 @@ t.test('chaac agent --help - lists every flag with its env variable', OPTS, asyn
     ['--data', 'CHAAC_DATA'], ['--mount', 'CHAAC_MOUNT'], ['--http', 'CHAAC_HTTP'], ['--bin', 'CHAAC_BIN'],
     ['--chunk-size', 'CHAAC_CHUNK_SIZE'], ['--write', 'CHAAC_WRITE'], ['--cloud', 'CHAAC_CLOUD'],
     ['--cache-skip-over', 'CHAAC_CACHE_SKIP_OVER'], ['--eviction', 'CHAAC_EVICTION'], ['--attr-timeout', 'CHAAC_ATTR_TIMEOUT'],
-    ['--log-level', 'CHAAC_LOG_LEVEL']
+    ['--busy-poll', 'CHAAC_BUSY_POLL'], ['--log-level', 'CHAAC_LOG_LEVEL']
   ]) {
     t.match(out, flag, `${flag} is listed`)
     t.match(out, env, `${env} is listed`)
@@ -293,6 +293,9 @@ t.test('chaac agent - a bad flag stops it at start with a message naming the fla
     ['--write sometimes', {}, /option '--write <policy>' argument 'sometimes' is invalid.*through, async, none/],
     ['--eviction random', {}, /option '--eviction <policy>' argument 'random' is invalid/],
     ['--attr-timeout soon', {}, /--attr-timeout must be a number of seconds/],
+    ['--busy-poll 1.5', {}, /--busy-poll must be a whole number of microseconds from 0 to 10000/],
+    ['--busy-poll 20000', {}, /--busy-poll must be a whole number of microseconds/],
+    ['', { CHAAC_BUSY_POLL: 'often' }, /--busy-poll must be a whole number of microseconds/],
     ['--log-level loud', {}, /option '--log-level <level>' argument 'loud' is invalid/],
     ['--bogus', {}, /unknown option '--bogus'/],
     ['', { CHAAC_BIN: 'bogus' }, /--bin: not a bin: 'bogus'/],

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { readFile } from 'node:fs/promises'
 import { cleanupAgent, shOk, startAgent } from '../helpers/agent.ts'
 
 t.test('agent - mounts, serves a file written and read by another process, unmounts on SIGTERM', async (t) => {
@@ -10,4 +11,23 @@ t.test('agent - mounts, serves a file written and read by another process, unmou
   t.equal(status.mount.path, agent.mount)
   t.equal(await agent.stop(), 0)
   t.notMatch(await shOk('cat /proc/self/mountinfo'), agent.mount, 'unmounted after SIGTERM')
+})
+
+// Busy polling (--busy-poll, on by default) must stop once requests stop coming.
+t.test('agent - after a burst of small-file requests an idle agent takes next to no CPU', async (t) => {
+  const agent = await startAgent()
+  t.teardown(async () => await cleanupAgent(agent))
+  await shOk('for i in $(seq 500); do echo x > f$i; cat f$i > /dev/null; done && rm f*', { cwd: agent.mount })
+  const ticks = async (): Promise<number> => {
+    const fields = (await readFile(`/proc/${agent.pid}/stat`, 'utf8')).split(') ')[1].split(' ')
+    // utime and stime, fields 14 and 15 of the line (11 and 12 after the command name).
+    return Number(fields[11]) + Number(fields[12])
+  }
+  const before = await ticks()
+  const window = 2000
+  await new Promise((resolve) => setTimeout(resolve, window))
+  const used = (await ticks()) - before
+  // Clock ticks are 1/100 s on Linux; a spinning agent would use about 200 here.
+  t.ok(used <= 40, `CPU over ${window / 1000} s of idleness: ${used} ticks`)
+  t.equal(await agent.stop(), 0)
 })
