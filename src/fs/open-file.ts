@@ -296,9 +296,11 @@ export class OpenFile {
 
   private grow (idx: number, buf: Buffer, need: number): Buffer {
     if (buf.length >= need) return buf
-    // Double up to 128 KiB; past that (a large file) straight to a whole chunk.
+    // From the pages written (a small file takes 4 KiB, not more: fresh memory
+    // costs page faults), doubling up to 128 KiB; past that (a large file)
+    // straight to a whole chunk.
     const C = this.chunkSize
-    const size = need > SMALL_CHUNK ? C : Math.min(C, Math.max(need, 2 * buf.length, 64 * 1024))
+    const size = need > SMALL_CHUNK ? C : Math.min(C, Math.max(Math.ceil(need / PAGE) * PAGE, 2 * buf.length))
     const bigger = size === C ? wholeChunk(C) : Buffer.alloc(size)
     buf.copy(bigger)
     this.dirty.set(idx, bigger)
@@ -361,6 +363,7 @@ export class OpenFile {
 }
 
 const SMALL_CHUNK = 128 * 1024
+const PAGE = 4096
 
 // Whole-chunk buffers are reused: a new 4 MiB buffer per chunk keeps the
 // garbage collector busy on large writes. They are on shared memory, so that
