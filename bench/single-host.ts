@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { commandLine, filesystemOf, machineBasics, sourceState } from './lib/machine.ts'
-import { ddRate } from './lib/proc.ts'
+import { ddRate, delay, dropKernelCaches, isMounted, log, median } from './lib/proc.ts'
 import { FuseClient } from './lib/targets.ts'
 
 const PROJECT = resolve(import.meta.dirname, '..')
@@ -106,10 +106,6 @@ interface PageCacheShape { largeFolios: number, meanRun: number }
 const floorHot: number[] = []
 const pageCache: Record<CacheSide, PageCacheShape[]> = { native: [], chaac: [], floor: [] }
 
-function log (msg: string): void {
-  console.log(`[${new Date().toISOString().slice(11, 19)}] ${msg}`)
-}
-
 // --------------------------------------------------------- child processes
 
 // Children still running; killed if the run is torn down early.
@@ -137,12 +133,6 @@ async function run (cmd: string, args: string[], timeoutMs = 300_000): Promise<R
       else reject(new Error(`${cmd} ${args.join(' ')} failed (${signal ?? `exit ${code}`}):\n${stdout}${stderr}`))
     })
   })
-}
-
-/** Empties the kernel's page, dentry and inode caches (for every filesystem, the mount's too). */
-async function dropKernelCaches (): Promise<void> {
-  await run('sync', [])
-  await writeFile('/proc/sys/vm/drop_caches', '3')
 }
 
 // ---------------------------------------------------------------- the agent
@@ -232,17 +222,6 @@ class AgentProcess {
     const kB = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024
     return { hwm: kB('VmHWM'), rss: kB('VmRSS') }
   }
-}
-
-/** True when something is mounted at `dir`, read from mountinfo so that the mount itself is never touched. */
-async function isMounted (dir: string): Promise<boolean> {
-  const target = resolve(dir).replace(/ /g, '\\040')
-  const info = await readFile('/proc/self/mountinfo', 'utf8')
-  return info.split('\n').some((line) => line.split(' ')[4] === target)
-}
-
-function delay (ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }
 
 // ---------------------------------------------------------------- workloads
@@ -382,12 +361,6 @@ async function oneRound (round: number, f: Folders, agent: AgentProcess, floor: 
 }
 
 // ------------------------------------------------------------------ results
-
-function median (xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2
-}
 
 function format (x: number): string {
   if (!Number.isFinite(x)) return '-'
