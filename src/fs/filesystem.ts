@@ -351,7 +351,8 @@ export class Filesystem {
 
   private async releaseBalls (ids: string[]): Promise<void> {
     for (const id of ids) {
-      if (this.pool.inUse(id)) continue
+      // A ball an open file still refers to is not garbage, committed or not.
+      if (this.pool.inUse(id) || this.heldOpen(id)) continue
       try {
         if (!await this.store.forget(id)) continue
         // The cloud copy goes after a grace period (CloudCollector); copies on
@@ -364,6 +365,11 @@ export class Filesystem {
         this.opts.log.warn({ ball: id, err: (err as Error).message }, 'could not delete an unreferenced ball')
       }
     }
+  }
+
+  private heldOpen (id: string): boolean {
+    for (const file of this.open.values()) if (file.refersTo(id)) return true
+    return false
   }
 
   private async dropIfUnused (node: Inode): Promise<void> {

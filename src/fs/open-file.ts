@@ -100,11 +100,12 @@ export class OpenFile {
       else later.push({ idx, within, bytes: Buffer.from(data.subarray(pos, pos + n)) })
       pos += n
     }
-    this.version++
     this.mtime = Date.now()
     for (const { idx, within, bytes } of later) {
       this.place(idx, this.dirty.get(idx) ?? await this.chunkForWrite(idx), within, bytes)
     }
+    // Only now: a commit that saw this version must also have seen these bytes.
+    this.version++
     if (this.dirty.size > MAX_DIRTY) this.seal(Math.min(...this.dirty.keys()))
     while (this.sealing.size > MAX_SEALING) await Promise.race([...this.sealing.values()].map((s) => s.done))
     this.throwPending()
@@ -224,6 +225,11 @@ export class OpenFile {
     const pinned = this.pinned
     this.pinned = []
     return pinned
+  }
+
+  /** Whether the file's current content (committed or not) uses the ball. */
+  refersTo (id: string): boolean {
+    return this.balls.includes(id)
   }
 
   /** After an fsync: the balls of that snapshot are on stable storage. */
