@@ -213,17 +213,21 @@ function location (agent: AgentView, url: URL): object {
     chunkSize,
     // A small file kept in the data pool with its inode: no balls.
     inline: node.inline !== undefined,
-    balls: (node.balls ?? []).map((id, index) => {
-      const bins = id === null ? [] : where(id)
+    // A chunk's ball, and the slices written over it since it was last sealed whole.
+    balls: Array.from({ length: Math.max(node.balls?.length ?? 0, node.slices?.length ?? 0) }, (_, index) => {
+      const id = node.balls?.[index] ?? null
+      const copies = (ball: string): object => {
+        const bins = where(ball)
+        return { bins, hosts: [...new Set(bins.map((b) => b.host).filter((h) => h !== null))], cloud: agent.pool.inCloud(ball) }
+      }
       return {
         index,
         offset: index * chunkSize,
         length: Math.max(0, Math.min(chunkSize, node.size - index * chunkSize)),
         id,
         hole: id === null,
-        bins,
-        hosts: [...new Set(bins.map((b) => b.host).filter((h) => h !== null))],
-        cloud: id === null ? false : agent.pool.inCloud(id)
+        ...(id === null ? { bins: [], hosts: [], cloud: false } : copies(id)),
+        slices: (node.slices?.[index] ?? []).map((s) => ({ at: s.at, length: s.len, id: s.ball, ...copies(s.ball) }))
       }
     })
   }

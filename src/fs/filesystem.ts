@@ -7,6 +7,7 @@
 import { ChaacError, isChaacError, notFound } from '../errors.ts'
 import type { AttrPatch, Pool } from '../meta/pool.ts'
 import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, inlineHash, isDir, isFile, isSymlink, type Inode } from '../meta/schema.ts'
+import type { Slice } from '../meta/slices.ts'
 import type { BallStore } from '../store/ball-store.ts'
 import { OpenFile } from './open-file.ts'
 import type { AttrChanges, Caller, DirEntry, Opened, Stat, StatFs } from './types.ts'
@@ -337,7 +338,7 @@ export class Filesystem {
           const released = await this.pool.commitFile(ino, snap, { sync, upload: this.store.writePolicy === 'async' })
           file.markCommitted(version)
           // The kernel's pages already hold these writes: they went through it.
-          this.seen.set(ino, contentStamp(snap.size, snap.balls, snap.inline && inlineHash(snap.inline)))
+          this.seen.set(ino, contentStamp(snap, snap.inline && inlineHash(snap.inline)))
           await this.releaseBalls(released)
         } else if (sync) {
           await this.pool.sync()
@@ -454,7 +455,7 @@ export class Filesystem {
   // list are the same bytes; a commit from another handle or host changes them.
   private keepCache (ino: number): boolean {
     const node = this.node(ino)
-    const now = contentStamp(node.size, node.balls ?? [], node.inline)
+    const now = contentStamp({ size: node.size, balls: node.balls ?? [], slices: node.slices }, node.inline)
     const keep = this.seen.get(ino) === now
     this.seen.set(ino, now)
     return keep
@@ -493,8 +494,9 @@ function checkName (name: string): void {
   if (Buffer.byteLength(name) > NAME_MAX) throw new ChaacError('CHAAC_NAME_TOO_LONG', `name too long: ${name.slice(0, 32)}...`)
 }
 
-function contentStamp (size: number, balls: Array<string | null>, inline: string | undefined): string {
-  return `${size}:${balls.join(',')}:${inline ?? ''}`
+function contentStamp (c: { size: number, balls: Array<string | null>, slices?: Array<Slice[] | null> }, inline: string | undefined): string {
+  const slices = (c.slices ?? []).map((list) => (list ?? []).map((s) => `${s.at}+${s.len}=${s.ball}`).join(';'))
+  return `${c.size}:${c.balls.join(',')}:${slices.join(',')}:${inline ?? ''}`
 }
 
 function isDirMode (mode: number): boolean {
@@ -506,8 +508,11 @@ function allocated (node: Inode, size: number): number {
   if (!isFile(node) || !node.balls || node.inline !== undefined) return isDir(node) ? 4096 : size
   const C = node.chunkSize ?? size
   let bytes = 0
-  node.balls.forEach((id, i) => {
-    if (id !== null) bytes += Math.max(0, Math.min(C, size - i * C))
-  })
+  const chunks = Math.max(node.balls.length, node.slices?.length ?? 0)
+  for (let i = 0; i < chunks; i++) {
+    const length = Math.max(0, Math.min(C, size - i * C))
+    const sliced = (node.slices?.[i] ?? []).reduce((sum, s) => sum + s.len, 0)
+    bytes += (node.balls[i] ?? null) !== null ? length : Math.min(length, sliced)
+  }
   return bytes
 }

@@ -1,26 +1,55 @@
 // The content of one regular file while handles have it open: the committed
-// ball list plus dirty chunks not yet sealed into balls. Writes land in
-// chunk buffers; a chunk written to its end is sealed into a ball in the
-// background, and flush/fsync/close seal the rest and commit the new ball
-// list in one batch. Readers on this host see the writes at once; other
+// chunks (a base ball each, with slices laid over it) plus dirty chunks not
+// yet sealed. Writes land in chunk buffers at once, without reading what the
+// chunk held: a dirty chunk knows which ranges were written. flush, fsync and
+// close seal the dirty chunks and commit the new chunk list in one batch. A
+// chunk's small overwrite is sealed as slices (balls of only the bytes
+// written), so an 8 KiB write and fsync stores 8 KiB; a chunk written at
+// large, or one that gathered many slices, is sealed whole again (its old
+// content read back once). Readers on this host see the writes at once; other
 // hosts see them at the next commit (close-to-open consistency). A file no
 // larger than the inline limit is committed as its bytes instead of balls:
 // one metadata batch, no ball file, which is what makes small files cheap.
-import { ChaacError } from '../errors.ts'
+import { ChaacError, isChaacError } from '../errors.ts'
 import type { Inode } from '../meta/schema.ts'
 import type { BallStore } from '../store/ball-store.ts'
+import { Ranges } from './ranges.ts'
+import { pieces, type Slice } from '../meta/slices.ts'
 
 /** Dirty chunks kept before the oldest is sealed, and seals in flight per file. */
 const MAX_DIRTY = 8
 const MAX_SEALING = 2
 // Balls fetched ahead of a sequential reader, or of one that missed the local cache.
 const READ_AHEAD_BALLS = 4
+/** Slices a chunk may gather before it is sealed whole again: each costs a read. */
+export const MAX_SLICES = 64
+// A chunk this short is sealed whole: slices would save next to nothing.
+const SMALL_WHOLE = 64 * 1024
+// Written ranges of a chunk whose bytes are all at hand are merged across gaps this small.
+const SLICE_GAP = 4096
 
-interface Sealing { gen: number, buf: Buffer, done: Promise<void> }
+// One chunk's bytes in memory. `buf` holds the chunk from its first byte; when
+// `loaded` it is the chunk's whole content (zeros past its end), otherwise
+// only the bytes in `ranges` are (the rest is the stored content).
+interface Chunk {
+  buf: Buffer
+  loaded: boolean
+  /** Bytes written since the chunk was last sealed. */
+  ranges: Ranges
+  /** Must be sealed whole (cut by a truncate, or grown out of inline bytes). */
+  whole: boolean
+  loading?: Promise<void>
+  /** Reads waiting on the store that will copy from `buf` afterwards: it is not reused meanwhile. */
+  readers: number
+}
+
+interface Sealing { gen: number, chunk: Chunk, done: Promise<void> }
 
 export interface Snapshot {
   size: number
   balls: Array<string | null>
+  /** Slices over each chunk's ball, by chunk index. */
+  slices: Array<Slice[] | null>
   chunkSize: number
   mtime?: number
   /** Balls written for this snapshot that the writer holds pinned. */
@@ -39,14 +68,14 @@ export class OpenFile {
   mtime: number
   readonly chunkSize: number
   private balls: Array<string | null>
+  private slices: Array<Slice[] | null>
   // The bytes of a file kept inline (chunk 0): fetched from the data pool
   // when first needed (an open served from the kernel's cache needs none),
   // until a write copies them into a dirty chunk.
   private inline?: Buffer
   private fetchInline?: () => Promise<Buffer>
   private fetchingInline?: Promise<void>
-  private readonly dirty = new Map<number, Buffer>()
-  private readonly loading = new Map<number, Promise<Buffer>>()
+  private readonly dirty = new Map<number, Chunk>()
   private readonly sealing = new Map<number, Sealing>()
   // The newest generation of each chunk: an older seal finishing late is ignored.
   private readonly latest = new Map<number, number>()
@@ -67,6 +96,7 @@ export class OpenFile {
     this.size = node.size
     this.mtime = node.mtime
     this.balls = [...(node.balls ?? [])]
+    this.slices = (node.slices ?? []).map((list) => list === null ? null : [...list])
     this.chunkSize = node.chunkSize ?? chunkSize
     this.fetchInline = fetchInline
   }
@@ -81,13 +111,11 @@ export class OpenFile {
 
   /**
    * Writes `data` at `offset`. `data` may be the kernel's buffer, lent only
-   * for this call: every byte is copied before the first await (into chunk
-   * buffers, or into a private copy for a chunk that must be loaded first).
+   * for this call: every byte is copied into chunk buffers before the first await.
    */
   async write (data: Buffer, offset: number): Promise<void> {
     this.throwPending()
     const C = this.chunkSize
-    const later: Array<{ idx: number, within: number, bytes: Buffer }> = []
     for (let pos = 0; pos < data.length;) {
       const abs = offset + pos
       const idx = Math.floor(abs / C)
@@ -95,30 +123,26 @@ export class OpenFile {
       const n = Math.min(C - within, data.length - pos)
       // The size first: sealing a chunk cuts the ball at the file's size.
       if (abs + n > this.size) this.size = abs + n
-      const chunk = this.dirty.get(idx) ?? this.chunkAtHand(idx)
-      if (chunk) this.place(idx, chunk, within, data.subarray(pos, pos + n))
-      else later.push({ idx, within, bytes: Buffer.from(data.subarray(pos, pos + n)) })
+      this.place(idx, this.dirtyChunk(idx), within, data.subarray(pos, pos + n))
       pos += n
     }
     this.mtime = Date.now()
-    for (const { idx, within, bytes } of later) {
-      this.place(idx, this.dirty.get(idx) ?? await this.chunkForWrite(idx), within, bytes)
-    }
-    // Only now: a commit that saw this version must also have seen these bytes.
     this.version++
     if (this.dirty.size > MAX_DIRTY) this.seal(Math.min(...this.dirty.keys()))
     while (this.sealing.size > MAX_SEALING) await Promise.race([...this.sealing.values()].map((s) => s.done))
     this.throwPending()
   }
 
-  // Copies bytes into a chunk; a chunk written up to its end is sealed.
-  private place (idx: number, chunk: Buffer, within: number, bytes: Buffer): void {
-    bytes.copy(this.grow(idx, chunk, within + bytes.length), within)
-    if (within + bytes.length === this.chunkSize) this.seal(idx)
+  // Copies bytes into a chunk; a chunk a writer filled up to its end is sealed.
+  private place (idx: number, chunk: Chunk, within: number, bytes: Buffer): void {
+    const end = within + bytes.length
+    bytes.copy(this.grow(chunk, end), within)
+    chunk.ranges.add(within, end)
+    if (chunk.ranges.size === 1 && chunk.ranges.bytes === this.chunkSize) chunk.loaded = true
+    if (end === this.chunkSize && chunk.loaded && 2 * chunk.ranges.bytes >= this.chunkSize) this.seal(idx)
   }
 
   async read (target: Buffer, length: number, offset: number, skipCache: boolean): Promise<number> {
-    if (offset < this.chunkSize && this.fetchInline && !this.dirty.has(0) && !this.sealing.has(0)) await this.loadInline()
     const end = Math.min(this.size, offset + length)
     if (offset >= end) return 0
     const C = this.chunkSize
@@ -126,27 +150,70 @@ export class OpenFile {
       const idx = Math.floor(pos / C)
       const within = pos - idx * C
       const n = Math.min(C - within, end - pos)
-      const at = pos - offset
-      const buf = this.dirty.get(idx) ?? this.sealing.get(idx)?.buf ?? (idx === 0 ? this.inline : undefined)
-      const id = this.balls[idx]
-      if (buf) {
-        // A dirty buffer holds the chunk's first bytes only; the rest are zeros.
-        const copied = within < buf.length ? buf.copy(target, at, within, within + n) : 0
-        if (copied < n) target.fill(0, at + copied, at + n)
-      } else if (id == null) {
-        target.fill(0, at, at + n)
+      const into = target.subarray(pos - offset, pos - offset + n)
+      const chunk = this.dirty.get(idx) ?? this.sealing.get(idx)?.chunk
+      if (chunk?.loaded === true) {
+        copyOut(chunk.buf, within, into)
+      } else if (chunk) {
+        chunk.readers++
+        try {
+          await this.readStored(idx, within, into, skipCache)
+        } finally {
+          chunk.readers--
+        }
+        // Bytes written but not sealed when the read began are newer than the stored ones.
+        for (const r of chunk.ranges.upTo(within + n)) {
+          if (r.end > within) chunk.buf.copy(into, Math.max(r.start, within) - within, Math.max(r.start, within), r.end)
+        }
       } else {
-        // Moving on to the next ball reads on sequentially: keep the fetches ahead of it going.
-        if (!skipCache && (idx === this.lastBallRead + 1 || !this.store.isLocal(id))) this.readAhead(idx)
-        this.lastBallRead = idx
-        const data = await this.store.read(id, within, n, skipCache, target.subarray(at, at + n))
-        const inPlace = data.buffer === target.buffer && data.byteOffset === target.byteOffset + at
-        if (!inPlace) data.copy(target, at)
-        if (data.length < n) target.fill(0, at + data.length, at + n)
+        await this.readStored(idx, within, into, skipCache)
       }
       pos += n
     }
     return end - offset
+  }
+
+  // The stored content of [within, within + into.length) of chunk idx: its
+  // ball (or the inline bytes) with its slices over it.
+  private async readStored (idx: number, within: number, into: Buffer, skipCache: boolean): Promise<void> {
+    if (idx === 0 && (this.inline !== undefined || this.fetchInline !== undefined)) {
+      await this.loadInline()
+      if (this.inline !== undefined) copyOut(this.inline, within, into)
+      else into.fill(0)
+      return
+    }
+    for (let tries = 0; ; tries++) {
+      const base = this.balls[idx] ?? null
+      const list = this.slices[idx] ?? []
+      try {
+        await Promise.all(pieces(list, within, within + into.length).map(async (p) => {
+          const part = into.subarray(p.from - within, p.to - within)
+          if (p.slice >= 0) {
+            const s = list[p.slice]
+            await this.readBall(s.ball, p.from - s.at, part, true)
+          } else if (base === null) {
+            part.fill(0)
+          } else {
+            // Moving on to the next ball reads on sequentially: keep the fetches ahead of it going.
+            if (!skipCache && (idx === this.lastBallRead + 1 || !this.store.isLocal(base))) this.readAhead(idx)
+            this.lastBallRead = idx
+            await this.readBall(base, p.from, part, skipCache)
+          }
+        }))
+        return
+      } catch (err) {
+        // A seal that replaced the chunk meanwhile may have let its old balls go: read the new ones.
+        const moved = this.balls[idx] !== base || (this.slices[idx] ?? []) !== list
+        if (tries > 0 || !moved || !isChaacError(err, 'CHAAC_BALL_MISSING')) throw err
+      }
+    }
+  }
+
+  private async readBall (id: string, offset: number, into: Buffer, skipCache: boolean): Promise<void> {
+    const data = await this.store.read(id, offset, into.length, skipCache, into)
+    const inPlace = data.buffer === into.buffer && data.byteOffset === into.byteOffset
+    if (!inPlace) data.copy(into)
+    if (data.length < into.length) into.fill(0, data.length)
   }
 
   // Fetches the next balls that no bin of this agent holds (prefetch skips the others).
@@ -165,16 +232,18 @@ export class OpenFile {
       if (idx >= keep) this.discard(idx)
     }
     this.balls.length = Math.min(this.balls.length, keep)
+    this.slices.length = Math.min(this.slices.length, keep)
     if (keep === 0) {
       this.inline = undefined
       this.fetchInline = undefined
     }
     const cut = size % C
     if (size < this.size && cut !== 0) {
-      // Bytes past the new end must read as zeros if the file grows again.
-      const idx = keep - 1
-      const chunk = this.dirty.get(idx) ?? await this.chunkForWrite(idx)
-      chunk.fill(0, cut)
+      // Bytes past the new end must read as zeros if the file grows again:
+      // the chunk is sealed whole, cut at the new size, and its slices go.
+      const chunk = await this.loadedChunk(keep - 1)
+      if (chunk.buf.length > cut) chunk.buf.fill(0, cut)
+      chunk.whole = true
     }
     this.size = size
     this.mtime = Date.now()
@@ -191,7 +260,7 @@ export class OpenFile {
     for (;;) {
       if (this.inline !== undefined || this.fetchInline !== undefined) {
         // Inline bytes of a file grown past the limit go into its first ball; a changed small file commits them again.
-        if (held === -1) await this.chunkForWrite(0)
+        if (held === -1) this.dirtyChunk(0).whole = true
         else if (this.changed) await this.loadInline()
       }
       for (const idx of [...this.dirty.keys()]) if (idx !== held) this.seal(idx)
@@ -200,23 +269,34 @@ export class OpenFile {
       if (held === -1 || this.size <= this.inlineMax) break
       held = -1
     }
-    const inline = held === 0 ? this.takeInline() : undefined
+    const inline = held === 0 ? await this.takeInline() : undefined
     const pinned = this.pinned
     this.pinned = []
-    return { size: this.size, balls: [...this.balls], chunkSize: this.chunkSize, mtime: this.mtime, pinned, unsynced: this.unsynced, inline }
+    return {
+      size: this.size,
+      balls: [...this.balls],
+      slices: this.slices.map((list) => list === null ? null : [...list]),
+      chunkSize: this.chunkSize,
+      mtime: this.mtime,
+      pinned,
+      unsynced: this.unsynced,
+      inline
+    }
   }
 
   // The bytes of a small file whose first chunk was written (or is inline
   // already), exactly `size` long; they replace its ball list. A file whose
   // ball nobody touched stays as it is.
-  private takeInline (): Buffer | undefined {
-    const source = this.dirty.get(0) ?? this.inline
-    if (source === undefined || this.size === 0) return undefined
+  private async takeInline (): Promise<Buffer | undefined> {
+    if (this.size === 0) return undefined
+    if (!this.dirty.has(0) && this.inline === undefined) return undefined
+    const source = this.dirty.has(0) ? (await this.loadedChunk(0)).buf : this.inline as Buffer
     const bytes = Buffer.alloc(this.size)
     source.copy(bytes, 0, 0, Math.min(source.length, this.size))
     if (this.dirty.delete(0)) this.latest.set(0, ++this.gen)
     this.inline = bytes
     this.balls = []
+    this.slices = []
     return bytes
   }
 
@@ -229,7 +309,7 @@ export class OpenFile {
 
   /** Whether the file's current content (committed or not) uses the ball. */
   refersTo (id: string): boolean {
-    return this.balls.includes(id)
+    return this.balls.includes(id) || this.slices.some((list) => list?.some((s) => s.ball === id) === true)
   }
 
   /** After an fsync: the balls of that snapshot are on stable storage. */
@@ -248,43 +328,48 @@ export class OpenFile {
     this.committedVersion = version
   }
 
-  // A dirty buffer for chunk idx made without waiting: a copy of the chunk
-  // being sealed, or an empty one for a hole; undefined when the chunk's
-  // ball must be read first. Buffers start small and grow, so small files
-  // never take a whole chunk.
-  private chunkAtHand (idx: number): Buffer | undefined {
-    const sealing = this.sealing.get(idx)
-    if (sealing) return this.setDirty(idx, Buffer.from(sealing.buf))
-    if (idx === 0 && this.fetchInline !== undefined) return undefined
-    if (idx === 0 && this.inline !== undefined) {
-      const copy = Buffer.from(this.inline)
-      this.inline = undefined
-      return this.setDirty(0, copy)
+  // The dirty chunk idx, made without waiting: a copy of the chunk being
+  // sealed (its writes with it, as that seal no longer counts), an empty
+  // loaded one for a hole, or an empty one that knows only what is written
+  // into it from now on. Buffers start small and grow, so small files never
+  // take a whole chunk.
+  private dirtyChunk (idx: number): Chunk {
+    const had = this.dirty.get(idx)
+    if (had) return had
+    const sealing = this.sealing.get(idx)?.chunk
+    if (sealing) {
+      return this.setDirty(idx, { buf: Buffer.from(sealing.buf), loaded: sealing.loaded, ranges: sealing.ranges.copy(), whole: sealing.whole, readers: 0 })
     }
-    if (this.balls[idx] == null) return this.setDirty(idx, Buffer.alloc(0))
-    return undefined
+    const inlineBase = idx === 0 && (this.inline !== undefined || this.fetchInline !== undefined)
+    if (inlineBase && this.inline !== undefined) {
+      const buf = Buffer.from(this.inline)
+      this.inline = undefined
+      return this.setDirty(0, { buf, loaded: true, ranges: new Ranges(), whole: false, readers: 0 })
+    }
+    const hole = !inlineBase && (this.balls[idx] ?? null) === null && (this.slices[idx]?.length ?? 0) === 0
+    return this.setDirty(idx, { buf: Buffer.alloc(0), loaded: hole, ranges: new Ranges(), whole: false, readers: 0 })
   }
 
-  // The dirty buffer for chunk idx, holding the chunk's current content.
-  private async chunkForWrite (idx: number): Promise<Buffer> {
-    if (idx === 0 && this.fetchInline !== undefined) {
-      await this.loadInline()
-      // A write may have made the chunk meanwhile.
-      const made = this.dirty.get(0)
-      if (made) return made
+  // The dirty chunk idx with all of its content at hand.
+  private async loadedChunk (idx: number): Promise<Chunk> {
+    for (;;) {
+      const chunk = this.dirtyChunk(idx)
+      if (chunk.loaded) return chunk
+      await this.load(idx, chunk)
     }
-    const atHand = this.chunkAtHand(idx)
-    if (atHand) return atHand
-    const id = this.balls[idx] as string
-    let pending = this.loading.get(idx)
-    if (!pending) {
-      // A copy: the store may share the bytes it returns with other readers.
-      pending = this.store.read(id, 0, this.chunkSize, false).then((data) => Buffer.from(data))
-        .finally(() => this.loading.delete(idx))
-      this.loading.set(idx, pending)
-    }
-    const buf = await pending
-    return this.dirty.get(idx) ?? this.setDirty(idx, buf)
+  }
+
+  // Reads the stored content of a chunk under the bytes written into it, once however many want it.
+  private async load (idx: number, chunk: Chunk): Promise<void> {
+    chunk.loading ??= (async () => {
+      const buf = wholeChunk(this.chunkSize)
+      await this.readStored(idx, 0, buf, false)
+      // Writes may have come meanwhile: the chunk's own bytes win.
+      for (const r of chunk.ranges.upTo(this.chunkSize)) chunk.buf.copy(buf, r.start, r.start, r.end)
+      chunk.buf = buf
+      chunk.loaded = true
+    })().finally(() => { chunk.loading = undefined })
+    await chunk.loading
   }
 
   // Fetches the bytes of a file kept inline, once however many want them.
@@ -300,7 +385,8 @@ export class OpenFile {
     await this.fetchingInline
   }
 
-  private grow (idx: number, buf: Buffer, need: number): Buffer {
+  private grow (chunk: Chunk, need: number): Buffer {
+    const buf = chunk.buf
     if (buf.length >= need) return buf
     // From the pages written (a small file takes 4 KiB, not more: fresh memory
     // costs page faults), doubling up to 128 KiB; past that (a large file)
@@ -309,15 +395,14 @@ export class OpenFile {
     const size = need > SMALL_CHUNK ? C : Math.min(C, Math.max(Math.ceil(need / PAGE) * PAGE, 2 * buf.length))
     const bigger = size === C ? wholeChunk(C) : Buffer.alloc(size)
     buf.copy(bigger)
-    this.dirty.set(idx, bigger)
+    chunk.buf = bigger
     return bigger
   }
 
-
-  private setDirty (idx: number, buf: Buffer): Buffer {
-    this.dirty.set(idx, buf)
+  private setDirty (idx: number, chunk: Chunk): Chunk {
+    this.dirty.set(idx, chunk)
     this.latest.set(idx, ++this.gen)
-    return buf
+    return chunk
   }
 
   private discard (idx: number): void {
@@ -326,38 +411,67 @@ export class OpenFile {
     this.latest.set(idx, ++this.gen)
   }
 
-  // Turns a dirty chunk into a ball in the background. An all-zero chunk
-  // becomes a hole and takes no space.
+  // How a dirty chunk of `length` bytes is sealed: as slices of the ranges
+  // written, or whole (undefined) when that is cheaper to keep and to read.
+  private sliceRanges (idx: number, chunk: Chunk, length: number): Array<{ start: number, end: number }> | undefined {
+    if (chunk.whole || length <= SMALL_WHOLE) return undefined
+    if (idx === 0 && (this.inline !== undefined || this.fetchInline !== undefined)) return undefined
+    // With the whole chunk at hand, the bytes between two close ranges are known: one slice for both.
+    const ranges = (chunk.loaded ? chunk.ranges.coalesced(SLICE_GAP) : chunk.ranges).upTo(length)
+    const bytes = ranges.reduce((sum, r) => sum + r.end - r.start, 0)
+    const list = this.slices[idx] ?? []
+    const sliced = list.reduce((sum, s) => sum + s.len, 0)
+    if (4 * bytes >= length || list.length + ranges.length > MAX_SLICES || 2 * (sliced + bytes) >= length) return undefined
+    return ranges
+  }
+
+  // Turns a dirty chunk into balls in the background: slices of what was
+  // written, or a whole ball (an all-zero chunk becomes a hole and takes no space).
   private seal (idx: number): void {
-    const buf = this.dirty.get(idx)
-    if (!buf) return
+    const chunk = this.dirty.get(idx)
+    if (!chunk) return
     this.dirty.delete(idx)
     const gen = ++this.gen
     this.latest.set(idx, gen)
     const length = Math.max(0, Math.min(this.chunkSize, this.size - idx * this.chunkSize))
-    const data = buf.length >= length ? buf.subarray(0, length) : Buffer.concat([buf, Buffer.alloc(length - buf.length)])
+    const ranges = this.sliceRanges(idx, chunk, length)
+    const base = this.slices[idx] ?? []
     let stored = false
     const done = (async () => {
-      const id = length === 0 || isZero(data) ? null : await this.store.put(data)
-      stored = true
-      if (id !== null) {
-        this.pinned.push(id)
-        this.unsynced.push(id)
+      if (ranges) {
+        const made = await Promise.all(ranges.map(async (r) => ({ at: r.start, len: r.end - r.start, ball: await this.put(chunk.buf.subarray(r.start, r.end)) })))
+        stored = true
+        if (this.latest.get(idx) !== gen) return
+        this.slices[idx] = [...base, ...made]
+        return
       }
+      if (!chunk.loaded) await this.load(idx, chunk)
+      const data = chunk.buf.length >= length ? chunk.buf.subarray(0, length) : Buffer.concat([chunk.buf, Buffer.alloc(length - chunk.buf.length)])
+      const id = length === 0 || isZero(data) ? null : await this.put(data)
+      stored = true
       if (this.latest.get(idx) !== gen) return
       while (this.balls.length <= idx) this.balls.push(null)
       this.balls[idx] = id
+      if (this.slices[idx] != null) this.slices[idx] = null
     })().catch((err) => {
       // Keep the bytes so a later flush can try again (e.g. once space is freed).
-      if (this.latest.get(idx) === gen && !this.dirty.has(idx)) this.setDirty(idx, buf)
+      if (this.latest.get(idx) === gen && !this.dirty.has(idx)) this.setDirty(idx, chunk)
       this.error ??= err
     }).finally(() => {
       if (this.sealing.get(idx)?.gen === gen) this.sealing.delete(idx)
       // Nothing reads the buffer any more: readers copy from it synchronously,
       // and the store (its hash worker too) is done with it once put settled.
-      if (stored && buf.length === this.chunkSize) recycle(buf)
+      if (stored && chunk.readers === 0 && chunk.buf.length === this.chunkSize) recycle(chunk.buf)
     })
-    this.sealing.set(idx, { gen, buf, done })
+    this.sealing.set(idx, { gen, chunk, done })
+  }
+
+  // Stores a ball pinned until its commit; it must reach stable storage at the next fsync.
+  private async put (data: Buffer): Promise<string> {
+    const id = await this.store.put(data)
+    this.pinned.push(id)
+    this.unsynced.push(id)
+    return id
   }
 
   private throwPending (): void {
@@ -366,6 +480,12 @@ export class OpenFile {
     this.error = undefined
     throw err instanceof ChaacError ? err : new ChaacError('CHAAC_IO', 'could not store file data', { cause: err })
   }
+}
+
+// Copies [within, within + into.length) of a chunk's bytes; past them, zeros.
+function copyOut (buf: Buffer, within: number, into: Buffer): void {
+  const copied = within < buf.length ? buf.copy(into, 0, within, within + into.length) : 0
+  if (copied < into.length) into.fill(0, copied)
 }
 
 const SMALL_CHUNK = 128 * 1024

@@ -14,6 +14,7 @@ import { BatchWriter, type BatchOp } from './batch-writer.ts'
 import { JOURNAL_SEQ_KEY, Journal } from './journal.ts'
 import type { AttrPatch, CopyOptions, FileContent, NewNode, Pool } from './pool.ts'
 import { PoolState } from './pool-state.ts'
+import { badSlices, ballsOf } from './slices.ts'
 import {
   MAX_INLINE_BYTES, NEXT_INO_KEY, ROOT_INO, S_IFDIR, S_IFMT, agentKey, ballKey, direntKey, encode, garbageKey, inlineHash,
   inlineKey, inodeKey, isDir, isFile, isInlineKey, uploadKey, durableCopies, type AgentReport, type BallRecord, type Inode
@@ -307,16 +308,23 @@ export class DataPool extends PoolState implements Pool {
     if (inline !== undefined && (!isFile(node) || content.balls.length > 0 || inline.length !== content.size || inline.length > MAX_INLINE_BYTES)) {
       throw new ChaacError('CHAAC_INVALID', `inode ${ino}: inline content must be a regular file's only bytes, at most ${MAX_INLINE_BYTES}`)
     }
+    const bad = badSlices(content.slices ?? [], content.chunkSize)
+    if (bad !== undefined || (inline !== undefined && ballsOf([], content.slices).length > 0)) {
+      throw new ChaacError('CHAAC_INVALID', `inode ${ino}: ${bad ?? 'a file kept inline has no slices'}`)
+    }
     const ops: BatchOp[] = []
-    const released = this.adjustRefs(node.balls ?? [], content.balls, ops)
+    const after = ballsOf(content.balls, content.slices)
+    const released = this.adjustRefs(ballsOf(node.balls ?? [], node.slices), after, ops)
     if (opts.upload) {
-      for (const id of content.balls) {
-        if (id === null || this.balls.get(id)?.cloud || this.uploads.has(id)) continue
+      for (const id of after) {
+        if (this.balls.get(id)?.cloud === true || this.uploads.has(id)) continue
         this.uploads.add(id)
         ops.push({ type: 'put', key: uploadKey(id), value: Buffer.alloc(0) })
       }
     }
     node.balls = content.balls
+    if (content.slices?.some((list) => (list?.length ?? 0) > 0) === true) node.slices = content.slices
+    else delete node.slices
     node.size = content.size
     node.chunkSize = content.chunkSize
     if (content.mtime !== undefined) {
@@ -353,7 +361,7 @@ export class DataPool extends PoolState implements Pool {
     if (!node || node.nlink > 0) return []
     const ops: BatchOp[] = [{ type: 'del', key: inodeKey(ino) }]
     if (node.inline !== undefined) ops.push({ type: 'del', key: inlineKey(ino) })
-    const released = this.adjustRefs(node.balls ?? [], [], ops)
+    const released = this.adjustRefs(ballsOf(node.balls ?? [], node.slices), [], ops)
     this.inodes.delete(ino)
     await this.persist(ops)
     return released
@@ -552,10 +560,10 @@ export class DataPool extends PoolState implements Pool {
     return ops
   }
 
-  private adjustRefs (before: Array<string | null>, after: Array<string | null>, ops: BatchOp[]): string[] {
+  private adjustRefs (before: string[], after: string[], ops: BatchOp[]): string[] {
     const delta = new Map<string, number>()
-    for (const id of before) if (id !== null) delta.set(id, (delta.get(id) ?? 0) - 1)
-    for (const id of after) if (id !== null) delta.set(id, (delta.get(id) ?? 0) + 1)
+    for (const id of before) delta.set(id, (delta.get(id) ?? 0) - 1)
+    for (const id of after) delta.set(id, (delta.get(id) ?? 0) + 1)
     const released: string[] = []
     for (const [id, d] of delta) {
       if (d === 0) continue

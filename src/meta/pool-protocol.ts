@@ -30,6 +30,7 @@ export interface Change { seq: number, origin: string, ops: BatchOp[] }
 export interface CallReply { result: unknown, seq: number }
 
 const ballOrHole: Parse<string | null> = nullable(ball)
+const slice = shape({ at: count, len: count, ball })
 const context = shape({
   ufCPU: time,
   ufMemory: time,
@@ -51,7 +52,9 @@ const CALLS: Partial<Record<keyof Pool, Array<Parse<unknown>>>> = {
   rmdir: [count, text],
   rename: [count, text, count, text],
   setattr: [count, shape({ mode: optional(count), uid: optional(count), gid: optional(count), atime: optional(time), mtime: optional(time) })],
-  commitFile: [count, shape({ size: count, balls: list(ballOrHole), chunkSize: count, mtime: optional(time), inline: optional(bytes) }),
+  commitFile: [count, shape({
+    size: count, balls: list(ballOrHole), slices: optional(list(nullable(list(slice)))), chunkSize: count, mtime: optional(time), inline: optional(bytes)
+  }),
     shape({ sync: optional(flag), upload: optional(flag) })],
   purge: [count],
   recordCopy: [text, ball, count, flag, optional(shape({ cached: optional(flag), writer: optional(text) }))],

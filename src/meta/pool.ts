@@ -6,6 +6,7 @@
 import type { EventEmitter } from 'node:events'
 import type { BatchOp } from './batch-writer.ts'
 import type { AgentRecord, AgentReport, BallRecord, Inode } from './schema.ts'
+import type { Slice } from './slices.ts'
 
 export interface NewNode {
   mode: number
@@ -18,6 +19,8 @@ export interface NewNode {
 export interface FileContent {
   size: number
   balls: Array<string | null>
+  /** Slices over each chunk's ball, by chunk index (see meta/slices.ts). */
+  slices?: Array<Slice[] | null>
   chunkSize: number
   /** Set when the content changed by writes (not by an explicit utimens). */
   mtime?: number

@@ -14,6 +14,7 @@
 import { createHash } from 'node:crypto'
 import { pack, unpack } from 'msgpackr'
 import type { HostContext } from '../context/host-context.ts'
+import type { Slice } from './slices.ts'
 
 export const S_IFMT = 0o170000
 export const S_IFDIR = 0o040000
@@ -36,6 +37,11 @@ export interface Inode {
   target?: string
   /** Regular files: ball ids by chunk index; null is a hole (zeros). */
   balls?: Array<string | null>
+  /**
+   * Regular files: slices laid over each chunk's ball, in the order written
+   * (the newest wins); absent when no chunk has any.
+   */
+  slices?: Array<Slice[] | null>
   /** Regular files: the chunk size the ball list was cut with. */
   chunkSize?: number
   /**

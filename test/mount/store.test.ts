@@ -166,8 +166,11 @@ t.test('corruption - with no other copy a corrupt or missing ball fails with EIO
   const f = await source(dir, 'c', 10 * MiB)
   // m differs from c in its middle ball only (identical content is stored
   // once): one byte is replaced by its complement, never by the same value.
-  const flipped = (f.data[5 * MiB] ^ 0xff).toString(8).padStart(3, '0')
-  await shOk(`cp ${f.path} c && cp ${f.path} m && printf '\\${flipped}' | dd of=m bs=1 seek=${5 * MiB} conv=notrunc status=none`, { cwd: first.mount })
+  // It is changed before the copy: a small overwrite on the mount would be a slice over c's ball.
+  const changed = Buffer.from(f.data)
+  changed[5 * MiB] ^= 0xff
+  await writeFile(join(dir, 'm'), changed)
+  await shOk(`cp ${f.path} c && cp ${join(dir, 'm')} m`, { cwd: first.mount })
   const corrupt = (await ballsOf(first, '/c'))[1].id
   const missing = (await ballsOf(first, '/m'))[1].id
   t.not(missing, corrupt)

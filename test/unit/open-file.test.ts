@@ -1,26 +1,32 @@
-// The open-file state shared by every handle of a file on this agent: the
-// bookkeeping that decides what a commit holds, checked with a fake ball store
-// whose reads wait until the test lets them go.
+// The open-file state shared by every handle of a file on this agent: what
+// a commit holds, how a dirty chunk is sealed (slices of what was written, or
+// whole) and how reads lay written bytes over the stored ones. Checked with
+// a fake ball store in memory whose reads can be held back.
 import t from 'tap'
-import { OpenFile } from '../../src/fs/open-file.ts'
+import { OpenFile, MAX_SLICES, type Snapshot } from '../../src/fs/open-file.ts'
 import { S_IFREG, type Inode } from '../../src/meta/schema.ts'
+import type { Slice } from '../../src/meta/slices.ts'
 import type { BallStore } from '../../src/store/ball-store.ts'
 
-const C = 64 * 1024
+const C = 1024 * 1024
 
-function inode (balls: Array<string | null>, size: number): Inode {
-  return { ino: 2, mode: S_IFREG | 0o644, uid: 0, gid: 0, nlink: 1, size, rdev: 0, atime: 0, mtime: 0, ctime: 0, balls, chunkSize: C }
+function inode (balls: Array<string | null>, size: number, slices?: Array<Slice[] | null>): Inode {
+  return { ino: 2, mode: S_IFREG | 0o644, uid: 0, gid: 0, nlink: 1, size, rdev: 0, atime: 0, mtime: 0, ctime: 0, balls, slices, chunkSize: C }
 }
 
-// Balls by id; reads of a ball wait for `release()`.
-function gatedStore (balls: Map<string, Buffer>): { store: BallStore, release: () => void, reads: () => number } {
+interface FakeStore { store: BallStore, balls: Map<string, Buffer>, release: () => void, reads: string[], puts: number[] }
+
+// Balls by id in memory; with `gated`, reads wait for `release()`.
+function fakeStore (gated = false): FakeStore {
+  const balls = new Map<string, Buffer>()
   let open!: () => void
-  const gate = new Promise<void>((resolve) => { open = resolve })
-  let reads = 0
+  const gate = gated ? new Promise<void>((resolve) => { open = resolve }) : Promise.resolve()
+  const reads: string[] = []
+  const puts: number[] = []
   let next = 0
   const store = {
     read: async (id: string, offset: number, length: number) => {
-      reads++
+      reads.push(id)
       await gate
       const data = balls.get(id)
       if (!data) throw new Error(`no ball ${id}`)
@@ -29,39 +35,127 @@ function gatedStore (balls: Map<string, Buffer>): { store: BallStore, release: (
     put: async (data: Buffer) => {
       const id = `ball-${next++}`
       balls.set(id, Buffer.from(data))
+      puts.push(data.length)
       return id
     },
     isLocal: () => true,
     prefetch: () => {}
   }
-  return { store: store as unknown as BallStore, release: open, reads: () => reads }
+  return { store: store as unknown as BallStore, balls, release: () => open?.(), reads, puts }
 }
 
-t.test('open file - a commit that runs while a write waits for its chunk does not count that write as committed', async (t) => {
-  // Chunk 0 is a stored ball: a write into it must read the ball first.
-  const balls = new Map([['base', Buffer.alloc(C, 0x61)]])
-  const { store, release, reads } = gatedStore(balls)
-  const file = new OpenFile(2, inode(['base'], C), C, store, 0)
-  const writing = file.write(Buffer.from('B'), 10)
-  t.equal(reads(), 1, 'the write waits for the ball')
-  // Another handle's fsync commits meanwhile: it cannot hold the write's byte yet.
-  const first = await file.serially(async (version) => {
+async function commit (file: OpenFile): Promise<Snapshot> {
+  return await file.serially(async (version) => {
     const snap = await file.settle()
     file.markCommitted(version)
     return snap
   })
-  t.same(first.balls, ['base'], 'the first commit holds the old chunk')
-  release()
-  await writing
-  t.ok(file.changed, 'the write still waits for a commit')
-  const second = await file.serially(async (version) => {
-    const snap = await file.settle()
-    file.markCommitted(version)
-    return snap
-  })
-  const id = second.balls[0] as string
-  t.not(id, 'base', 'the next commit holds a new ball')
-  t.equal(balls.get(id)?.[10], 'B'.charCodeAt(0), 'with the written byte')
-  t.same(second.pinned, [id], 'pinned until committed')
+}
+
+// The bytes of a committed snapshot, as a reader on another agent would put them together.
+function content (snap: Snapshot, balls: Map<string, Buffer>): Buffer {
+  const out = Buffer.alloc(snap.size)
+  const chunks = Math.max(snap.balls.length, snap.slices.length)
+  for (let i = 0; i < chunks; i++) {
+    const base = snap.balls[i] ?? null
+    if (base !== null) (balls.get(base) as Buffer).copy(out, i * C)
+    for (const s of snap.slices[i] ?? []) (balls.get(s.ball) as Buffer).copy(out, i * C + s.at)
+  }
+  return out
+}
+
+async function read (file: OpenFile, offset: number, length: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length)
+  const n = await file.read(buf, length, offset, false)
+  return buf.subarray(0, n)
+}
+
+t.test('open file - a write does not wait for the stored chunk, and a commit racing it keeps it for the next', async (t) => {
+  const s = fakeStore(true)
+  s.balls.set('base', Buffer.alloc(C, 0x61))
+  const file = new OpenFile(2, inode(['base'], C), C, s.store, 0)
+  // Reads of the stored chunk are held back: the write and the commit go on meanwhile.
+  await file.write(Buffer.from('B'), 10)
+  t.ok(file.changed, 'written')
+  const reading = read(file, 0, 16)
+  const snap = await commit(file)
+  t.same(s.reads, ['base'], 'only the reader read the ball')
+  s.release()
+  t.equal((await reading).toString(), 'aaaaaaaaaaBaaaaa', 'the read lays the written byte over the stored ones')
   t.notOk(file.changed)
+  t.same(snap.balls, ['base'], 'the ball stays')
+  t.equal(snap.slices[0]?.length, 1, 'one slice')
+  t.same(snap.slices[0]?.[0] && { at: snap.slices[0][0].at, len: snap.slices[0][0].len }, { at: 10, len: 1 })
+  t.equal(content(snap, s.balls)[10], 'B'.charCodeAt(0))
+  t.same(snap.pinned, [snap.slices[0]?.[0].ball], 'the slice is pinned until committed')
+})
+
+t.test('open file - small overwrites are sealed as slices of what was written; reads lay them over the ball', async (t) => {
+  const s = fakeStore()
+  const bytes = Buffer.alloc(C)
+  for (let i = 0; i < C; i++) bytes[i] = i % 251
+  s.balls.set('base', bytes)
+  const file = new OpenFile(2, inode(['base'], C), C, s.store, 0)
+  const model = Buffer.from(bytes)
+  for (let i = 0; i < 10; i++) {
+    const at = (i * 77_777) % (C - 8192)
+    const data = Buffer.alloc(8192, i + 1)
+    await file.write(data, at)
+    data.copy(model, at)
+    const snap = await commit(file)
+    t.equal(s.puts.at(-1), 8192, `commit ${i} stored only the 8 KiB written`)
+    t.same(content(snap, s.balls), model, `commit ${i} holds the file`)
+  }
+  t.same(await read(file, 0, C), model, 'the open file reads the same')
+  const reopened = new OpenFile(2, inode(['base'], C, (await commit(file)).slices), C, s.store, 0)
+  t.same(await read(reopened, 0, C), model, 'and so does a fresh open of the committed chunk list')
+})
+
+t.test('open file - a chunk with too many slices, or written at large, is sealed whole again', async (t) => {
+  const s = fakeStore()
+  s.balls.set('base', Buffer.alloc(C, 7))
+  const file = new OpenFile(2, inode(['base'], C), C, s.store, 0)
+  const model = Buffer.alloc(C, 7)
+  let snap: Snapshot | undefined
+  for (let i = 0; i <= MAX_SLICES; i++) {
+    const at = i * 8192
+    await file.write(Buffer.alloc(100, i), at)
+    model.fill(i, at, at + 100)
+    snap = await commit(file)
+  }
+  t.equal(snap?.slices[0] ?? null, null, 'the slices are merged into a new ball')
+  t.not(snap?.balls[0], 'base')
+  t.same(content(snap as Snapshot, s.balls), model)
+  // A write of more than a quarter of the chunk: one whole ball, not a slice.
+  await file.write(Buffer.alloc(C / 2, 9), 0)
+  model.fill(9, 0, C / 2)
+  snap = await commit(file)
+  t.equal(s.puts.at(-1), C, 'sealed whole')
+  t.equal(snap.slices[0] ?? null, null)
+  t.same(content(snap, s.balls), model)
+})
+
+t.test('open file - a truncate inside a chunk with slices drops the bytes past the end for good', async (t) => {
+  const s = fakeStore()
+  s.balls.set('base', Buffer.alloc(C, 1))
+  const file = new OpenFile(2, inode(['base'], C), C, s.store, 0)
+  await file.write(Buffer.alloc(4096, 2), C - 8192)
+  await commit(file)
+  await file.truncate(4096)
+  await file.truncate(C)
+  const snap = await commit(file)
+  const expect = Buffer.alloc(C)
+  expect.fill(1, 0, 4096)
+  t.same(content(snap, s.balls), expect, 'zeros where the slice and the ball were')
+  t.same(await read(file, 0, C), expect)
+})
+
+t.test('open file - a small file kept inline grows into a ball with its bytes', async (t) => {
+  const s = fakeStore()
+  const file = new OpenFile(2, inode([], 5), C, s.store, 4096, async () => Buffer.from('hello'))
+  await file.write(Buffer.alloc(100_000, 0x7a), 5)
+  const snap = await commit(file)
+  t.equal(snap.inline, undefined)
+  t.equal(snap.slices[0] ?? null, null, 'no slice over inline bytes')
+  t.equal(content(snap, s.balls).subarray(0, 6).toString(), 'helloz')
 })
