@@ -79,9 +79,10 @@ t.test('cluster - one namespace over three agents', OPTS, async (t) => {
     await writeFile(join(src, 'y'), y)
     const versions = new Set([sha(x), sha(y)])
     for (let round = 0; round < 4; round++) {
+      // A redirection, not cp: cp creates a name it did not see with O_EXCL, and the other agent's create may come first.
       await Promise.all([
-        shOk(`cp '${join(src, 'x')}' '${join(a.mount, 'race.bin')}'`),
-        shOk(`cp '${join(src, 'y')}' '${join(b.mount, 'race.bin')}'`)
+        shOk(`cat '${join(src, 'x')}' > '${join(a.mount, 'race.bin')}'`),
+        shOk(`cat '${join(src, 'y')}' > '${join(b.mount, 'race.bin')}'`)
       ])
       const seen = await Promise.all(cluster.agents.map(async (agent) => await shaOn(agent, 'race.bin')))
       t.ok(versions.has(seen[0]), `round ${round}: one of the two versions`)
