@@ -278,6 +278,8 @@ export class Filesystem {
     } finally {
       if (--file.handles === 0) {
         this.open.delete(ino)
+        // A merge still running would leave its ball pinned with nobody to commit it.
+        await file.drain()
         // Balls of a commit that failed (e.g. ENOSPC) would stay pinned, and take room, until a restart.
         const pins = file.takePins()
         for (const id of pins) this.store.unpin(id)
@@ -337,6 +339,7 @@ export class Filesystem {
         if (file.changed) {
           const released = await this.pool.commitFile(ino, snap, { sync, upload: this.store.writePolicy === 'async' })
           file.markCommitted(version)
+          file.markPooled(snap)
           // The kernel's pages already hold these writes: they went through it.
           this.seen.set(ino, contentStamp(snap, snap.inline && inlineHash(snap.inline)))
           await this.releaseBalls(released)
@@ -389,7 +392,13 @@ export class Filesystem {
       } else {
         const ino = node.ino
         const fetchInline = node.inline !== undefined ? async () => await this.pool.readInline(ino) : undefined
-        file = new OpenFile(ino, node, this.opts.chunkSize, this.store, this.opts.inlineMax, fetchInline)
+        file = new OpenFile(ino, node, {
+          chunkSize: this.opts.chunkSize,
+          store: this.store,
+          inlineMax: this.opts.inlineMax,
+          fetchInline,
+          readPooled: async (id) => await this.pool.readPooled(id)
+        })
         this.open.set(node.ino, file)
       }
       file.handles++

@@ -12,17 +12,20 @@
 // one metadata batch, no ball file, which is what makes small files cheap.
 import { ChaacError, isChaacError } from '../errors.ts'
 import type { Inode } from '../meta/schema.ts'
+import { MAX_POOLED_SLICE, pieces, type Slice } from '../meta/slices.ts'
+import { encodeBall } from '../store/ball-codec.ts'
 import type { BallStore } from '../store/ball-store.ts'
 import { Ranges } from './ranges.ts'
-import { pieces, type Slice } from '../meta/slices.ts'
 
 /** Dirty chunks kept before the oldest is sealed, and seals in flight per file. */
 const MAX_DIRTY = 8
 const MAX_SEALING = 2
 // Balls fetched ahead of a sequential reader, or of one that missed the local cache.
 const READ_AHEAD_BALLS = 4
-/** Slices a chunk may gather before it is sealed whole again: each costs a read. */
-export const MAX_SLICES = 64
+/** Slices of a chunk that start merging it into a whole ball in the background. */
+export const COMPACT_AT = 32
+/** Slices a chunk may gather at most: past them its next seal merges it (each slice costs a read). */
+export const MAX_SLICES = 256
 // A chunk this short is sealed whole: slices would save next to nothing.
 const SMALL_WHOLE = 64 * 1024
 // Written ranges of a chunk whose bytes are all at hand are merged across gaps this small.
@@ -58,6 +61,19 @@ export interface Snapshot {
   unsynced: string[]
   /** The file's bytes when it is kept inline (then `balls` is empty). */
   inline?: Buffer
+  /** The bytes of the pooled slices sealed since the last commit. */
+  pooled: Array<{ id: string, data: Buffer }>
+}
+
+export interface OpenFileOptions {
+  chunkSize: number
+  store: BallStore
+  /** Files up to this size are committed inline. */
+  inlineMax: number
+  /** The bytes of a file kept inline. */
+  fetchInline?: () => Promise<Buffer>
+  /** The bytes of a slice kept in the data pool. */
+  readPooled: (id: string) => Promise<Buffer>
 }
 
 export class OpenFile {
@@ -77,6 +93,8 @@ export class OpenFile {
   private fetchingInline?: Promise<void>
   private readonly dirty = new Map<number, Chunk>()
   private readonly sealing = new Map<number, Sealing>()
+  // Chunks being merged into a whole ball in the background.
+  private readonly compacting = new Map<number, Promise<void>>()
   // The newest generation of each chunk: an older seal finishing late is ignored.
   private readonly latest = new Map<number, number>()
   private gen = 0
@@ -84,21 +102,27 @@ export class OpenFile {
   private lastBallRead = -2
   private pinned: string[] = []
   private unsynced: string[] = []
+  // Pooled slices sealed and not yet committed: their bytes go with the commit.
+  private readonly pooled = new Map<string, Buffer>()
+  private readonly store: BallStore
+  private readonly inlineMax: number
+  private readonly readPooled: (id: string) => Promise<Buffer>
   private error: unknown
   /** Bumped by every change; a commit clears `changed` only if nothing came after it. */
   private version = 0
   private committedVersion = 0
   private commitChain: Promise<unknown> = Promise.resolve()
 
-  /** `inlineMax`: files up to this size are committed inline; `fetchInline`: the bytes of a file kept inline. */
-  constructor (readonly ino: number, node: Inode, chunkSize: number, private readonly store: BallStore,
-    private readonly inlineMax: number, fetchInline?: () => Promise<Buffer>) {
+  constructor (readonly ino: number, node: Inode, opts: OpenFileOptions) {
     this.size = node.size
     this.mtime = node.mtime
     this.balls = [...(node.balls ?? [])]
     this.slices = (node.slices ?? []).map((list) => list === null ? null : [...list])
-    this.chunkSize = node.chunkSize ?? chunkSize
-    this.fetchInline = fetchInline
+    this.chunkSize = node.chunkSize ?? opts.chunkSize
+    this.store = opts.store
+    this.inlineMax = opts.inlineMax
+    this.fetchInline = opts.fetchInline
+    this.readPooled = opts.readPooled
   }
 
   get changed (): boolean {
@@ -190,7 +214,8 @@ export class OpenFile {
           const part = into.subarray(p.from - within, p.to - within)
           if (p.slice >= 0) {
             const s = list[p.slice]
-            await this.readBall(s.ball, p.from - s.at, part, true)
+            if (s.pooled === true) (await this.pooledBytes(s.ball)).copy(part, 0, p.from - s.at)
+            else await this.readBall(s.ball, p.from - s.at, part, true)
           } else if (base === null) {
             part.fill(0)
           } else {
@@ -214,6 +239,15 @@ export class OpenFile {
     const inPlace = data.buffer === into.buffer && data.byteOffset === into.byteOffset
     if (!inPlace) data.copy(into)
     if (data.length < into.length) into.fill(0, data.length)
+  }
+
+  // The checked bytes of a pooled slice: at hand until committed, then from the data pool.
+  private async pooledBytes (id: string): Promise<Buffer> {
+    const held = this.pooled.get(id)
+    if (held) return held
+    const data = await this.readPooled(id)
+    if (encodeBall(data).id !== id) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the data pool's bytes of a slice fail their hash`)
+    return data
   }
 
   // Fetches the next balls that no bin of this agent holds (prefetch skips the others).
@@ -272,7 +306,9 @@ export class OpenFile {
     const inline = held === 0 ? await this.takeInline() : undefined
     const pinned = this.pinned
     this.pinned = []
+    const named = new Set(this.slices.flatMap((list) => (list ?? []).filter((s) => s.pooled === true).map((s) => s.ball)))
     return {
+      pooled: [...this.pooled].filter(([id]) => named.has(id)).map(([id, data]) => ({ id, data })),
       size: this.size,
       balls: [...this.balls],
       slices: this.slices.map((list) => list === null ? null : [...list]),
@@ -310,6 +346,11 @@ export class OpenFile {
   /** Whether the file's current content (committed or not) uses the ball. */
   refersTo (id: string): boolean {
     return this.balls.includes(id) || this.slices.some((list) => list?.some((s) => s.ball === id) === true)
+  }
+
+  /** After a commit: the data pool holds the pooled slices of that snapshot. */
+  markPooled (snap: Snapshot): void {
+    for (const { id, data } of snap.pooled) if (this.pooled.get(id) === data) this.pooled.delete(id)
   }
 
   /** After an fsync: the balls of that snapshot are on stable storage. */
@@ -435,14 +476,16 @@ export class OpenFile {
     this.latest.set(idx, gen)
     const length = Math.max(0, Math.min(this.chunkSize, this.size - idx * this.chunkSize))
     const ranges = this.sliceRanges(idx, chunk, length)
-    const base = this.slices[idx] ?? []
     let stored = false
     const done = (async () => {
       if (ranges) {
-        const made = await Promise.all(ranges.map(async (r) => ({ at: r.start, len: r.end - r.start, ball: await this.put(chunk.buf.subarray(r.start, r.end)) })))
+        const made = await Promise.all(ranges.map(async (r) => await this.putSlice(chunk.buf.subarray(r.start, r.end), r.start)))
         stored = true
         if (this.latest.get(idx) !== gen) return
-        this.slices[idx] = [...base, ...made]
+        // No other seal of the chunk ended meanwhile (the generation says so); a merge may have.
+        const list = [...(this.slices[idx] ?? []), ...made]
+        this.slices[idx] = list
+        if (list.length >= COMPACT_AT) this.compact(idx)
         return
       }
       if (!chunk.loaded) await this.load(idx, chunk)
@@ -464,6 +507,50 @@ export class OpenFile {
       if (stored && chunk.readers === 0 && chunk.buf.length === this.chunkSize) recycle(chunk.buf)
     })
     this.sealing.set(idx, { gen, chunk, done })
+  }
+
+  // Merges a chunk's ball and slices into one ball in the background, so that
+  // reads need not put it together from many pieces. The chunk list takes the
+  // new ball (and keeps the slices that came meanwhile) at the next commit,
+  // unless a seal replaced the chunk first. A failure leaves the slices as
+  // they are: the next seal of the chunk tries again.
+  private compact (idx: number): void {
+    if (this.compacting.has(idx)) return
+    const base = this.balls[idx] ?? null
+    const list = this.slices[idx] ?? []
+    const length = Math.max(0, Math.min(this.chunkSize, this.size - idx * this.chunkSize))
+    const buf = wholeChunk(this.chunkSize)
+    const job = (async () => {
+      const data = buf.subarray(0, length)
+      await this.readStored(idx, 0, data, false)
+      const id = isZero(data) ? null : await this.put(data)
+      const now = this.slices[idx] ?? []
+      if ((this.balls[idx] ?? null) !== base || now.length < list.length || list.some((s, i) => now[i] !== s)) return
+      while (this.balls.length <= idx) this.balls.push(null)
+      this.balls[idx] = id
+      this.slices[idx] = now.length > list.length ? now.slice(list.length) : null
+      // The same bytes in fewer pieces: a change the next commit records.
+      this.version++
+    })().catch(() => {}).finally(() => {
+      this.compacting.delete(idx)
+      recycle(buf)
+    })
+    this.compacting.set(idx, job)
+  }
+
+  /** Waits for the merges in the background (before the last handle lets go of the file). */
+  async drain (): Promise<void> {
+    while (this.compacting.size > 0) await Promise.all(this.compacting.values())
+  }
+
+  // A small slice stays in memory until the commit takes it to the data pool
+  // (one write makes it and the chunk list durable); a larger one is a ball in bins.
+  private async putSlice (bytes: Buffer, at: number): Promise<Slice> {
+    if (bytes.length > MAX_POOLED_SLICE) return { at, len: bytes.length, ball: await this.put(bytes) }
+    const data = Buffer.from(bytes)
+    const { id } = encodeBall(data)
+    this.pooled.set(id, data)
+    return { at, len: data.length, ball: id, pooled: true }
   }
 
   // Stores a ball pinned until its commit; it must reach stable storage at the next fsync.

@@ -14,10 +14,10 @@ import { BatchWriter, type BatchOp } from './batch-writer.ts'
 import { JOURNAL_SEQ_KEY, Journal } from './journal.ts'
 import type { AttrPatch, CopyOptions, FileContent, NewNode, Pool } from './pool.ts'
 import { PoolState } from './pool-state.ts'
-import { badSlices, ballsOf } from './slices.ts'
+import { MAX_POOLED_SLICE, badSlices, ballsOf, sameSlices, type Slice } from './slices.ts'
 import {
   MAX_INLINE_BYTES, NEXT_INO_KEY, ROOT_INO, S_IFDIR, S_IFMT, agentKey, ballKey, direntKey, encode, garbageKey, inlineHash,
-  inlineKey, inodeKey, isDir, isFile, isInlineKey, uploadKey, durableCopies, type AgentReport, type BallRecord, type Inode
+  inlineKey, inodeKey, pooledKey, sliceKey, isDir, isFile, isBytesKey, uploadKey, durableCopies, type AgentReport, type BallRecord, type Inode
 } from './schema.ts'
 
 /** How long an agent that stopped reporting keeps its bins to itself. */
@@ -107,7 +107,7 @@ export class DataPool extends PoolState implements Pool {
     let bytes = 0
     await this.writer.applied()
     for await (const [key, value] of this.db.iterator({ gt: after })) {
-      if (isInlineKey(key)) continue
+      if (isBytesKey(key)) continue
       if (bytes >= maxBytes) return { records, next: records[records.length - 1][0] }
       records.push([key, value])
       bytes += key.length + value.length
@@ -308,23 +308,31 @@ export class DataPool extends PoolState implements Pool {
     if (inline !== undefined && (!isFile(node) || content.balls.length > 0 || inline.length !== content.size || inline.length > MAX_INLINE_BYTES)) {
       throw new ChaacError('CHAAC_INVALID', `inode ${ino}: inline content must be a regular file's only bytes, at most ${MAX_INLINE_BYTES}`)
     }
-    const bad = badSlices(content.slices ?? [], content.chunkSize)
+    const bad = badSlices(content.slices ?? [], content.chunkSize) ?? this.badPooled(content)
     if (bad !== undefined || (inline !== undefined && ballsOf([], content.slices).length > 0)) {
       throw new ChaacError('CHAAC_INVALID', `inode ${ino}: ${bad ?? 'a file kept inline has no slices'}`)
     }
     const ops: BatchOp[] = []
     const after = ballsOf(content.balls, content.slices)
     const released = this.adjustRefs(ballsOf(node.balls ?? [], node.slices), after, ops)
+    for (const { id, data } of content.pooled ?? []) {
+      const rec = this.balls.get(id)
+      if (rec === undefined || rec.pooled === true || rec.refs <= 0) continue
+      rec.pooled = true
+      rec.bytes = data.length
+      ops.push({ type: 'put', key: pooledKey(id), value: data }, { type: 'put', key: ballKey(id), value: encode(rec) })
+    }
     if (opts.upload) {
       for (const id of after) {
-        if (this.balls.get(id)?.cloud === true || this.uploads.has(id)) continue
+        const rec = this.balls.get(id)
+        // Pooled slices are as safe as the data pool: they go to the cloud tier merged into whole balls.
+        if (rec?.cloud === true || rec?.pooled === true || this.uploads.has(id)) continue
         this.uploads.add(id)
         ops.push({ type: 'put', key: uploadKey(id), value: Buffer.alloc(0) })
       }
     }
+    const sliceOps = this.sliceOps(node, content.slices ?? [])
     node.balls = content.balls
-    if (content.slices?.some((list) => (list?.length ?? 0) > 0) === true) node.slices = content.slices
-    else delete node.slices
     node.size = content.size
     node.chunkSize = content.chunkSize
     if (content.mtime !== undefined) {
@@ -338,7 +346,7 @@ export class DataPool extends PoolState implements Pool {
       delete node.inline
       ops.push({ type: 'del', key: inlineKey(ino) })
     }
-    ops.push(this.putInode(node))
+    ops.push(this.putInode(node), ...sliceOps)
     await this.persist(ops, opts.sync)
     if (this.uploads.size > 0) this.emit('queued')
     return released
@@ -355,11 +363,32 @@ export class DataPool extends PoolState implements Pool {
     throw new ChaacError('CHAAC_IO', `inode ${ino}: its inline bytes are missing or corrupt`)
   }
 
+  async readPooled (id: string): Promise<Buffer> {
+    await this.writer.applied()
+    const data = this.balls.get(id)?.pooled === true ? await this.db.get(pooledKey(id)) : undefined
+    if (data === undefined) throw new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: not in the data pool`)
+    return data
+  }
+
+  // A pooled slice the commit names must be held already or come with its bytes.
+  private badPooled (content: FileContent): string | undefined {
+    const brought = new Map((content.pooled ?? []).map(({ id, data }) => [id, data]))
+    for (const list of content.slices ?? []) {
+      for (const s of list ?? []) {
+        if (s.pooled !== true) continue
+        const data = brought.get(s.ball)
+        if (data === undefined && this.balls.get(s.ball)?.pooled !== true) return `slice ${s.ball}: its bytes are not in the data pool`
+        if (data !== undefined && (data.length !== s.len || data.length > MAX_POOLED_SLICE)) return `slice ${s.ball}: ${data.length} bytes for a slice of ${s.len}`
+      }
+    }
+    return undefined
+  }
+
   /** Deletes an inode no name refers to and no handle holds; returns the balls released. */
   async purge (ino: number): Promise<string[]> {
     const node = this.inodes.get(ino)
     if (!node || node.nlink > 0) return []
-    const ops: BatchOp[] = [{ type: 'del', key: inodeKey(ino) }]
+    const ops: BatchOp[] = [{ type: 'del', key: inodeKey(ino) }, ...this.sliceOps(node, [])]
     if (node.inline !== undefined) ops.push({ type: 'del', key: inlineKey(ino) })
     const released = this.adjustRefs(ballsOf(node.balls ?? [], node.slices), [], ops)
     this.inodes.delete(ino)
@@ -460,7 +489,7 @@ export class DataPool extends PoolState implements Pool {
     this.balls.delete(id)
     this.uploads.delete(id)
     this.garbage.delete(id)
-    await this.persist([{ type: 'del', key: ballKey(id) }, { type: 'del', key: uploadKey(id) }, { type: 'del', key: garbageKey(id) }])
+    await this.persist(dropOps(id))
   }
 
   /** Notes that no file references a ball the cloud tier holds: it is deleted there after a grace period. */
@@ -547,7 +576,7 @@ export class DataPool extends PoolState implements Pool {
     this.balls.delete(id)
     this.uploads.delete(id)
     this.garbage.delete(id)
-    return [{ type: 'del', key: ballKey(id) }, { type: 'del', key: uploadKey(id) }, { type: 'del', key: garbageKey(id) }]
+    return dropOps(id)
   }
 
   private dropWriter (agentId: string): BatchOp[] {
@@ -588,7 +617,26 @@ export class DataPool extends PoolState implements Pool {
   }
 
   private putInode (node: Inode): BatchOp {
-    return { type: 'put', key: inodeKey(node.ino), value: encode(node) }
+    const { slices, ...record } = node
+    return { type: 'put', key: inodeKey(node.ino), value: encode(record) }
+  }
+
+  // Makes a file's slices `after`: the records of the chunks whose lists changed.
+  private sliceOps (node: Inode, after: Array<Slice[] | null>): BatchOp[] {
+    const before = node.slices ?? []
+    const ops: BatchOp[] = []
+    const kept: Array<Slice[] | null> = []
+    for (let i = 0; i < Math.max(before.length, after.length); i++) {
+      const old = before[i] ?? []
+      const now = after[i] ?? []
+      kept.push(now.length > 0 ? now : null)
+      if (sameSlices(old, now)) continue
+      ops.push(now.length > 0 ? { type: 'put', key: sliceKey(node.ino, i), value: encode(now) } : { type: 'del', key: sliceKey(node.ino, i) })
+    }
+    while (kept.length > 0 && kept[kept.length - 1] === null) kept.pop()
+    if (kept.length > 0) node.slices = kept
+    else delete node.slices
+    return ops
   }
 
   private touchDir (dir: Inode, now: number): void {
@@ -660,3 +708,7 @@ function withMember (list: string[] | undefined, item: string, member: boolean):
   return next.length > 0 ? next : undefined
 }
 
+// The records of a ball nothing needs any more, its pooled bytes with them.
+function dropOps (id: string): BatchOp[] {
+  return [{ type: 'del', key: ballKey(id) }, { type: 'del', key: uploadKey(id) }, { type: 'del', key: garbageKey(id) }, { type: 'del', key: pooledKey(id) }]
+}

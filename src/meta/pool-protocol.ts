@@ -5,6 +5,7 @@
 //                     pool.records {after}      -> {records: [[key, value]...], next}: a page of the snapshot
 //                     pool.revalidate           -> {seq}: the replica is current once it applied seq
 //                     pool.inline {ino}         -> {data, seq}: the bytes of a file kept inline, as of seq
+//                     pool.pooled {id}          -> {data}: the bytes of a slice kept in the data pool
 //                     pool.call {method, args}  -> {result, seq}: one change, made by the pool
 //   pool -> replica   pool.change {seq, origin, ops}: one stored batch, in order
 import { ChaacError } from '../errors.ts'
@@ -17,6 +18,7 @@ export const OP = {
   records: 'pool.records',
   revalidate: 'pool.revalidate',
   inline: 'pool.inline',
+  pooled: 'pool.pooled',
   call: 'pool.call',
   change: 'pool.change'
 } as const
@@ -30,7 +32,7 @@ export interface Change { seq: number, origin: string, ops: BatchOp[] }
 export interface CallReply { result: unknown, seq: number }
 
 const ballOrHole: Parse<string | null> = nullable(ball)
-const slice = shape({ at: count, len: count, ball })
+const slice = shape({ at: count, len: count, ball, pooled: optional(flag) })
 const context = shape({
   ufCPU: time,
   ufMemory: time,
@@ -53,7 +55,13 @@ const CALLS: Partial<Record<keyof Pool, Array<Parse<unknown>>>> = {
   rename: [count, text, count, text],
   setattr: [count, shape({ mode: optional(count), uid: optional(count), gid: optional(count), atime: optional(time), mtime: optional(time) })],
   commitFile: [count, shape({
-    size: count, balls: list(ballOrHole), slices: optional(list(nullable(list(slice)))), chunkSize: count, mtime: optional(time), inline: optional(bytes)
+    size: count,
+    balls: list(ballOrHole),
+    slices: optional(list(nullable(list(slice)))),
+    chunkSize: count,
+    mtime: optional(time),
+    inline: optional(bytes),
+    pooled: optional(list(shape({ id: ball, data: bytes })))
   }),
     shape({ sync: optional(flag), upload: optional(flag) })],
   purge: [count],
@@ -93,6 +101,8 @@ export function parseCall (body: unknown, from: string): Call {
 
 export const parseAfter = (body: unknown): string => shape({ after: text })(body, 'pool.records').after
 export const parseIno = (body: unknown): number => shape({ ino: count })(body, 'pool.inline').ino
+export const parseBallId = (body: unknown): string => shape({ id: ball })(body, 'pool.pooled').id
+export const parsePooled = (body: unknown): Buffer => shape({ data: bytes })(body, 'pool.pooled reply').data
 export const parseInline = (body: unknown): { data: Buffer, seq: number } => shape({ data: bytes, seq: count })(body, 'pool.inline reply')
 
 const op: Parse<BatchOp> = (v, what) => {

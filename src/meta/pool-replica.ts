@@ -11,7 +11,7 @@ import { connectPeer } from '../net/peer-client.ts'
 import type { NetLog, PeerLink } from '../net/peer-link.ts'
 import type { AttrPatch, CopyOptions, FileContent, NewNode, Pool } from './pool.ts'
 import {
-  CLUSTER_MAX_FRAME_BYTES, OP, parseCallReply, parseChange, parseInline, parsePage, parseSeq, type Change
+  CLUSTER_MAX_FRAME_BYTES, OP, parseCallReply, parseChange, parseInline, parsePage, parsePooled, parseSeq, type Change
 } from './pool-protocol.ts'
 import { PoolState } from './pool-state.ts'
 import { inlineHash, type AgentReport, type Inode } from './schema.ts'
@@ -269,6 +269,13 @@ export class PoolReplica extends PoolState implements Pool {
       if (inlineHash(data) === this.get(ino)?.inline) return data
     }
     throw new ChaacError('CHAAC_IO', `inode ${ino}: the data pool's inline bytes do not match the inode`)
+  }
+
+  /** Pooled slices stay with the data pool; the reader checks them against their id. */
+  async readPooled (id: string): Promise<Buffer> {
+    const link = this.poolLink
+    if (!this.current || !link) throw this.unreachable()
+    return parsePooled(await link.request(OP.pooled, { id }, { timeoutMs: this.opts.timeoutMs }))
   }
 
   async purge (ino: number): Promise<string[]> {

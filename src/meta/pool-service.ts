@@ -7,8 +7,8 @@ import { ChaacError } from '../errors.ts'
 import type { NetLog, PeerLink } from '../net/peer-link.ts'
 import type { BatchOp } from './batch-writer.ts'
 import type { DataPool } from './data-pool.ts'
-import { OP, PAGE_BYTES, parseAfter, parseCall, parseIno, type CallReply, type Change } from './pool-protocol.ts'
-import { isInlineKey } from './schema.ts'
+import { OP, PAGE_BYTES, parseAfter, parseBallId, parseCall, parseIno, type CallReply, type Change } from './pool-protocol.ts'
+import { isBytesKey } from './schema.ts'
 
 export class PoolService {
   private readonly subscribers = new Set<PeerLink>()
@@ -36,6 +36,7 @@ export class PoolService {
       await this.pool.settled()
       return { data, seq: this.pool.seq }
     })
+    link.on(OP.pooled, async (body) => ({ data: await this.pool.readPooled(parseBallId(body)) }))
     link.on(OP.revalidate, async () => {
       await this.pool.settled()
       return { seq: this.pool.seq }
@@ -56,8 +57,8 @@ export class PoolService {
   }
 
   private publish (seq: number, ops: BatchOp[], origin: string): void {
-    // Replicas hold no inline file bytes (they ask for them on open): those stay here.
-    const change: Change = { seq, origin, ops: ops.filter((op) => !isInlineKey(op.key)) }
+    // Replicas hold no file bytes (inline files, pooled slices: they ask when they need them): those stay here.
+    const change: Change = { seq, origin, ops: ops.filter((op) => !isBytesKey(op.key)) }
     for (const link of this.subscribers) {
       link.request(OP.change, change).catch((err: ChaacError) => {
         if (link.isClosed) return

@@ -7,8 +7,9 @@ import { EventEmitter } from 'node:events'
 import { ChaacError } from '../errors.ts'
 import type { PoolEvents } from './pool.ts'
 import {
-  NEXT_INO_KEY, ROOT_INO, decode, isDir, parseDirentKey, type AgentRecord, type BallRecord, type Inode
+  NEXT_INO_KEY, ROOT_INO, decode, isDir, isFile, parseDirentKey, parseSliceKey, type AgentRecord, type BallRecord, type Inode
 } from './schema.ts'
+import type { Slice } from './slices.ts'
 
 export class PoolState extends EventEmitter<PoolEvents> {
   protected readonly inodes = new Map<number, Inode>()
@@ -85,6 +86,7 @@ export class PoolState extends EventEmitter<PoolEvents> {
     switch (key[0]) {
       case 'i': return this.applyInode(parseInt(id, 16), value)
       case 'd': return this.applyDirent(key, value)
+      case 's': return this.applySlices(key, value)
       case 'b': setOrDelete(this.balls, id, value && decode<BallRecord>(value)); break
       case 'q': if (value) this.uploads.add(id); else this.uploads.delete(id); break
       case 'g': setOrDelete(this.garbage, id, value && Number(Buffer.from(value).toString())); break
@@ -109,8 +111,24 @@ export class PoolState extends EventEmitter<PoolEvents> {
       return true
     }
     const node = decode<Inode>(value)
+    // A file's slices are records of their own: a new inode record keeps them.
+    const slices = this.inodes.get(ino)?.slices
+    if (slices !== undefined && isFile(node)) node.slices = slices
     this.inodes.set(ino, node)
     if (isDir(node) && !this.dirs.has(ino)) this.dirs.set(ino, new Map())
+    return true
+  }
+
+  private applySlices (key: string, value: Uint8Array | undefined): boolean {
+    const { ino, chunk } = parseSliceKey(key)
+    const node = this.inodes.get(ino)
+    if (!node || !isFile(node)) return false
+    const slices = node.slices ?? []
+    while (slices.length <= chunk) slices.push(null)
+    slices[chunk] = value ? decode<Slice[]>(value) : null
+    while (slices.length > 0 && slices[slices.length - 1] === null) slices.pop()
+    if (slices.length > 0) node.slices = slices
+    else delete node.slices
     return true
   }
 

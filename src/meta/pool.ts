@@ -26,6 +26,8 @@ export interface FileContent {
   mtime?: number
   /** A small file's bytes, kept inline in the data pool instead of balls (then `balls` is empty). */
   inline?: Buffer
+  /** The bytes of pooled slices this commit names that the data pool may not hold yet. */
+  pooled?: Array<{ id: string, data: Buffer }>
 }
 
 /** How a bin holds a copy it reports: `cached` (droppable while a durable copy is left), for `writer` (not garbage until it commits). */
@@ -75,6 +77,8 @@ export interface Pool extends EventEmitter<PoolEvents> {
   commitFile: (ino: number, content: FileContent, opts?: { sync?: boolean, upload?: boolean }) => Promise<string[]>
   /** The bytes of a file kept inline, checked against the inode's hash of them. */
   readInline: (ino: number) => Promise<Buffer>
+  /** The bytes of a slice kept in the data pool (the reader checks them against the id). */
+  readPooled: (id: string) => Promise<Buffer>
   purge: (ino: number) => Promise<string[]>
   recordCopy: (binId: string, id: string, bytes: number, present: boolean, opts?: CopyOptions) => Promise<void>
   releaseCopy: (binId: string, id: string) => Promise<boolean>

@@ -3,6 +3,11 @@
 //   i!<ino, 16 hex>              -> Inode
 //   x!<ino, 16 hex>              -> the bytes of a small file kept inline
 //                                   (not held in memory: read when opened)
+//   y!<ball id>                  -> the bytes of a slice kept in the data pool
+//                                   (not held in memory: read when needed)
+//   s!<ino, 16 hex>!<chunk, 8 hex> -> the slices over one chunk of a file
+//                                   (apart from its inode: a commit rewrites
+//                                   only the lists of the chunks it changed)
 //   d!<parent ino>!<name>        -> child ino (decimal)
 //   b!<ball id>                  -> BallRecord
 //   q!<ball id>                  -> '' (waiting for upload to the cloud tier)
@@ -57,6 +62,8 @@ export interface BallRecord {
   refs: number
   /** The cloud tier holds a copy. */
   cloud: boolean
+  /** The data pool holds the bytes (a small slice, under the y! key). */
+  pooled?: boolean
   /** Ids of the bins that hold a copy. */
   bins: string[]
   /**
@@ -117,7 +124,11 @@ export function durableCopies (rec: BallRecord): string[] {
 const hex = (ino: number): string => ino.toString(16).padStart(16, '0')
 export const inodeKey = (ino: number): string => `i!${hex(ino)}`
 export const inlineKey = (ino: number): string => `x!${hex(ino)}`
-export const isInlineKey = (key: string): boolean => key.startsWith('x!')
+export const pooledKey = (id: string): string => `y!${id}`
+export const sliceKey = (ino: number, chunk: number): string => `s!${hex(ino)}!${chunk.toString(16).padStart(8, '0')}`
+export const parseSliceKey = (key: string): { ino: number, chunk: number } => ({ ino: parseInt(key.slice(2, 18), 16), chunk: parseInt(key.slice(19), 16) })
+/** Bytes of files the data pool keeps for itself: replicas ask for them when they need them. */
+export const isBytesKey = (key: string): boolean => key.startsWith('x!') || key.startsWith('y!')
 
 /** The most bytes a file kept inline may have, whatever the agent's --inline-max. */
 export const MAX_INLINE_BYTES = 64 * 1024

@@ -3,8 +3,15 @@
 // an offset. A small overwrite then stores only the bytes written; a chunk
 // that gathered many slices is sealed whole again. Pure: no I/O.
 
-/** Bytes `len` at `at` in the chunk, stored as the ball `ball`. */
-export interface Slice { at: number, len: number, ball: string }
+/**
+ * Bytes `len` at `at` in the chunk, stored as the ball `ball`: in bins, or
+ * (`pooled`, a small one) in the data pool itself, so that the bytes of an
+ * fsync and the chunk list that names them reach stable storage in one write.
+ */
+export interface Slice { at: number, len: number, ball: string, pooled?: boolean }
+
+/** The largest slice kept in the data pool rather than in bins. */
+export const MAX_POOLED_SLICE = 64 * 1024
 
 /** Where the bytes of one piece of a chunk come from: slice `slice` of the list, or the base (-1). */
 export interface Piece { from: number, to: number, slice: number }
@@ -49,4 +56,9 @@ export function badSlices (slices: ReadonlyArray<readonly Slice[] | null>, chunk
     }
   }
   return undefined
+}
+
+/** Whether two lists name the same slices in the same order. */
+export function sameSlices (a: readonly Slice[], b: readonly Slice[]): boolean {
+  return a.length === b.length && a.every((s, i) => s.ball === b[i].ball && s.at === b[i].at && s.len === b[i].len && s.pooled === b[i].pooled)
 }

@@ -246,3 +246,30 @@ t.test('data pool - every stored batch is announced in order, with its operation
   t.equal(all.next, null)
   t.ok(all.records.some(([key]) => key.startsWith('d!')), 'every stored record, entries too')
 })
+
+t.test('data pool - pooled slices: their bytes are committed with the chunk list, read back, and go with the last reference', async (t) => {
+  const { pool, reopen } = await openPool(t)
+  const f = await pool().create(ROOT_INO, 'f', FILE)
+  const bytes = Buffer.from('slice bytes')
+  const id = ball(7)
+  const slices = [[{ at: 100, len: bytes.length, ball: id, pooled: true }]]
+  await t.rejects(pool().commitFile(f.ino, { size: C, balls: [ball(1)], slices, chunkSize: C }), { code: 'CHAAC_INVALID' },
+    'a pooled slice without its bytes is refused')
+  await t.rejects(pool().commitFile(f.ino, { size: C, balls: [ball(1)], slices, chunkSize: C, pooled: [{ id, data: Buffer.from('short') }] }),
+    { code: 'CHAAC_INVALID' }, 'and one whose bytes do not fit it')
+  await t.rejects(pool().commitFile(f.ino, { size: C, balls: [ball(1)], slices: [[{ at: C - 1, len: 2, ball: id }]], chunkSize: C }),
+    { code: 'CHAAC_INVALID' }, 'and a slice past its chunk')
+  await pool().commitFile(f.ino, { size: C, balls: [ball(1)], slices, chunkSize: C, pooled: [{ id, data: bytes }] })
+  t.same(node(pool(), f.ino).slices, slices)
+  t.same(await pool().readPooled(id), bytes)
+  t.equal(pool().balls.get(id)?.refs, 1)
+  t.equal(pool().uploads.has(id), false, 'not queued for the cloud tier')
+  const again = await reopen()
+  t.same(await again.readPooled(id), bytes, 'stored, not only in memory')
+  t.same(node(again, f.ino).slices, slices, 'the chunk list with its slices too')
+  // The chunk sealed whole again: the slice is released, and dropping its record drops its bytes.
+  t.same(await again.commitFile(f.ino, { size: C, balls: [ball(2)], slices: [null], chunkSize: C }), [ball(1), id])
+  t.equal(node(again, f.ino).slices, undefined)
+  await again.dropBall(id)
+  await t.rejects(again.readPooled(id), { code: 'CHAAC_BALL_MISSING' })
+})

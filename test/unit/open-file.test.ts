@@ -3,7 +3,7 @@
 // whole) and how reads lay written bytes over the stored ones. Checked with
 // a fake ball store in memory whose reads can be held back.
 import t from 'tap'
-import { OpenFile, MAX_SLICES, type Snapshot } from '../../src/fs/open-file.ts'
+import { COMPACT_AT, OpenFile, type Snapshot } from '../../src/fs/open-file.ts'
 import { S_IFREG, type Inode } from '../../src/meta/schema.ts'
 import type { Slice } from '../../src/meta/slices.ts'
 import type { BallStore } from '../../src/store/ball-store.ts'
@@ -15,6 +15,23 @@ function inode (balls: Array<string | null>, size: number, slices?: Array<Slice[
 }
 
 interface FakeStore { store: BallStore, balls: Map<string, Buffer>, release: () => void, reads: string[], puts: number[] }
+
+// Committed pooled slices, as the data pool would hold them.
+type Pooled = Map<string, Buffer>
+
+function openFile (node: Inode, s: FakeStore, pooled: Pooled, inlineMax = 0, fetchInline?: () => Promise<Buffer>): OpenFile {
+  return new OpenFile(2, node, {
+    chunkSize: C,
+    store: s.store,
+    inlineMax,
+    fetchInline,
+    readPooled: async (id) => {
+      const data = pooled.get(id)
+      if (!data) throw new Error(`no pooled slice ${id}`)
+      return data
+    }
+  })
+}
 
 // Balls by id in memory; with `gated`, reads wait for `release()`.
 function fakeStore (gated = false): FakeStore {
@@ -44,22 +61,24 @@ function fakeStore (gated = false): FakeStore {
   return { store: store as unknown as BallStore, balls, release: () => open?.(), reads, puts }
 }
 
-async function commit (file: OpenFile): Promise<Snapshot> {
+async function commit (file: OpenFile, pooled: Pooled): Promise<Snapshot> {
   return await file.serially(async (version) => {
     const snap = await file.settle()
+    for (const { id, data } of snap.pooled) pooled.set(id, data)
     file.markCommitted(version)
+    file.markPooled(snap)
     return snap
   })
 }
 
 // The bytes of a committed snapshot, as a reader on another agent would put them together.
-function content (snap: Snapshot, balls: Map<string, Buffer>): Buffer {
+function content (snap: Snapshot, balls: Map<string, Buffer>, pooled: Pooled): Buffer {
   const out = Buffer.alloc(snap.size)
   const chunks = Math.max(snap.balls.length, snap.slices.length)
   for (let i = 0; i < chunks; i++) {
     const base = snap.balls[i] ?? null
     if (base !== null) (balls.get(base) as Buffer).copy(out, i * C)
-    for (const s of snap.slices[i] ?? []) (balls.get(s.ball) as Buffer).copy(out, i * C + s.at)
+    for (const s of snap.slices[i] ?? []) ((s.pooled === true ? pooled : balls).get(s.ball) as Buffer).copy(out, i * C + s.at)
   }
   return out
 }
@@ -71,14 +90,15 @@ async function read (file: OpenFile, offset: number, length: number): Promise<Bu
 }
 
 t.test('open file - a write does not wait for the stored chunk, and a commit racing it keeps it for the next', async (t) => {
+  const pooled: Pooled = new Map()
   const s = fakeStore(true)
   s.balls.set('base', Buffer.alloc(C, 0x61))
-  const file = new OpenFile(2, inode(['base'], C), C, s.store, 0)
+  const file = openFile(inode(['base'], C), s, pooled)
   // Reads of the stored chunk are held back: the write and the commit go on meanwhile.
   await file.write(Buffer.from('B'), 10)
   t.ok(file.changed, 'written')
   const reading = read(file, 0, 16)
-  const snap = await commit(file)
+  const snap = await commit(file, pooled)
   t.same(s.reads, ['base'], 'only the reader read the ball')
   s.release()
   t.equal((await reading).toString(), 'aaaaaaaaaaBaaaaa', 'the read lays the written byte over the stored ones')
@@ -86,76 +106,111 @@ t.test('open file - a write does not wait for the stored chunk, and a commit rac
   t.same(snap.balls, ['base'], 'the ball stays')
   t.equal(snap.slices[0]?.length, 1, 'one slice')
   t.same(snap.slices[0]?.[0] && { at: snap.slices[0][0].at, len: snap.slices[0][0].len }, { at: 10, len: 1 })
-  t.equal(content(snap, s.balls)[10], 'B'.charCodeAt(0))
-  t.same(snap.pinned, [snap.slices[0]?.[0].ball], 'the slice is pinned until committed')
+  t.equal(content(snap, s.balls, pooled)[10], 'B'.charCodeAt(0))
+  t.equal(snap.slices[0]?.[0].pooled, true, 'a small slice is kept in the data pool')
+  t.same(snap.pooled.map((p) => p.data.toString()), ['B'], 'its bytes go with the commit')
+  t.same(snap.pinned, [], 'no ball to pin')
 })
 
 t.test('open file - small overwrites are sealed as slices of what was written; reads lay them over the ball', async (t) => {
+  const pooled: Pooled = new Map()
   const s = fakeStore()
   const bytes = Buffer.alloc(C)
   for (let i = 0; i < C; i++) bytes[i] = i % 251
   s.balls.set('base', bytes)
-  const file = new OpenFile(2, inode(['base'], C), C, s.store, 0)
+  const file = openFile(inode(['base'], C), s, pooled)
   const model = Buffer.from(bytes)
   for (let i = 0; i < 10; i++) {
     const at = (i * 77_777) % (C - 8192)
     const data = Buffer.alloc(8192, i + 1)
     await file.write(data, at)
     data.copy(model, at)
-    const snap = await commit(file)
-    t.equal(s.puts.at(-1), 8192, `commit ${i} stored only the 8 KiB written`)
-    t.same(content(snap, s.balls), model, `commit ${i} holds the file`)
+    const snap = await commit(file, pooled)
+    t.same(snap.pooled.map((p) => p.data.length), [8192], `commit ${i} stored only the 8 KiB written`)
+    t.equal(s.puts.length, 0, 'and no ball')
+    t.same(content(snap, s.balls, pooled), model, `commit ${i} holds the file`)
   }
   t.same(await read(file, 0, C), model, 'the open file reads the same')
-  const reopened = new OpenFile(2, inode(['base'], C, (await commit(file)).slices), C, s.store, 0)
+  const reopened = openFile(inode(['base'], C, (await commit(file, pooled)).slices), s, pooled)
   t.same(await read(reopened, 0, C), model, 'and so does a fresh open of the committed chunk list')
 })
 
-t.test('open file - a chunk with too many slices, or written at large, is sealed whole again', async (t) => {
+t.test('open file - a chunk that gathered many slices is merged into one ball in the background', async (t) => {
+  const pooled: Pooled = new Map()
   const s = fakeStore()
   s.balls.set('base', Buffer.alloc(C, 7))
-  const file = new OpenFile(2, inode(['base'], C), C, s.store, 0)
+  const file = openFile(inode(['base'], C), s, pooled)
   const model = Buffer.alloc(C, 7)
-  let snap: Snapshot | undefined
-  for (let i = 0; i <= MAX_SLICES; i++) {
+  for (let i = 0; i < COMPACT_AT + 3; i++) {
     const at = i * 8192
     await file.write(Buffer.alloc(100, i), at)
     model.fill(i, at, at + 100)
-    snap = await commit(file)
+    await commit(file, pooled)
   }
-  t.equal(snap?.slices[0] ?? null, null, 'the slices are merged into a new ball')
-  t.not(snap?.balls[0], 'base')
-  t.same(content(snap as Snapshot, s.balls), model)
-  // A write of more than a quarter of the chunk: one whole ball, not a slice.
+  await file.drain()
+  // One more slice after the merge: it stays a slice over the merged ball.
+  await file.write(Buffer.alloc(10, 0xee), 500_000)
+  model.fill(0xee, 500_000, 500_010)
+  const snap = await commit(file, pooled)
+  t.not(snap.balls[0], 'base', 'a new ball')
+  t.ok((snap.slices[0]?.length ?? 0) < 5, `a few slices left (${snap.slices[0]?.length ?? 0})`)
+  t.same(content(snap, s.balls, pooled), model, 'the same bytes')
+  t.same(await read(file, 0, C), model)
+})
+
+t.test('open file - a write of more than a quarter of a chunk is sealed whole, not as a slice', async (t) => {
+  const pooled: Pooled = new Map()
+  const s = fakeStore()
+  s.balls.set('base', Buffer.alloc(C, 7))
+  const file = openFile(inode(['base'], C), s, pooled)
+  const model = Buffer.alloc(C, 7)
   await file.write(Buffer.alloc(C / 2, 9), 0)
   model.fill(9, 0, C / 2)
-  snap = await commit(file)
-  t.equal(s.puts.at(-1), C, 'sealed whole')
+  const snap = await commit(file, pooled)
+  t.same(s.puts, [C], 'sealed whole, once')
   t.equal(snap.slices[0] ?? null, null)
-  t.same(content(snap, s.balls), model)
+  t.same(content(snap, s.balls, pooled), model)
+})
+
+t.test('open file - a slice larger than the data pool keeps is a ball in bins', async (t) => {
+  const pooled: Pooled = new Map()
+  const s = fakeStore()
+  s.balls.set('base', Buffer.alloc(C, 1))
+  const file = openFile(inode(['base'], C), s, pooled)
+  await file.write(Buffer.alloc(100_000, 2), 5000)
+  const snap = await commit(file, pooled)
+  t.same(s.puts, [100_000], 'one ball of the bytes written')
+  t.equal(snap.slices[0]?.[0].pooled, undefined)
+  t.same(snap.pinned, [snap.slices[0]?.[0].ball], 'pinned until committed')
+  t.same(snap.unsynced, [snap.slices[0]?.[0].ball], 'synced at the next fsync')
+  const expect = Buffer.alloc(C, 1)
+  expect.fill(2, 5000, 105_000)
+  t.same(content(snap, s.balls, pooled), expect)
 })
 
 t.test('open file - a truncate inside a chunk with slices drops the bytes past the end for good', async (t) => {
+  const pooled: Pooled = new Map()
   const s = fakeStore()
   s.balls.set('base', Buffer.alloc(C, 1))
-  const file = new OpenFile(2, inode(['base'], C), C, s.store, 0)
+  const file = openFile(inode(['base'], C), s, pooled)
   await file.write(Buffer.alloc(4096, 2), C - 8192)
-  await commit(file)
+  await commit(file, pooled)
   await file.truncate(4096)
   await file.truncate(C)
-  const snap = await commit(file)
+  const snap = await commit(file, pooled)
   const expect = Buffer.alloc(C)
   expect.fill(1, 0, 4096)
-  t.same(content(snap, s.balls), expect, 'zeros where the slice and the ball were')
+  t.same(content(snap, s.balls, pooled), expect, 'zeros where the slice and the ball were')
   t.same(await read(file, 0, C), expect)
 })
 
 t.test('open file - a small file kept inline grows into a ball with its bytes', async (t) => {
+  const pooled: Pooled = new Map()
   const s = fakeStore()
-  const file = new OpenFile(2, inode([], 5), C, s.store, 4096, async () => Buffer.from('hello'))
+  const file = openFile(inode([], 5), s, pooled, 4096, async () => Buffer.from('hello'))
   await file.write(Buffer.alloc(100_000, 0x7a), 5)
-  const snap = await commit(file)
+  const snap = await commit(file, pooled)
   t.equal(snap.inline, undefined)
   t.equal(snap.slices[0] ?? null, null, 'no slice over inline bytes')
-  t.equal(content(snap, s.balls).subarray(0, 6).toString(), 'helloz')
+  t.equal(content(snap, s.balls, pooled).subarray(0, 6).toString(), 'helloz')
 })
