@@ -61,6 +61,14 @@ function fakeStore (gated = false): FakeStore {
   return { store: store as unknown as BallStore, balls, release: () => open?.(), reads, puts }
 }
 
+// A file of one chunk stored as the ball 'base', every byte `fill`.
+function overBall (fill: number, gated = false): { pooled: Pooled, s: FakeStore, file: OpenFile, model: Buffer } {
+  const pooled: Pooled = new Map()
+  const s = fakeStore(gated)
+  s.balls.set('base', Buffer.alloc(C, fill))
+  return { pooled, s, file: openFile(inode(['base'], C), s, pooled), model: Buffer.alloc(C, fill) }
+}
+
 async function commit (file: OpenFile, pooled: Pooled): Promise<Snapshot> {
   return await file.serially(async (version) => {
     const snap = await file.settle()
@@ -136,11 +144,7 @@ t.test('open file - small overwrites are sealed as slices of what was written; r
 })
 
 t.test('open file - a chunk that gathered many slices is merged into one ball in the background', async (t) => {
-  const pooled: Pooled = new Map()
-  const s = fakeStore()
-  s.balls.set('base', Buffer.alloc(C, 7))
-  const file = openFile(inode(['base'], C), s, pooled)
-  const model = Buffer.alloc(C, 7)
+  const { pooled, s, file, model } = overBall(7)
   for (let i = 0; i < COMPACT_AT + 3; i++) {
     const at = i * 8192
     await file.write(Buffer.alloc(100, i), at)
@@ -159,11 +163,7 @@ t.test('open file - a chunk that gathered many slices is merged into one ball in
 })
 
 t.test('open file - a write of more than a quarter of a chunk is sealed whole, not as a slice', async (t) => {
-  const pooled: Pooled = new Map()
-  const s = fakeStore()
-  s.balls.set('base', Buffer.alloc(C, 7))
-  const file = openFile(inode(['base'], C), s, pooled)
-  const model = Buffer.alloc(C, 7)
+  const { pooled, s, file, model } = overBall(7)
   await file.write(Buffer.alloc(C / 2, 9), 0)
   model.fill(9, 0, C / 2)
   const snap = await commit(file, pooled)
@@ -173,10 +173,7 @@ t.test('open file - a write of more than a quarter of a chunk is sealed whole, n
 })
 
 t.test('open file - a slice larger than the data pool keeps is a ball in bins', async (t) => {
-  const pooled: Pooled = new Map()
-  const s = fakeStore()
-  s.balls.set('base', Buffer.alloc(C, 1))
-  const file = openFile(inode(['base'], C), s, pooled)
+  const { pooled, s, file } = overBall(1)
   await file.write(Buffer.alloc(100_000, 2), 5000)
   const snap = await commit(file, pooled)
   t.same(s.puts, [100_000], 'one ball of the bytes written')
@@ -189,10 +186,7 @@ t.test('open file - a slice larger than the data pool keeps is a ball in bins', 
 })
 
 t.test('open file - a truncate inside a chunk with slices drops the bytes past the end for good', async (t) => {
-  const pooled: Pooled = new Map()
-  const s = fakeStore()
-  s.balls.set('base', Buffer.alloc(C, 1))
-  const file = openFile(inode(['base'], C), s, pooled)
+  const { pooled, s, file } = overBall(1)
   await file.write(Buffer.alloc(4096, 2), C - 8192)
   await commit(file, pooled)
   await file.truncate(4096)
