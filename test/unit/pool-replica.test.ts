@@ -185,3 +185,25 @@ t.test('replica - a wrong secret is refused with a message that says so', async 
   const ok = await c.join('agent-b')
   t.ok(ok.reachable, 'the pool goes on serving others')
 })
+
+t.test('replica - slices go through the pool; their lists follow the change stream and the snapshot, pooled bytes stay with the pool', async (t) => {
+  const c = await cluster(t)
+  const b = await c.join('agent-b')
+  const other = await c.join('agent-c')
+  const f = await b.create(ROOT_INO, 'f', FILE)
+  const bytes = Buffer.from('eight bytes')
+  const slices = [[{ at: 8, len: bytes.length, ball: ball(9), pooled: true }], [{ at: 0, len: 5, ball: ball(10) }]]
+  await b.commitFile(f.ino, { size: 2 * C, balls: [ball(1), ball(2)], slices, chunkSize: C, pooled: [{ id: ball(9), data: bytes }] })
+  t.same(b.get(f.ino)?.slices, slices, 'the writer\'s replica')
+  await other.revalidate()
+  t.same(other.get(f.ino)?.slices, slices, 'another replica, from the change stream')
+  t.same(await other.readPooled(ball(9)), bytes, 'pooled bytes come from the pool on request')
+  await t.rejects(other.readPooled(ball(3)), { code: 'CHAAC_BALL_MISSING' })
+  // A new inode record keeps the slice records; a list that empties goes.
+  await b.setattr(f.ino, { mode: S_IFREG | 0o600 })
+  await b.commitFile(f.ino, { size: 2 * C, balls: [ball(1), ball(2)], slices: [slices[0], null], chunkSize: C })
+  await other.revalidate()
+  t.same(other.get(f.ino)?.slices, [slices[0]])
+  const late = await c.join('agent-d')
+  t.same(late.get(f.ino)?.slices, [slices[0]], 'a replica that joins later, from the snapshot')
+})
