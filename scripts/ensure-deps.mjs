@@ -21,7 +21,7 @@ if (forTests) aptPackages.push('docker.io', 'busybox-static', 'iproute2', 'iptab
 // bench/compare.ts also brings up bindfs, GlusterFS and MooseFS and runs git;
 // bench/s3.ts runs a one-node Ceph with its RADOS Gateway.
 if (forBench) {
-  aptPackages.push('fio', 'python3', 'git', 'bindfs', 'glusterfs-server', 'glusterfs-client',
+  aptPackages.push('fio', 'python3', 'git', 'postgresql', 'bindfs', 'glusterfs-server', 'glusterfs-client',
     'moosefs-master', 'moosefs-chunkserver', 'moosefs-client', 'ceph-mon', 'ceph-osd', 'radosgw')
 }
 

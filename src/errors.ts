@@ -30,13 +30,25 @@ export const ERRNO_OF = {
 export type ChaacCode = keyof typeof ERRNO_OF
 export type Errno = (typeof ERRNO_OF)[ChaacCode]
 
+export interface ChaacErrorOptions {
+  cause?: unknown
+  /** The ball the error is about, for the log line of a failed file operation. */
+  ball?: string
+  /** The inode the error is about, where the layer that raised it knows it. */
+  ino?: number
+}
+
 export class ChaacError extends Error {
   readonly code: ChaacCode
+  readonly ball?: string
+  readonly ino?: number
 
-  constructor (code: ChaacCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
+  constructor (code: ChaacCode, message: string, options?: ChaacErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'ChaacError'
     this.code = code
+    if (options?.ball !== undefined) this.ball = options.ball
+    if (options?.ino !== undefined) this.ino = options.ino
   }
 
   get errno (): Errno {

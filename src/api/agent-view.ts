@@ -4,6 +4,7 @@ import type { ContextMonitor } from '../context/context-monitor.ts'
 import type { CloudCollector } from '../fs/cloud-collector.ts'
 import type { CloudUploader } from '../fs/cloud-uploader.ts'
 import type { Filesystem } from '../fs/filesystem.ts'
+import type { ChaacMount } from '../fuse/mount.ts'
 import type { DataPlane } from '../cluster/data-plane.ts'
 import type { Pool } from '../meta/pool.ts'
 import type { AgentReport } from '../meta/schema.ts'
@@ -18,6 +19,7 @@ export interface AgentView {
   readonly pool: Pool
   readonly store: BallStore
   readonly fs: Filesystem
+  readonly mount: ChaacMount
   readonly uploader: CloudUploader
   readonly collector: CloudCollector
   readonly context: ContextMonitor

@@ -152,7 +152,7 @@ function cluster (agent: AgentView): object {
 function status (agent: AgentView): object {
   return {
     agent: { id: agent.id, version: agent.version, pid: process.pid, uptimeSeconds: Math.round((Date.now() - agent.startedAt) / 1000) },
-    mount: { path: agent.config.mount },
+    mount: { path: agent.config.mount, errors: agent.mount.errors.summary() },
     http: agent.http.address ? `${agent.http.address.address}:${agent.http.address.port}` : null,
     chunkSize: agent.config.chunkSize,
     cacheSkipOver: agent.config.cacheSkipOver,

@@ -20,6 +20,16 @@ export function buildMetrics (agent: AgentView): Registry {
       this.inc({ outcome: 'skip' }, outcomes.skip)
     }
   })
+  new Counter({
+    name: 'chaac_fs_errors_total',
+    help: 'File operations a program saw fail: answered EIO (by the error code, UNEXPECTED for a bug) or ETIMEDOUT (past the op deadline)',
+    labelNames: ['errno', 'code', 'op'],
+    registers: [registry],
+    collect () {
+      this.reset()
+      for (const { errno, code, op, count } of agent.mount.errors.totals()) this.inc({ errno, code, op }, count)
+    }
+  })
   const binGauge = (name: string, help: string, value: (b: AgentView['store']['bins'][number]) => number): void => {
     new Gauge({
       name,

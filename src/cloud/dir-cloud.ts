@@ -29,7 +29,7 @@ export class DirCloud implements CloudTier {
       await rename(tmp, path)
     } catch (err) {
       await rm(tmp, { force: true })
-      throw new ChaacError('CHAAC_CLOUD_FAILED', `cloud tier ${this.location}: cannot store ball ${id}`, { cause: err })
+      throw new ChaacError('CHAAC_CLOUD_FAILED', `cloud tier ${this.location}: cannot store ball ${id}`, { cause: err, ball: id })
     }
   }
 
@@ -68,7 +68,7 @@ export class DirCloud implements CloudTier {
   async close (): Promise<void> {}
 
   private missing (id: string, cause: unknown): ChaacError {
-    return new ChaacError('CHAAC_BALL_MISSING', `cloud tier ${this.location}: no ball ${id}`, { cause })
+    return new ChaacError('CHAAC_BALL_MISSING', `cloud tier ${this.location}: no ball ${id}`, { cause, ball: id })
   }
 
   private pathOf (id: string): string {

@@ -107,7 +107,7 @@ export class S3Cloud implements CloudTier {
         }), this.deadline(UPLOAD_TIMEOUT_FACTOR))
       }
     } catch (err) {
-      throw this.failure(err, `cannot store ball ${id}`)
+      throw this.failure(err, `cannot store ball ${id}`, id)
     }
   }
 
@@ -124,7 +124,7 @@ export class S3Cloud implements CloudTier {
     try {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.spec.bucket, Key: this.key(id) }), this.deadline())
     } catch (err) {
-      throw this.failure(err, `cannot delete ball ${id}`)
+      throw this.failure(err, `cannot delete ball ${id}`, id)
     }
   }
 
@@ -147,8 +147,8 @@ export class S3Cloud implements CloudTier {
     } catch (err) {
       // A range wholly past the end: nothing there, as a short read.
       if (range && statusOf(err) === 416) return Buffer.alloc(0)
-      if (statusOf(err) === 404) throw new ChaacError('CHAAC_BALL_MISSING', `cloud tier ${this.location}: no ball ${id}`, { cause: err })
-      throw this.failure(err, `cannot read ball ${id}`)
+      if (statusOf(err) === 404) throw new ChaacError('CHAAC_BALL_MISSING', `cloud tier ${this.location}: no ball ${id}`, { cause: err, ball: id })
+      throw this.failure(err, `cannot read ball ${id}`, id)
     }
   }
 
@@ -182,7 +182,7 @@ export class S3Cloud implements CloudTier {
     // Some stores (radosgw 16) answer the completion without an ETag: check the object itself.
     const head = await this.client.send(new HeadObjectCommand({ Bucket, Key }), this.deadline())
     if (head.ContentLength !== body.length) {
-      throw new ChaacError('CHAAC_CLOUD_FAILED', `cloud tier ${this.location}: ball ${id} stored with ${head.ContentLength} bytes, not ${body.length}`)
+      throw new ChaacError('CHAAC_CLOUD_FAILED', `cloud tier ${this.location}: ball ${id} stored with ${head.ContentLength} bytes, not ${body.length}`, { ball: id })
     }
   }
 
@@ -194,11 +194,11 @@ export class S3Cloud implements CloudTier {
     return { abortSignal: AbortSignal.timeout(this.spec.timeoutMs * factor) }
   }
 
-  private failure (err: unknown, what: string): ChaacError {
-    if (err instanceof ChaacError) return err
+  private failure (err: unknown, what: string, ball?: string): ChaacError {
+    if (err instanceof ChaacError) return err.ball !== undefined || ball === undefined ? err : new ChaacError(err.code, err.message, { cause: err, ball })
     const timedOut = nameOf(err) === 'TimeoutError' || nameOf(err) === 'AbortError'
     return new ChaacError(timedOut ? 'CHAAC_TIMEOUT' : 'CHAAC_CLOUD_FAILED',
-      `cloud tier ${this.location}: ${what}: ${timedOut ? `no answer within ${this.spec.timeoutMs} ms` : describe(err)}`, { cause: err })
+      `cloud tier ${this.location}: ${what}: ${timedOut ? `no answer within ${this.spec.timeoutMs} ms` : describe(err)}`, { cause: err, ball })
   }
 
   private startError (err: unknown, what = 'cannot use the bucket'): ChaacError {

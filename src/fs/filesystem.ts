@@ -318,6 +318,26 @@ export class Filesystem {
     return ino
   }
 
+  /**
+   * A path that names the inode, for log lines; best effort: undefined for a
+   * file with no name left (unlinked while open), or when not found within
+   * `budget` entries (the kernel names files by inode, and files have no parent link).
+   */
+  pathOf (ino: number, budget = 100_000): string | undefined {
+    if (ino === ROOT_INO) return '/'
+    const dirs: Array<[number, string]> = [[ROOT_INO, '']]
+    for (let i = 0; i < dirs.length; i++) {
+      const [dir, path] = dirs[i]
+      for (const [name, child] of this.pool.entries(dir)) {
+        if (child === ino) return `${path}/${name}`
+        if (--budget <= 0) return undefined
+        const node = this.pool.get(child)
+        if (node && isDir(node)) dirs.push([child, `${path}/${name}`])
+      }
+    }
+    return undefined
+  }
+
   // ---- internals ----
 
   private async commit (ino: number, sync: boolean): Promise<void> {

@@ -1,30 +1,16 @@
 // Kernel requests -> Filesystem calls. Translation only: arguments in, exactly
 // one reply out (the result, or an errno), and never later than the op's deadline.
 import { constants } from 'node:os'
-import { ChaacError, notFound } from '../errors.ts'
+import { notFound } from '../errors.ts'
 import type { Filesystem } from '../fs/filesystem.ts'
 import type { AttrChanges, Stat } from '../fs/types.ts'
+import type { FsErrors } from './fs-errors.ts'
 import { binding as native, OP_NAMES, Op, SA, SetAttr, type Req } from './lowlevel.ts'
-
-export interface OpLog {
-  error: (obj: object, msg: string) => void
-  debug: (obj: object, msg: string) => void
-}
 
 /** Milliseconds before an unanswered request gets ETIMEDOUT, by op name. */
 export type OpTimeouts = { default: number } & Record<string, number>
 
-const { EIO, ETIMEDOUT } = constants.errno
-
-/** The errno for an error: ChaacErrors map by their code; anything else is EIO and logged. */
-export function errnoOf (err: unknown, log: OpLog, op: string): number {
-  if (err instanceof ChaacError) {
-    log.debug({ op, code: err.code, msg: err.message }, 'operation failed')
-    return constants.errno[err.errno as keyof typeof constants.errno] ?? EIO
-  }
-  log.error({ op, err }, 'unexpected error in a file operation')
-  return EIO
-}
+const { ETIMEDOUT } = constants.errno
 
 function attrs (st: Stat): Float64Array {
   return Float64Array.of(st.ino, st.mode, st.nlink, st.uid, st.gid, st.rdev, st.size, st.blocks, st.atime, st.mtime, st.ctime, st.blksize)
@@ -58,7 +44,8 @@ export class FuseOps {
 
   constructor (
     private readonly fs: Filesystem,
-    private readonly log: OpLog,
+    /** Turns errors into errnos; logs and counts those a program sees as failures. */
+    private readonly errors: FsErrors,
     private readonly timeouts: OpTimeouts,
     private readonly onStopped: () => void,
     /** Whether the kernel may remember names that do not exist (only this mount changes the namespace). */
@@ -77,47 +64,47 @@ export class FuseOps {
     switch (op) {
       case Op.LOOKUP: return this.lookup(r, ino, a[0])
       case Op.FORGET:
-        fs.forget(ino, a[0]).catch((err) => errnoOf(err, this.log, 'forget'))
+        fs.forget(ino, a[0]).catch((err) => this.errors.errnoOf(err, 'forget', ino))
         return
-      case Op.GETATTR: return this.answer(r, op, () => fs.getattr(ino), (st) => native.replyAttr(r, attrs(st)))
+      case Op.GETATTR: return this.answer(r, op, ino, () => fs.getattr(ino), (st) => native.replyAttr(r, attrs(st)))
       case Op.SETATTR:
-        return this.answer(r, op, async () => await fs.setattr(ino, changes(a[0], a[1]), a[2] ?? undefined), (st) => native.replyAttr(r, attrs(st)))
-      case Op.READLINK: return this.answer(r, op, () => fs.readlink(ino), (target) => native.replyReadlink(r, target))
-      case Op.MKNOD: return this.entry(r, op, async () => await fs.mknod(ino, a[0], a[1], a[2], { uid: a[3], gid: a[4] }))
-      case Op.MKDIR: return this.entry(r, op, async () => await fs.mkdir(ino, a[0], a[1], { uid: a[2], gid: a[3] }))
-      case Op.UNLINK: return this.done(r, op, async () => await fs.unlink(ino, a[0]))
-      case Op.RMDIR: return this.done(r, op, async () => await fs.rmdir(ino, a[0]))
-      case Op.SYMLINK: return this.entry(r, op, async () => await fs.symlink(a[1], ino, a[0], { uid: a[2], gid: a[3] }))
-      case Op.RENAME: return this.done(r, op, async () => await fs.rename(ino, a[0], a[1], a[2]))
-      case Op.LINK: return this.entry(r, op, async () => await fs.link(ino, a[0], a[1]))
+        return this.answer(r, op, ino, async () => await fs.setattr(ino, changes(a[0], a[1]), a[2] ?? undefined), (st) => native.replyAttr(r, attrs(st)))
+      case Op.READLINK: return this.answer(r, op, ino, () => fs.readlink(ino), (target) => native.replyReadlink(r, target))
+      case Op.MKNOD: return this.entry(r, op, ino, async () => await fs.mknod(ino, a[0], a[1], a[2], { uid: a[3], gid: a[4] }))
+      case Op.MKDIR: return this.entry(r, op, ino, async () => await fs.mkdir(ino, a[0], a[1], { uid: a[2], gid: a[3] }))
+      case Op.UNLINK: return this.done(r, op, ino, async () => await fs.unlink(ino, a[0]))
+      case Op.RMDIR: return this.done(r, op, ino, async () => await fs.rmdir(ino, a[0]))
+      case Op.SYMLINK: return this.entry(r, op, ino, async () => await fs.symlink(a[1], ino, a[0], { uid: a[2], gid: a[3] }))
+      case Op.RENAME: return this.done(r, op, ino, async () => await fs.rename(ino, a[0], a[1], a[2]))
+      case Op.LINK: return this.entry(r, op, ino, async () => await fs.link(ino, a[0], a[1]))
       case Op.OPEN:
-        return this.answer(r, op, async () => await fs.openFile(ino, a[0]), (o) => native.replyOpen(r, o.fd, o.keepCache),
+        return this.answer(r, op, ino, async () => await fs.openFile(ino, a[0]), (o) => native.replyOpen(r, o.fd, o.keepCache),
           async (o) => await fs.release(o.fd))
       case Op.READ:
-        return this.answer(r, op, async () => {
+        return this.answer(r, op, ino, async () => {
           const buf = Buffer.allocUnsafe(a[1])
           return { buf, n: await fs.read(a[0], buf, a[1], a[2]) }
         }, ({ buf, n }) => native.replyBuf(r, buf, n))
-      case Op.WRITE: return this.answer(r, op, async () => await fs.write(a[0], a[1], a[2]), (n) => native.replyWrite(r, n))
-      case Op.FLUSH: return this.done(r, op, async () => await fs.flush(a[0]))
-      case Op.RELEASE: return this.done(r, op, async () => await fs.release(a[0]))
-      case Op.FSYNC: return this.done(r, op, async () => await fs.fsync(a[0]))
+      case Op.WRITE: return this.answer(r, op, ino, async () => await fs.write(a[0], a[1], a[2]), (n) => native.replyWrite(r, n))
+      case Op.FLUSH: return this.done(r, op, ino, async () => await fs.flush(a[0]))
+      case Op.RELEASE: return this.done(r, op, ino, async () => await fs.release(a[0]))
+      case Op.FSYNC: return this.done(r, op, ino, async () => await fs.fsync(a[0]))
       case Op.OPENDIR:
-        return this.answer(r, op, () => fs.opendir(ino), (fd) => native.replyOpen(r, fd, false), (fd) => fs.releasedir(fd))
+        return this.answer(r, op, ino, () => fs.opendir(ino), (fd) => native.replyOpen(r, fd, false), (fd) => fs.releasedir(fd))
       case Op.READDIR:
-        return this.answer(r, op, () => fs.readdir(a[0], a[2], Math.ceil(a[1] / MIN_DIRENT)), (list) => {
+        return this.answer(r, op, ino, () => fs.readdir(a[0], a[2], Math.ceil(a[1] / MIN_DIRENT)), (list) => {
           const inoModes = new Float64Array(list.length * 2)
           list.forEach((e, i) => { inoModes[2 * i] = e.ino; inoModes[2 * i + 1] = e.mode })
           native.replyDirents(r, a[1], list.map((e) => e.name), inoModes, a[2])
           return 0
         })
-      case Op.RELEASEDIR: return this.done(r, op, () => fs.releasedir(a[0]))
-      case Op.FSYNCDIR: return this.done(r, op, async () => await fs.syncMetadata())
+      case Op.RELEASEDIR: return this.done(r, op, ino, () => fs.releasedir(a[0]))
+      case Op.FSYNCDIR: return this.done(r, op, ino, async () => await fs.syncMetadata())
       case Op.STATFS:
-        return this.answer(r, op, () => fs.statfs(), (s) => native.replyStatfs(r, Float64Array.of(
+        return this.answer(r, op, ino, () => fs.statfs(), (s) => native.replyStatfs(r, Float64Array.of(
           s.bsize, s.frsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.favail, s.fsid, s.flag, s.namemax)))
       case Op.CREATE:
-        return this.answer(r, op, async () => await fs.create(ino, a[0], a[1], a[2], { uid: a[3], gid: a[4] }),
+        return this.answer(r, op, ino, async () => await fs.create(ino, a[0], a[1], a[2], { uid: a[3], gid: a[4] }),
           (c) => native.replyCreate(r, attrs(c.stat), c.fd, false),
           async (c) => {
             await fs.release(c.fd)
@@ -130,7 +117,7 @@ export class FuseOps {
   }
 
   private lookup (req: Req, parent: number, name: string): void {
-    this.answer(req, Op.LOOKUP, () => {
+    this.answer(req, Op.LOOKUP, parent, () => {
       const st = this.fs.lookup(parent, name)
       if (st === undefined && !this.negativeEntries) throw notFound(name)
       return st ?? null
@@ -147,12 +134,12 @@ export class FuseOps {
   }
 
   // Ops that answer with an entry give the kernel a reference to the inode.
-  private entry (req: Req, op: number, work: () => Stat | Promise<Stat>): void {
-    this.answer(req, op, work, (st) => native.replyEntry(req, attrs(st)), async (st) => await this.fs.forget(st.ino, 1))
+  private entry (req: Req, op: number, ino: number, work: () => Stat | Promise<Stat>): void {
+    this.answer(req, op, ino, work, (st) => native.replyEntry(req, attrs(st)), async (st) => await this.fs.forget(st.ino, 1))
   }
 
-  private done (req: Req, op: number, work: () => void | Promise<void>): void {
-    this.answer(req, op, work, () => native.replyErr(req, 0))
+  private done (req: Req, op: number, ino: number, work: () => void | Promise<void>): void {
+    this.answer(req, op, ino, work, () => native.replyErr(req, 0))
   }
 
   /**
@@ -160,7 +147,7 @@ export class FuseOps {
    * kernel did not take (the request was interrupted, or timed out first) is
    * handed to `undo`, so that handles and references do not leak.
    */
-  private answer<T> (req: Req, op: number, work: () => T | Promise<T>, reply: (value: T) => number, undo?: (value: T) => unknown): void {
+  private answer<T> (req: Req, op: number, ino: number, work: () => T | Promise<T>, reply: (value: T) => number, undo?: (value: T) => unknown): void {
     const name = OP_NAMES[op]
     let answered = false
     let timeout: { deadline: number, expire: () => void } | undefined
@@ -173,13 +160,13 @@ export class FuseOps {
     const fail = (err: unknown): void => {
       if (answered) return
       settle()
-      native.replyErr(req, errnoOf(err, this.log, name))
+      native.replyErr(req, this.errors.errnoOf(err, name, ino))
     }
     const succeed = (value: T): void => {
       const late = answered
       if (!late) settle()
       if (late || reply(value) !== 0) {
-        Promise.resolve(undo?.(value)).catch((err) => errnoOf(err, this.log, name))
+        Promise.resolve(undo?.(value)).catch((err) => this.errors.errnoOf(err, name, ino))
       }
     }
     try {
@@ -189,7 +176,7 @@ export class FuseOps {
         timeout = {
           deadline: Date.now() + ms,
           expire: () => {
-            this.log.error({ op: name, ms }, 'file operation timed out')
+            this.errors.timedOut(name, ino, ms)
             settle()
             native.replyErr(req, ETIMEDOUT)
           }

@@ -8,7 +8,8 @@ import { ChaacError } from '../errors.ts'
 import type { Filesystem } from '../fs/filesystem.ts'
 import type { Pool } from '../meta/pool.ts'
 import { parseInodeKey } from '../meta/schema.ts'
-import { FuseOps, type OpLog } from './fuse-ops.ts'
+import { FsErrors, type ErrorLog } from './fs-errors.ts'
+import { FuseOps } from './fuse-ops.ts'
 import { binding, type SessionHandle } from './lowlevel.ts'
 
 const exec = promisify(execFile)
@@ -45,7 +46,12 @@ export class ChaacMount {
   private session?: SessionHandle
   private stopped?: Promise<void>
 
-  constructor (readonly dir: string, private readonly fs: Filesystem, private readonly log: OpLog, private readonly opts: MountOptions) {}
+  /** Failures programs saw (EIO, ETIMEDOUT), logged and counted; for /metrics and /status. */
+  readonly errors: FsErrors
+
+  constructor (readonly dir: string, private readonly fs: Filesystem, private readonly log: ErrorLog, private readonly opts: MountOptions) {
+    this.errors = new FsErrors(log, (ino) => fs.pathOf(ino))
+  }
 
   async mount (): Promise<void> {
     // A previous agent that died leaves its mount behind ("transport endpoint is not connected"):
@@ -58,7 +64,7 @@ export class ChaacMount {
     }
     let onStopped = (): void => {}
     this.stopped = new Promise<void>((resolve) => { onStopped = resolve })
-    const ops = new FuseOps(this.fs, this.log, {
+    const ops = new FuseOps(this.fs, this.errors, {
       // Shorter than any client's patience; longer than the agent's own network deadlines.
       default: 30_000, flush: 120_000, fsync: 120_000, release: 120_000, write: 60_000
     }, () => onStopped(), this.opts.negativeEntries)

@@ -218,7 +218,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
       }
     }
     if (skipCache) return await this.readUncached(id, offset, length, into, failure)
-    if (!this.cloud && !this.remote) throw failure ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy in any bin and no cloud tier`)
+    if (!this.cloud && !this.remote) throw failure ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy in any bin and no cloud tier`, { ball: id })
     const { raw, outcome } = await this.fetchIntoCache(id)
     this.count(id, outcome)
     return await this.slice(id, raw, offset, length)
@@ -253,7 +253,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
         this.peerFailed(id, source, err)
       }
     }
-    if (!this.cloud) throw failure ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy in any bin, on any peer, and no cloud tier`)
+    if (!this.cloud) throw aboutBall(failure, id) ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy in any bin, on any peer, and no cloud tier`, { ball: id })
     const data = await this.reader.read(this.cloud, id, offset, length, into)
     this.outcomes.skip++
     return data
@@ -306,7 +306,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
   async upload (id: string): Promise<void> {
     if (!this.cloud) return
     const bin = this.bins.find((b) => b.has(id))
-    if (!bin) throw new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no local copy to upload`)
+    if (!bin) throw new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no local copy to upload`, { ball: id })
     const h = await this.reader.header(bin, id)
     const data = await this.reader.read(bin, id, 0, h.size)
     await this.uploadBall(id, await bin.readRaw(id, 0, h.length), data)
@@ -431,7 +431,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
       if (this.durableBins().some((b) => b.has(id))) return await this.storeLocal({ id, header: Buffer.alloc(0), data: Buffer.alloc(0) }, opts)
       const raw = await fetch()
       const ball = checkBall(id, raw)
-      if (!ball) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the fetched copy fails its hash`)
+      if (!ball) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the fetched copy fails its hash`, { ball: id })
       return await this.storeLocal({ id, ...ball }, opts)
     } finally {
       this.dropPin(id)
@@ -454,7 +454,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
     }
     const staged = this.staged.get(id)?.ball
     if (staged) return Buffer.concat([staged.header, staged.data]).subarray(start, start + length)
-    throw failure ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy here`)
+    throw failure ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy here`, { ball: id })
   }
 
   /**
@@ -583,17 +583,17 @@ export class BallStore extends EventEmitter<StoreEvents> {
     for (const source of this.remote?.sources(id) ?? []) {
       try {
         const raw = await source.readBall(id)
-        if (!checkBall(id, raw)) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the copy on peer ${source.agent} fails its hash`)
+        if (!checkBall(id, raw)) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the copy on peer ${source.agent} fails its hash`, { ball: id })
         return { raw, outcome: 'remoteHit' }
       } catch (err) {
         failure = err
         this.peerFailed(id, source, err)
       }
     }
-    if (!this.cloud) throw failure ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy in any bin, on any peer, and no cloud tier`)
+    if (!this.cloud) throw aboutBall(failure, id) ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy in any bin, on any peer, and no cloud tier`, { ball: id })
     // One request for the whole ball: the header comes with it.
     const raw = await this.cloud.readBall(id)
-    if (!checkBall(id, raw)) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the cloud tier's copy fails its hash`)
+    if (!checkBall(id, raw)) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the cloud tier's copy fails its hash`, { ball: id })
     return { raw, outcome: 'miss' }
   }
 }
@@ -601,3 +601,8 @@ export class BallStore extends EventEmitter<StoreEvents> {
 interface Fetched { raw: Buffer, outcome: ReadOutcome }
 
 const rawSource = (raw: Buffer): BallSource => ({ readRaw: async (_, start, len) => raw.subarray(start, start + len) })
+
+// A peer's error does not know which ball it was asked for; the log line of the failed read names it.
+function aboutBall (err: unknown, id: string): unknown {
+  return err instanceof ChaacError && err.ball === undefined ? new ChaacError(err.code, err.message, { cause: err, ball: id }) : err
+}

@@ -138,7 +138,7 @@ export class Bin implements BallSource {
     } catch (err) {
       await rm(tmp, { force: true })
       throw new ChaacError((err as NodeJS.ErrnoException).code === 'ENOSPC' ? 'CHAAC_NO_SPACE' : 'CHAAC_IO',
-        `bin ${this.dir}: cannot write ball ${id}`, { cause: err })
+        `bin ${this.dir}: cannot write ball ${id}`, { cause: err, ball: id })
     } finally {
       this.reserved -= bytes
     }
@@ -169,7 +169,7 @@ export class Bin implements BallSource {
 
   async readRaw (id: string, start: number, length: number, into?: Buffer): Promise<Buffer> {
     const entry = this.entries.get(id)
-    if (!entry) throw new ChaacError('CHAAC_BALL_MISSING', `bin ${this.dir}: no ball ${id}`)
+    if (!entry) throw new ChaacError('CHAAC_BALL_MISSING', `bin ${this.dir}: no ball ${id}`, { ball: id })
     entry.lastUse = ++useClock
     entry.uses++
     let fh = this.fds.get(id)
@@ -186,7 +186,7 @@ export class Bin implements BallSource {
       this.fds.delete(id)
       // Only a file that is gone is a missing ball; other failures may pass and leave the copy good.
       const gone = (err as NodeJS.ErrnoException).code === 'ENOENT'
-      throw new ChaacError(gone ? 'CHAAC_BALL_MISSING' : 'CHAAC_IO', `bin ${this.dir}: cannot read ball ${id}`, { cause: err })
+      throw new ChaacError(gone ? 'CHAAC_BALL_MISSING' : 'CHAAC_IO', `bin ${this.dir}: cannot read ball ${id}`, { cause: err, ball: id })
     }
   }
 

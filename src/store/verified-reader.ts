@@ -46,10 +46,10 @@ export class VerifiedReader {
     const aligned = span.start === offset && span.end === Math.min(h.size, offset + length)
     const data = await source.readRaw(id, h.length + span.start, span.end - span.start, aligned ? into : undefined)
     if (data.length !== span.end - span.start || !verifyBlocks(h, span.first, data)) {
-      throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: bytes ${span.start}-${span.end} fail their hash`)
+      throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: bytes ${span.start}-${span.end} fail their hash`, { ball: id })
     }
     return data.subarray(offset - span.start, Math.min(h.size, offset + length) - span.start)
   }
 }
 
-const corrupt = (id: string): ChaacError => new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: header does not match its id`)
+const corrupt = (id: string): ChaacError => new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: header does not match its id`, { ball: id })
