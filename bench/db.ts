@@ -119,7 +119,7 @@ class Cluster {
   async stop (): Promise<void> {
     const d = this.daemon
     this.daemon = undefined
-    if (d !== undefined) await stopPatiently(d, 300_000)
+    if (d !== undefined) await d.stop(300_000)
   }
 
   /** Runs pgbench on this cluster; any ERROR, PANIC or FATAL in its output is a failure of the run. */
@@ -129,20 +129,6 @@ class Cluster {
     if (/ERROR|PANIC|FATAL/.test(out)) throw new Error(`pgbench ${args.join(' ')} reported errors:\n${out.slice(-4000)}`)
     return { out, ms }
   }
-}
-
-/**
- * SIGTERM, then a poll for the exit (Daemon.stop's own grace period is a
- * timer that keeps this process alive for its whole length), SIGKILL after `graceMs`.
- */
-async function stopPatiently (d: Daemon, graceMs: number): Promise<void> {
-  if (!d.running) return
-  d.child?.kill('SIGTERM')
-  await waitFor(`${d.name} to exit`, async () => !d.running, graceMs).catch(async () => {
-    log(`${d.name} (pid ${d.child?.pid}) did not exit within ${graceMs / 1000} s of SIGTERM; killing it`)
-    d.child?.kill('SIGKILL')
-    await waitFor(`${d.name} to exit after SIGKILL`, async () => !d.running, 10_000)
-  })
 }
 
 function tpsOf ({ out }: { out: string }): number {
@@ -321,7 +307,7 @@ async function main (): Promise<void> {
   const cleanup = async (): Promise<void> => {
     killChildren()
     for (const c of Object.values(clusters)) await c.stop().catch((err: Error) => log(`${c.name}: ${err.message}`))
-    if (agent.daemon !== undefined) await stopPatiently(agent.daemon, 60_000).catch((err: Error) => log(`agent: ${err.message}`))
+    if (agent.daemon !== undefined) await agent.daemon.stop(60_000).catch((err: Error) => log(`agent: ${err.message}`))
     await agent.stop().catch((err: Error) => log(`agent: ${err.message}`))
     await removeTempFolders(root, [shm])
   }

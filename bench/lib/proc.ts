@@ -176,11 +176,22 @@ export class Daemon {
     const child = this.child
     if (child === undefined || !this.running) return
     child.kill('SIGTERM')
-    if (await Promise.race([this.exited?.then(() => true), delay(graceMs).then(() => false)]) === false) {
+    if (!await exitsWithin(this.exited, graceMs)) {
       log(`${this.name} (pid ${child.pid}) ignored SIGTERM for ${graceMs / 1000} s; killing it`)
       child.kill('SIGKILL')
-      await Promise.race([this.exited, delay(10_000)])
+      await exitsWithin(this.exited, 10_000)
     }
+  }
+}
+
+// Whether `exited` settles within `ms`; the timer goes with it, so it does not keep the bench alive.
+async function exitsWithin (exited: Promise<unknown> | undefined, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms) })
+  try {
+    return await Promise.race([(exited ?? Promise.resolve()).then(() => true), late])
+  } finally {
+    clearTimeout(timer)
   }
 }
 
