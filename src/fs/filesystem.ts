@@ -524,7 +524,8 @@ function checkName (name: string): void {
 }
 
 function contentStamp (c: { size: number, balls: Array<string | null>, slices?: Array<Slice[] | null> }, inline: string | undefined): string {
-  const slices = (c.slices ?? []).map((list) => (list ?? []).map((s) => `${s.at}+${s.len}=${s.ball}`).join(';'))
+  // Chunks without slices leave no trace: an open file's list and the stored one differ in trailing empties only.
+  const slices = (c.slices ?? []).flatMap((list, i) => (list ?? []).map((s) => `${i}@${s.at}+${s.len}=${s.ball}`))
   return `${c.size}:${c.balls.join(',')}:${slices.join(',')}:${inline ?? ''}`
 }
 
