@@ -23,7 +23,7 @@ const MAX_SEALING = 2
 // Balls fetched ahead of a sequential reader, or of one that missed the local cache.
 const READ_AHEAD_BALLS = 4
 /** Slices of a chunk that start merging it into a whole ball in the background. */
-export const COMPACT_AT = 32
+export const COMPACT_AT = 64
 /** Slices a chunk may gather at most: past them its next seal merges it (each slice costs a read). */
 export const MAX_SLICES = 256
 // A chunk this short is sealed whole: slices would save next to nothing.

@@ -3,8 +3,9 @@
 // on) and queued for LevelDB; batches queued while one is being written go
 // out together in the next one, in order, each LevelDB batch naming the last
 // journal record it holds. A caller's promise settles when its batch is in
-// the journal, or, when it asked for sync, once LevelDB has it on stable
-// storage (with every batch before it).
+// the journal, or, when it asked for sync, once the journal is on stable
+// storage (fdatasync). LevelDB writes with sync only when a file of the
+// journal is to be emptied, and for `flush`.
 import type { Level } from 'level'
 import { ChaacError } from '../errors.ts'
 import { JOURNAL_SEQ_KEY, type Journal } from './journal.ts'
@@ -30,6 +31,8 @@ export class BatchWriter {
   // Journal records appended, and written to LevelDB.
   private seq: number
   private appliedSeq: number
+  // The last journal record LevelDB holds on stable storage.
+  private storedSeq: number
   // Callers waiting for LevelDB: sync writes, and `applied`.
   private waiters: Waiter[] = []
   private failure?: ChaacError
@@ -38,6 +41,7 @@ export class BatchWriter {
   constructor (private readonly db: Level<string, Buffer>, private readonly journal: Journal, lastSeq: number) {
     this.seq = lastSeq
     this.appliedSeq = lastSeq
+    this.storedSeq = lastSeq
   }
 
   async write (ops: BatchOp[], sync = false): Promise<void> {
@@ -47,10 +51,16 @@ export class BatchWriter {
       this.seq++
       this.ops.push(...ops)
     }
-    this.sync ||= sync
-    if (!sync && this.appliedSeq === this.seq) return
-    const done = sync ? this.whenApplied(true) : undefined
-    this.kick(sync)
+    if (this.appliedSeq !== this.seq) this.kick(false)
+    if (sync) await this.journal.sync()
+  }
+
+  /** Resolves once LevelDB holds every batch written so far on stable storage (before the journal goes). */
+  async flush (): Promise<void> {
+    if (this.failure) throw this.failure
+    this.sync = true
+    const done = this.whenApplied(true)
+    this.kick(true)
     await done
   }
 
@@ -78,8 +88,9 @@ export class BatchWriter {
   private async drain (): Promise<void> {
     while (this.appliedSeq < this.seq || this.sync) {
       const ops = this.ops
-      const sync = this.sync
       const seq = this.seq
+      // With sync when asked to flush, and when that lets a full file of the journal go.
+      const sync = this.sync || this.journal.waiting(seq)
       this.ops = []
       this.sync = false
       try {
@@ -91,11 +102,12 @@ export class BatchWriter {
         break
       }
       this.appliedSeq = seq
+      if (sync) this.storedSeq = seq
       const done = (w: Waiter): boolean => w.seq <= seq && (sync || !w.sync)
       const ready = this.waiters.filter(done)
       this.waiters = this.waiters.filter((w) => !done(w))
       for (const w of ready) w.resolve()
-      this.journal.applied(seq)
+      this.journal.applied(this.storedSeq)
     }
     this.running = false
   }

@@ -555,7 +555,7 @@ export class DataPool extends PoolState implements Pool {
   }
 
   async close (): Promise<void> {
-    await this.sync()
+    await this.writer.flush()
     // LevelDB holds every record on stable storage now.
     this.journal.clear()
     this.journal.close()

@@ -6,10 +6,16 @@
 // virtual machine. LevelDB stores, with every batch, the number of the last
 // record it holds; at open the records after it are written to LevelDB again.
 //
+// An fsync (a commit asked for with sync) makes the journal itself durable
+// (fdatasync of its file): one small write to stable storage, where a LevelDB
+// write with sync costs several. A file of the journal is therefore emptied
+// only once LevelDB holds all of its records on stable storage.
+//
 // A record: length (u32 BE) | CRC-32 of the body (u32 BE) | body (msgpack of
 // [seq, [[key, value or null], ...]]). A torn or corrupt tail (a crash in the
 // middle of an append) ends the journal: that batch was never acknowledged.
-import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs'
+import { closeSync, fdatasync, fstatSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs'
+import { promisify } from 'node:util'
 import { crc32 } from 'node:zlib'
 import { pack, unpack } from 'msgpackr'
 import { ChaacError } from '../errors.ts'
@@ -19,6 +25,7 @@ import type { BatchOp } from './batch-writer.ts'
 export const JOURNAL_SEQ_KEY = 'm!journal-seq'
 
 const HEAD = 8
+const fdatasyncP = promisify(fdatasync)
 
 export interface JournalRecord { seq: number, ops: BatchOp[] }
 
@@ -53,6 +60,10 @@ class Segment {
   size: number
   /** The number of the last record appended (0: none since it was emptied). */
   lastSeq = 0
+  // Appends so far, and how many of them an fdatasync has made durable.
+  private appends = 0
+  private durable = 0
+  private syncing?: { upTo: number, done: Promise<void> }
 
   constructor (readonly fd: number, readonly path: string) {
     this.size = fstatSync(fd).size
@@ -69,12 +80,34 @@ class Segment {
         'the data pool could not write its journal', { cause: err })
     }
     this.size += record.length
+    this.appends++
+  }
+
+  /** Makes every record appended so far durable; concurrent callers share an fdatasync that covers them. */
+  async sync (): Promise<void> {
+    const want = this.appends
+    while (this.durable < want) {
+      const running = this.syncing
+      if (running) {
+        // One that started before our append does not cover it: wait for it, then look again.
+        await running.done.catch(() => {})
+        continue
+      }
+      const upTo = this.appends
+      const done = fdatasyncP(this.fd).then(() => { this.durable = Math.max(this.durable, upTo) }, (err) => {
+        throw new ChaacError('CHAAC_META_FAILED', 'the data pool could not flush its journal to stable storage', { cause: err })
+      }).finally(() => { if (this.syncing?.done === done) this.syncing = undefined })
+      this.syncing = { upTo, done }
+      await done
+    }
   }
 
   clear (): void {
     ftruncateSync(this.fd, 0)
     this.size = 0
     this.lastSeq = 0
+    // Its records are on stable storage in LevelDB: nothing left to flush.
+    this.durable = this.appends
   }
 }
 
@@ -126,14 +159,25 @@ export class Journal {
     segment.lastSeq = seq
   }
 
+  /** Makes every record appended so far durable (an fsync's commit). */
+  async sync (): Promise<void> {
+    await Promise.all(this.segments.map(async (s) => await s.sync()))
+  }
+
   /**
-   * LevelDB holds every record up to `appliedSeq`: the file not being
-   * written is emptied if it holds only such records. (The one being written
-   * is left alone: appends move off it once it is full and the other is empty.)
+   * LevelDB holds every record up to `storedSeq` on stable storage: the file
+   * not being written is emptied if it holds only such records. (The one
+   * being written is left alone: appends move off it once it is full and the
+   * other is empty.)
    */
-  applied (appliedSeq: number): void {
+  applied (storedSeq: number): void {
+    if (this.waiting(storedSeq)) this.segments[1 - this.active].clear()
+  }
+
+  /** Whether the file not being written could be emptied once LevelDB has every record up to `seq` on stable storage. */
+  waiting (seq: number): boolean {
     const idle = this.segments[1 - this.active]
-    if (idle.size > 0 && idle.lastSeq <= appliedSeq) idle.clear()
+    return idle.size > 0 && idle.lastSeq <= seq
   }
 
   /** Empties the journal: every record in it is in LevelDB. */
