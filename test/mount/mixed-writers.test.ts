@@ -7,6 +7,8 @@
 // seen through a handle opened (with its cache kept) before it.
 // One agent for the whole file (restarted on the same data folder where a test
 // says so); file I/O on the mount only from child processes.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { cleanupAgent, py, sh, shOk, startAgent, unmountLazily, type RunningAgent } from '../helpers/agent.ts'
@@ -19,10 +21,50 @@ const OPTS = { timeout: 300_000 }
 
 let agent = await startAgent()
 const agents = [agent]
+const scratch = await mkdtemp(join(tmpdir(), 'chaac-mixed-'))
 t.teardown(async () => {
   for (const a of agents) await a.kill9()
   await cleanupAgent(agents[agents.length - 1])
+  await rm(scratch, { recursive: true, force: true })
 })
+
+// Runs a command with a deadline and leaves none of its processes behind. fio
+// may hang (or abort) once its mmap jobs died of SIGBUS, and its jobs are
+// processes in sessions of their own, out of reach of a kill of its group:
+// as a subreaper this runner inherits them, and kills them at the end.
+const BOUNDED = join(scratch, 'bounded.py')
+await writeFile(BOUNDED, `
+import ctypes, os, subprocess, sys
+PR_SET_CHILD_SUBREAPER = 36
+ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1)
+def descendants():
+    kids = {}
+    for d in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open('/proc/%s/stat' % d) as f:
+                kids.setdefault(int(f.read().rsplit(')', 1)[1].split()[1]), []).append(int(d))
+        except OSError:
+            pass
+    out, todo = [], [os.getpid()]
+    while todo:
+        for kid in kids.get(todo.pop(), []):
+            out.append(kid)
+            todo.append(kid)
+    return out
+p = subprocess.Popen(sys.argv[2:])
+try:
+    code = p.wait(timeout=float(sys.argv[1]))
+except subprocess.TimeoutExpired:
+    print('fatal: still running after %s s' % sys.argv[1], file=sys.stderr)
+    code = 124
+left = descendants()
+for pid in left:
+    os.kill(pid, 9)
+if left and code == 0:
+    print('fatal: processes left behind: %s' % left, file=sys.stderr)
+    code = 1
+sys.exit(code)
+`)
 
 /** kill -9 of the agent, then a new one on the same data folder and chaac path. */
 async function restart (): Promise<void> {
@@ -64,7 +106,7 @@ const before = new Map<string, string[]>()
 t.test('mixed writers - fio with mmap, O_DIRECT, AIO and splice writers of two files: no error, no signal, both files whole', OPTS, async (t) => {
   await shOk(`mkdir ${dirs.join(' ')}`, { cwd: agent.mount })
   // The tries run at once, each on its own two files: one try takes 20-40 s, most of it msync of job9.
-  const runs = await Promise.all(dirs.map(async (d) => await sh(fio(d), { cwd: agent.mount, timeoutMs: 240_000 })))
+  const runs = await Promise.all(dirs.map(async (d) => await sh(`python3 ${BOUNDED} 200 ${fio(d)}`, { cwd: agent.mount, timeoutMs: 240_000 })))
   for (const [i, r] of runs.entries()) {
     const d = dirs[i]
     t.equal(r.code, 0, `${d}: fio exits 0`)
@@ -204,7 +246,7 @@ print(json.dumps({'expect': sha(data), 'cached': sha(cached), 'direct': sha(dire
   t.equal(out.cached, out.expect, 'a read sees the spliced bytes')
   t.equal(out.direct, out.expect, 'the agent stored them')
   // fio's own splice engine, with its verification of what it wrote.
-  const r = await sh(`fio --name=splice --ioengine=splice --rw=randwrite --bs=8k --size=1m --filename=${join(agent.mount, 'fio-spliced')} --verify=crc32c --do_verify=1`, { timeoutMs: 120_000 })
+  const r = await sh(`python3 ${BOUNDED} 100 fio --name=splice --ioengine=splice --rw=randwrite --bs=8k --size=1m --filename=${join(agent.mount, 'fio-spliced')} --verify=crc32c --do_verify=1`, { timeoutMs: 120_000 })
   t.equal(r.code, 0, 'fio splice writes verify')
   t.same(fioFailures(r.stdout + r.stderr).concat(r.stdout.match(/verify: bad/g) ?? []), [])
 })
