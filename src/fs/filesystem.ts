@@ -361,7 +361,9 @@ export class Filesystem {
           file.markCommitted(version)
           file.markPooled(snap)
           // The kernel's pages already hold these writes: they went through it.
-          this.seen.set(ino, contentStamp(snap, snap.inline && inlineHash(snap.inline)))
+          const stamp = contentStamp(snap, snap.inline && inlineHash(snap.inline))
+          this.seen.set(ino, stamp)
+          file.base = stamp
           await this.releaseBalls(released)
         } else if (sync) {
           await this.pool.sync()
@@ -406,12 +408,20 @@ export class Filesystem {
     if (this.nextFd > 0x7fffffff) this.nextFd = 1
     this.handles.set(fd, { ino: node.ino, flags })
     if (isFile(node)) {
-      let file = this.open.get(node.ino)
+      const ino = node.ino
+      const fetchInline = node.inline !== undefined ? async () => await this.pool.readInline(ino) : undefined
+      let file = this.open.get(ino)
       if (file) {
         file.closing = false
+        // Close-to-open with a handle still open here: a version another agent
+        // committed since is what this open sees (unless this agent has writes
+        // of its own not yet committed: then the last close wins).
+        const stamp = contentStamp({ size: node.size, balls: node.balls ?? [], slices: node.slices }, node.inline)
+        if (file.base !== stamp && !file.busy) {
+          file.reload(node, fetchInline)
+          file.base = stamp
+        }
       } else {
-        const ino = node.ino
-        const fetchInline = node.inline !== undefined ? async () => await this.pool.readInline(ino) : undefined
         file = new OpenFile(ino, node, {
           chunkSize: this.opts.chunkSize,
           store: this.store,
@@ -419,7 +429,8 @@ export class Filesystem {
           fetchInline,
           readPooled: async (id) => await this.pool.readPooled(id)
         })
-        this.open.set(node.ino, file)
+        file.base = contentStamp({ size: node.size, balls: node.balls ?? [], slices: node.slices }, node.inline)
+        this.open.set(ino, file)
       }
       file.handles++
     }

@@ -80,6 +80,8 @@ export class OpenFile {
   handles = 0
   /** The last handle is being released: what it did not commit is not the file's. */
   closing = false
+  /** The stored version this state was loaded from or committed as (the file system's stamp of it). */
+  base = ''
   size: number
   mtime: number
   readonly chunkSize: number
@@ -123,6 +125,17 @@ export class OpenFile {
     this.inlineMax = opts.inlineMax
     this.fetchInline = opts.fetchInline
     this.readPooled = opts.readPooled
+  }
+
+  /** Takes the stored version `node` (committed elsewhere) as this file's content; only when not busy. */
+  reload (node: Inode, fetchInline?: () => Promise<Buffer>): void {
+    this.size = node.size
+    this.mtime = node.mtime
+    this.balls = [...(node.balls ?? [])]
+    this.slices = (node.slices ?? []).map((list) => list === null ? null : [...list])
+    this.inline = undefined
+    this.fetchInline = fetchInline
+    this.lastBallRead = -2
   }
 
   get changed (): boolean {
@@ -415,15 +428,16 @@ export class OpenFile {
 
   // Fetches the bytes of a file kept inline, once however many want them.
   private async loadInline (): Promise<void> {
-    const fetch = this.fetchInline
-    if (!fetch) return
-    this.fetchingInline ??= fetch().then((bytes) => {
-      // Unless a truncation to zero made them moot meanwhile.
-      if (this.fetchInline !== fetch) return
-      this.inline = bytes
-      this.fetchInline = undefined
-    }).finally(() => { this.fetchingInline = undefined })
-    await this.fetchingInline
+    // Again when a truncation or a reload put other bytes in place meanwhile.
+    for (let fetch = this.fetchInline; fetch !== undefined; fetch = this.fetchInline) {
+      const mine = fetch
+      this.fetchingInline ??= mine().then((bytes) => {
+        if (this.fetchInline !== mine) return
+        this.inline = bytes
+        this.fetchInline = undefined
+      }).finally(() => { this.fetchingInline = undefined })
+      await this.fetchingInline
+    }
   }
 
   private grow (chunk: Chunk, need: number): Buffer {

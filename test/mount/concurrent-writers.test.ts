@@ -137,24 +137,12 @@ async function quitAll (procs: WriterProcess[]): Promise<void> {
 
 const logTail = (agent: RunningAgent): string => `the agent's log ends: ${agent.log().slice(-3000)}`
 
-// A bug of the agent this test found, not yet fixed: a write that waited for
-// its chunk's ball puts its bytes into the chunk after a commit sealed it (the
-// chunk is being hashed and stored), so the ball fails its hash and the file
-// reads EIO. Failures that come with it count as todo; remove this with the fix.
-const KNOWN_LOSS = /fail their hash/
-const KNOWN_LOSS_TODO = 'a write into a chunk a commit sealed meanwhile: its ball fails its hash'
-
-/** Fails the test, or marks a todo when the agents' logs show the known loss. */
-function failure (t: Test, agents: RunningAgent[], message: string): void {
-  t.fail(message, agents.some((a) => KNOWN_LOSS.test(a.log())) ? { todo: KNOWN_LOSS_TODO } : {})
-}
-
 /** Reads `path` from a child process; fails the test when it cannot be read or `verdict` finds fault. */
 async function checkFile (t: Test, agent: RunningAgent, where: string, path: string, verdict: (found: Buffer) => string | undefined): Promise<Buffer | undefined> {
   const { data, error } = await readFromChild(path)
   const why = error ?? verdict(data)
   if (why === undefined) return data
-  failure(t, [agent], `${where}: ${why}`)
+  t.fail(`${where}: ${why}`)
   return undefined
 }
 
@@ -222,7 +210,7 @@ async function stressSeed (t: Test, agent: RunningAgent, seed: number, mixed: bo
   }
   await openAll()
   const failed = (where: string, why: string, ops: unknown): void => {
-    failure(t, [agent], `${name}, ${where}: ${why}\nops: ${brief(ops)}\n${logTail(agent)}`)
+    t.fail(`${name}, ${where}: ${why}\nops: ${brief(ops)}\n${logTail(agent)}`)
   }
   const checked = async (where: string, f: number, verdict: (found: Buffer) => string | undefined): Promise<Buffer | undefined> => {
     const data = await checkFile(t, agent, `${name}, ${where}, file ${f}`, paths[f], verdict)
@@ -234,7 +222,7 @@ async function stressSeed (t: Test, agent: RunningAgent, seed: number, mixed: bo
     for (const r of readers) {
       const got = await r.read(f)
       if (got.size !== data.length || got.sha !== sha(data)) {
-        failure(t, [agent], `${name}, ${where}: ${r.name} held open reads ${got.size} bytes, not what a new open reads (${data.length} bytes, ${sha(data).slice(0, 12)})`)
+        t.fail(`${name}, ${where}: ${r.name} held open reads ${got.size} bytes, not what a new open reads (${data.length} bytes, ${sha(data).slice(0, 12)})`)
         return false
       }
     }
@@ -332,7 +320,7 @@ t.test('concurrent writers - kill -9 in the middle of a round keeps every acknow
     const setUp = [await writers[0].run(sizes.map((size, f) => ['t', f, size])),
       ...await Promise.all(writers.map(async (w, k) => await w.run(first.ops[k])))]
     const error = setUp.find((res) => res.error)?.error
-    if (error) return failure(t, [agent], `${name}, first round: ${error}\nops: ${brief(first.ops)}`)
+    if (error) return t.fail(`${name}, first round: ${error}\nops: ${brief(first.ops)}`)
     const states: Buffer[] = []
     for (let f = 0; f < paths.length; f++) {
       const data = await checkFile(t, agent, `${name}, first round, file ${f}`, paths[f], (found) => explain(truncated(Buffer.alloc(0), sizes[f]), first.logs[f], found))
@@ -411,25 +399,23 @@ t.test('concurrent writers - writers on two agents, close to open: each round le
       })
       const results = await Promise.all(writers.map(async (w, k) => await w.run(plan.ops[k])))
       const error = results.findIndex((res) => res.error)
-      if (error >= 0) return failure(t, agents, `${name}, round ${r}: ${writers[error].name}: ${results[error].error}\nops: ${brief(plan.ops)}`)
+      if (error >= 0) return t.fail(`${name}, round ${r}: ${writers[error].name}: ${results[error].error}\nops: ${brief(plan.ops)}`)
       await Promise.all(writers.map(async (w) => await w.close()))
       const reads = await Promise.all(agents.map(async (a) => await readFromChild(join(a.mount, file))))
       const where = `${name}, round ${r}; writers on agents ${on.join(', ')}; ops: ${brief(plan.ops)}`
       const unreadable = reads.find((x) => x.error)
-      if (unreadable) return failure(t, agents, `${where}: ${unreadable.error}`)
-      if (!reads[0].data.equals(reads[1].data)) return failure(t, agents, `${where}: the agents read different bytes`)
+      if (unreadable) return t.fail(`${where}: ${unreadable.error}`)
+      if (!reads[0].data.equals(reads[1].data)) return t.fail(`${where}: the agents read different bytes`)
       const found = reads[0].data
       const why = [0, 1].map((a) => explain(state, plan.logs[0].filter((_, k) => on[k] === a), found))
-      if (why.every((w) => w !== undefined)) return failure(t, agents, `${where}: not agent 0's writes (${why[0]}) nor agent 1's (${why[1]})`)
+      if (why.every((w) => w !== undefined)) return t.fail(`${where}: not agent 0's writes (${why[0]}) nor agent 1's (${why[1]})`)
       state = found
     }
     await quitAll(writers)
     t.pass(`${name}: ${ROUNDS} rounds, each one agent's writes`)
   }
 
-  await t.test('a handle held open on one agent: a new open there still sees what another agent closed', {
-    todo: 'an agent keeps the version its open handle loaded: a new open there reads the old bytes, and a write through it commits them over the other agent\'s'
-  }, async (t) => {
+  await t.test('a handle held open on one agent: a new open there still sees what another agent closed', async (t) => {
     const file = 'held-open'
     await shOk(`head -c 100000 /dev/zero | tr '\\0' A > '${join(agents[0].mount, file)}'`)
     const held = spawnWriters(t, ['held open on agent 1'])[0]
