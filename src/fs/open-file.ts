@@ -510,6 +510,11 @@ export class OpenFile {
       while (this.balls.length <= idx) this.balls.push(null)
       this.balls[idx] = id
       if (this.slices[idx] != null) this.slices[idx] = null
+      // A file that grew out of its inline bytes: they are in the ball now, and no longer the chunk's content.
+      if (idx === 0) {
+        this.inline = undefined
+        this.fetchInline = undefined
+      }
     })().catch((err) => {
       // Keep the bytes so a later flush can try again (e.g. once space is freed).
       if (this.latest.get(idx) === gen && !this.dirty.has(idx)) this.setDirty(idx, chunk)

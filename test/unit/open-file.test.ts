@@ -208,3 +208,17 @@ t.test('open file - a small file kept inline grows into a ball with its bytes', 
   t.equal(snap.slices[0] ?? null, null, 'no slice over inline bytes')
   t.equal(content(snap, s.balls, pooled).subarray(0, 6).toString(), 'helloz')
 })
+
+t.test('open file - once a small file grew into a ball, its inline bytes are not the chunk\'s content any more', async (t) => {
+  const pooled: Pooled = new Map()
+  const s = fakeStore()
+  const file = openFile(inode([], 4096), s, pooled, 4096, async () => Buffer.alloc(4096, 'i'))
+  await file.write(Buffer.alloc(4095, 'a'), 4096)
+  const first = await commit(file, pooled)
+  t.equal(first.inline, undefined)
+  await file.write(Buffer.alloc(10, 'b'), 8191)
+  const snap = await commit(file, pooled)
+  const expect = Buffer.concat([Buffer.alloc(4096, 'i'), Buffer.alloc(4095, 'a'), Buffer.alloc(10, 'b')])
+  t.same(content(snap, s.balls, pooled), expect, 'the bytes appended before the first commit are kept')
+  t.same(await read(file, 0, expect.length), expect)
+})
