@@ -458,7 +458,9 @@ export class Filesystem {
   private stat (ino: number): Stat {
     const node = this.node(ino)
     const open = this.open.get(ino)
-    const file = open?.closing === false ? open : undefined
+    // An open file with nothing of its own to commit shows the stored version,
+    // which may be newer (committed on another agent while a handle was open here).
+    const file = open?.closing === false && open.busy ? open : undefined
     const size = file ? file.size : node.size
     return {
       ino,
