@@ -111,8 +111,11 @@ t.test('data plane - the allocator answers bins on distinct hosts and moves away
   // Contexts set, not sampled (the machine's real load must not decide): at first the third host is
   // the idlest of the two that take second copies, so it takes most of them; then it turns busy.
   const idle = { ufCPU: 0, ufMemory: 0, ufFileSystem: 0, ufNet: 0 }
-  for (const [i, ctx] of [idle, { ...idle, ufCPU: 0.2 }, idle].entries()) await writeFile(contextFile(i), JSON.stringify(ctx))
-  await waitFor(async () => (await a.json('/api/v1/bins')).bins.filter((x: any) => x.alive && x.context?.ufCPU === (x.agent === ids[1] ? 0.2 : 0)).length === 6,
+  const set = [idle, { ...idle, ufCPU: 0.2 }, idle]
+  for (const [i, ctx] of set.entries()) await writeFile(contextFile(i), JSON.stringify(ctx))
+  // Every factor, not only the CPU: a sample taken before the file was written carries the real ones.
+  const asSet = (x: any): boolean => Object.entries(set[ids.indexOf(x.agent)]).every(([k, v]) => x.context?.[k] === v)
+  await waitFor(async () => (await a.json('/api/v1/bins')).bins.filter((x: any) => x.alive && asSet(x)).length === 6,
     { timeoutMs: 30_000, what: 'every agent registered with its context' })
   const shares = async (): Promise<number[]> => {
     const n = [0, 0, 0]
