@@ -103,7 +103,7 @@ program.command('locate')
       console.log(`  #${b.index} @${b.offset} +${b.length} ${b.id ?? '-'}  ${where}`)
       for (const s of b.slices ?? []) {
         const at = s.bins.map((x) => `${x.host ?? '?'} ${x.level ?? '?'}:${x.dir ?? '?'}`)
-        console.log(`      slice @${b.offset + s.at} +${s.length} ${s.id}  ${[...at, ...(s.cloud ? ['cloud tier'] : [])].join(', ')}`)
+        console.log(`      slice @${b.offset + s.at} +${s.length} ${s.id}  ${[...(s.pooled ? ['data pool'] : []), ...at, ...(s.cloud ? ['cloud tier'] : [])].join(', ')}`)
       }
     }
   })
@@ -135,7 +135,7 @@ interface Location {
     hole: boolean
     cloud: boolean
     hosts: string[]
-    slices?: Array<{ at: number, length: number, id: string, cloud: boolean, bins: Array<{ host: string | null, level: string | null, dir: string | null }> }>
+    slices?: Array<{ at: number, length: number, id: string, pooled: boolean, cloud: boolean, bins: Array<{ host: string | null, level: string | null, dir: string | null }> }>
     bins: Array<{ host: string | null, level: string | null, dir: string | null, cached: boolean }>
   }>
 }

@@ -227,7 +227,8 @@ function location (agent: AgentView, url: URL): object {
         id,
         hole: id === null,
         ...(id === null ? { bins: [], hosts: [], cloud: false } : copies(id)),
-        slices: (node.slices?.[index] ?? []).map((s) => ({ at: s.at, length: s.len, id: s.ball, ...copies(s.ball) }))
+        // A pooled slice's bytes are in the data pool, not in bins.
+        slices: (node.slices?.[index] ?? []).map((s) => ({ at: s.at, length: s.len, id: s.ball, pooled: s.pooled === true, ...copies(s.ball) }))
       }
     })
   }

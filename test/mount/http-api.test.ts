@@ -309,3 +309,10 @@ t.test('chaac agent - a bad flag stops it at start with a message naming the fla
   }
   t.notMatch(await readFile('/proc/self/mountinfo', 'utf8'), join(root, 'mnt'), 'nothing was mounted')
 })
+
+t.test('GET /api/v1/location - a small overwrite with fsync is a slice over the chunk\'s ball, its bytes in the data pool', OPTS, async (t) => {
+  await shOk(`head -c ${CHUNK + MiB} /dev/urandom > sliced.bin && python3 -c "import os; fd = os.open('sliced.bin', os.O_RDWR); os.pwrite(fd, b'z' * 8192, ${CHUNK + 4096}); os.fsync(fd)"`, { cwd: mnt })
+  const sliced = (await get('/api/v1/location?path=/sliced.bin')).json
+  t.same(sliced.balls.map((b: any) => b.slices.map((s: any) => [s.at, s.length, s.pooled])), [[], [[4096, 8192, true]]])
+  t.match(await shOk(`${CLI} locate ${join(mnt, 'sliced.bin')} --http ${agent.http}`), /slice @4198400 \+8192 [0-9a-f]{64} {2}data pool/)
+})
