@@ -31,11 +31,15 @@ const SMALL_WHOLE = 64 * 1024
 // Written ranges of a chunk whose bytes are all at hand are merged across gaps this small.
 const SLICE_GAP = 4096
 
-// One chunk's bytes in memory. `buf` holds the chunk from its first byte; when
-// `loaded` it is the chunk's whole content (zeros past its end), otherwise
-// only the bytes in `ranges` are (the rest is the stored content).
+// One chunk's bytes in memory. When `loaded`, `buf` holds the chunk's whole
+// content from its first byte (zeros past its end); otherwise only the bytes
+// in `ranges` are there (the rest is the stored content), and `buf` starts at
+// the first page written, so that a small write into a large chunk takes a
+// few pages, not a whole chunk.
 interface Chunk {
   buf: Buffer
+  /** The chunk offset of buf[0]: 0 when loaded. */
+  origin: number
   loaded: boolean
   /** Bytes written since the chunk was last sealed. */
   ranges: Ranges
@@ -173,7 +177,8 @@ export class OpenFile {
   // Copies bytes into a chunk; a chunk a writer filled up to its end is sealed.
   private place (idx: number, chunk: Chunk, within: number, bytes: Buffer): void {
     const end = within + bytes.length
-    bytes.copy(this.grow(chunk, end), within)
+    const at = this.grow(chunk, within, end)
+    bytes.copy(chunk.buf, at)
     chunk.ranges.add(within, end)
     if (chunk.ranges.size === 1 && chunk.ranges.bytes === this.chunkSize) chunk.loaded = true
     if (end === this.chunkSize && chunk.loaded && 2 * chunk.ranges.bytes >= this.chunkSize) this.seal(idx)
@@ -200,7 +205,8 @@ export class OpenFile {
         }
         // Bytes written but not sealed when the read began are newer than the stored ones.
         for (const r of chunk.ranges.upTo(within + n)) {
-          if (r.end > within) chunk.buf.copy(into, Math.max(r.start, within) - within, Math.max(r.start, within), r.end)
+          const from = Math.max(r.start, within)
+          if (r.end > from) chunk.buf.copy(into, from - within, from - chunk.origin, r.end - chunk.origin)
         }
       } else {
         await this.readStored(idx, within, into, skipCache)
@@ -392,16 +398,18 @@ export class OpenFile {
     if (had) return had
     const sealing = this.sealing.get(idx)?.chunk
     if (sealing) {
-      return this.setDirty(idx, { buf: Buffer.from(sealing.buf), loaded: sealing.loaded, ranges: sealing.ranges.copy(), whole: sealing.whole, readers: 0 })
+      const copy = { buf: Buffer.from(sealing.buf), origin: sealing.origin, loaded: sealing.loaded, ranges: sealing.ranges.copy(), whole: sealing.whole, readers: 0 }
+      return this.setDirty(idx, copy)
     }
     const inlineBase = idx === 0 && (this.inline !== undefined || this.fetchInline !== undefined)
     if (inlineBase && this.inline !== undefined) {
       const buf = Buffer.from(this.inline)
       this.inline = undefined
-      return this.setDirty(0, { buf, loaded: true, ranges: new Ranges(), whole: false, readers: 0 })
+      // Its stored content is the inline bytes, which slices cannot lie over: sealed whole (or kept inline).
+      return this.setDirty(0, { buf, origin: 0, loaded: true, ranges: new Ranges(), whole: true, readers: 0 })
     }
     const hole = !inlineBase && (this.balls[idx] ?? null) === null && (this.slices[idx]?.length ?? 0) === 0
-    return this.setDirty(idx, { buf: Buffer.alloc(0), loaded: hole, ranges: new Ranges(), whole: false, readers: 0 })
+    return this.setDirty(idx, { buf: Buffer.alloc(0), origin: 0, loaded: hole, ranges: new Ranges(), whole: false, readers: 0 })
   }
 
   // The dirty chunk idx with all of its content at hand.
@@ -419,8 +427,9 @@ export class OpenFile {
       const buf = wholeChunk(this.chunkSize)
       await this.readStored(idx, 0, buf, false)
       // Writes may have come meanwhile: the chunk's own bytes win.
-      for (const r of chunk.ranges.upTo(this.chunkSize)) chunk.buf.copy(buf, r.start, r.start, r.end)
+      for (const r of chunk.ranges.upTo(this.chunkSize)) chunk.buf.copy(buf, r.start, r.start - chunk.origin, r.end - chunk.origin)
       chunk.buf = buf
+      chunk.origin = 0
       chunk.loaded = true
     })().finally(() => { chunk.loading = undefined })
     await chunk.loading
@@ -440,18 +449,22 @@ export class OpenFile {
     }
   }
 
-  private grow (chunk: Chunk, need: number): Buffer {
-    const buf = chunk.buf
-    if (buf.length >= need) return buf
+  // Makes the chunk's buffer hold [start, end); returns where `start` is in it.
+  private grow (chunk: Chunk, start: number, end: number): number {
+    const have = chunk.buf.length
+    if (start >= chunk.origin && end <= chunk.origin + have) return start - chunk.origin
     // From the pages written (a small file takes 4 KiB, not more: fresh memory
     // costs page faults), doubling up to 128 KiB; past that (a large file)
     // straight to a whole chunk.
     const C = this.chunkSize
-    const size = need > SMALL_CHUNK ? C : Math.min(C, Math.max(Math.ceil(need / PAGE) * PAGE, 2 * buf.length))
+    const origin = chunk.loaded ? 0 : Math.min(have === 0 ? C : chunk.origin, start - start % PAGE)
+    const need = Math.max(end, chunk.origin + have) - origin
+    const size = origin === 0 && need > SMALL_CHUNK ? C : Math.min(C - origin, Math.max(Math.ceil(need / PAGE) * PAGE, 2 * have))
     const bigger = size === C ? wholeChunk(C) : Buffer.alloc(size)
-    buf.copy(bigger)
+    if (have > 0) chunk.buf.copy(bigger, chunk.origin - origin)
     chunk.buf = bigger
-    return bigger
+    chunk.origin = origin
+    return start - origin
   }
 
   private setDirty (idx: number, chunk: Chunk): Chunk {
@@ -493,7 +506,7 @@ export class OpenFile {
     let stored = false
     const done = (async () => {
       if (ranges) {
-        const made = await Promise.all(ranges.map(async (r) => await this.putSlice(chunk.buf.subarray(r.start, r.end), r.start)))
+        const made = await Promise.all(ranges.map(async (r) => await this.putSlice(chunk.buf.subarray(r.start - chunk.origin, r.end - chunk.origin), r.start)))
         stored = true
         if (this.latest.get(idx) !== gen) return
         // No other seal of the chunk ended meanwhile (the generation says so); a merge may have.
@@ -542,19 +555,37 @@ export class OpenFile {
     const job = (async () => {
       const data = buf.subarray(0, length)
       await this.readStored(idx, 0, data, false)
-      const id = isZero(data) ? null : await this.put(data)
-      const now = this.slices[idx] ?? []
-      if ((this.balls[idx] ?? null) !== base || now.length < list.length || list.some((s, i) => now[i] !== s)) return
-      while (this.balls.length <= idx) this.balls.push(null)
-      this.balls[idx] = id
-      this.slices[idx] = now.length > list.length ? now.slice(list.length) : null
-      // The same bytes in fewer pieces: a change the next commit records.
-      this.version++
+      if (isZero(data)) return this.install(idx, base, list, null)
+      // The store pins the ball; the pin goes to the next commit only once the
+      // ball is in the chunk list (or not wanted), so no commit lets it go before.
+      const id = await this.store.put(data)
+      let synced = true
+      try {
+        // On stable storage here, in the background, rather than in the fsync that commits it.
+        await this.store.sync([id])
+      } catch {
+        synced = false
+      }
+      this.install(idx, base, list, id)
+      this.pinned.push(id)
+      if (!synced) this.unsynced.push(id)
     })().catch(() => {}).finally(() => {
       this.compacting.delete(idx)
       recycle(buf)
     })
     this.compacting.set(idx, job)
+  }
+
+  // A merged ball replaces the chunk's ball and the slices it was made from,
+  // unless a seal replaced the chunk meanwhile; slices that came since stay over it.
+  private install (idx: number, base: string | null, list: Slice[], id: string | null): void {
+    const now = this.slices[idx] ?? []
+    if ((this.balls[idx] ?? null) !== base || now.length < list.length || list.some((s, i) => now[i] !== s)) return
+    while (this.balls.length <= idx) this.balls.push(null)
+    this.balls[idx] = id
+    this.slices[idx] = now.length > list.length ? now.slice(list.length) : null
+    // The same bytes in fewer pieces: a change the next commit records.
+    this.version++
   }
 
   /** Waits for the merges in the background (before the last handle lets go of the file). */

@@ -56,7 +56,8 @@ function fakeStore (gated = false): FakeStore {
       return id
     },
     isLocal: () => true,
-    prefetch: () => {}
+    prefetch: () => {},
+    sync: async () => {}
   }
   return { store: store as unknown as BallStore, balls, release: () => open?.(), reads, puts }
 }
@@ -221,4 +222,30 @@ t.test('open file - once a small file grew into a ball, its inline bytes are not
   const expect = Buffer.concat([Buffer.alloc(4096, 'i'), Buffer.alloc(4095, 'a'), Buffer.alloc(10, 'b')])
   t.same(content(snap, s.balls, pooled), expect, 'the bytes appended before the first commit are kept')
   t.same(await read(file, 0, expect.length), expect)
+})
+
+t.test('open file - small writes far into a stored chunk take a few pages, in whatever order they come', async (t) => {
+  const { pooled, s, file, model } = overBall(5)
+  const writes: Array<[number, number, number]> = [[C - 4096, 100, 1], [C / 2 + 7, 5000, 2], [C / 2 - 3, 10, 3], [12_000, 1, 4]]
+  for (const [at, n, fill] of writes) {
+    await file.write(Buffer.alloc(n, fill), at)
+    model.fill(fill, at, at + n)
+  }
+  t.same(await read(file, 0, C), model, 'reads lay the writes over the stored bytes')
+  const snap = await commit(file, pooled)
+  t.same(content(snap, s.balls, pooled), model)
+  t.same(s.puts, [], 'slices only')
+})
+
+t.test('open file - a small file whose inline bytes were at hand grows into a whole ball, not slices over nothing', async (t) => {
+  const pooled: Pooled = new Map()
+  const s = fakeStore()
+  const file = openFile(inode([], 100), s, pooled, 4096, async () => Buffer.alloc(100, 'i'))
+  t.same(await read(file, 0, 100), Buffer.alloc(100, 'i'), 'the inline bytes are fetched')
+  await file.write(Buffer.alloc(8192, 'w'), 200_000)
+  const snap = await commit(file, pooled)
+  const expect = Buffer.alloc(208_192)
+  expect.fill('i', 0, 100)
+  expect.fill('w', 200_000)
+  t.same(content(snap, s.balls, pooled), expect, 'the first bytes are kept')
 })
