@@ -54,7 +54,7 @@ t.test('cluster - garbage at every peer port closes only its own connections; ev
       const raw = await rawPeer(url)
       try {
         send(raw, data)
-        await withDeadline(raw.closed, 10_000, 'the close after garbage before auth')
+        await withDeadline(raw.closed, 30_000, 'the close after garbage before auth')
         closed++
       } finally {
         raw.ws.terminate()

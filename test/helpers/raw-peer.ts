@@ -9,6 +9,8 @@ import type { Rng } from '../../src/placement/rng.ts'
 import { withDeadline } from './wait.ts'
 
 const MiB = 1024 * 1024
+// Liveness, not speed: under a full suite on two cores an agent may take seconds to accept or answer.
+const RAW_DEADLINE_MS = 30_000
 
 // A bare WebSocket client that speaks frames by hand, for what a PeerLink would never send.
 export interface RawPeer {
@@ -37,9 +39,9 @@ export async function rawPeer (url: string): Promise<RawPeer> {
   await withDeadline(new Promise((resolve, reject) => {
     ws.once('open', resolve)
     ws.once('error', reject)
-  }), 5_000, 'a raw connection')
+  }), RAW_DEADLINE_MS, 'a raw connection')
   const next = async (): Promise<Frame | undefined> => {
-    const deadline = Date.now() + 5_000
+    const deadline = Date.now() + RAW_DEADLINE_MS
     while (queue.length === 0) {
       if (closeCode !== undefined) return undefined
       await withDeadline(new Promise<void>((resolve) => { wake = resolve }), deadline - Date.now(), 'a frame from the server')
