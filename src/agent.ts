@@ -25,8 +25,10 @@ import { Membership } from './meta/membership.ts'
 import type { Pool } from './meta/pool.ts'
 import type { AgentReport } from './meta/schema.ts'
 import { CLUSTER_MAX_FRAME_BYTES } from './meta/pool-protocol.ts'
+import { EtcdPool } from './meta/etcd-pool.ts'
 import { PoolReplica } from './meta/pool-replica.ts'
 import { PoolService } from './meta/pool-service.ts'
+import { BackgroundWorker } from './cluster/worker.ts'
 import { listenPeers, type PeerServer } from './net/peer-server.ts'
 import { BallStore } from './store/ball-store.ts'
 import { Bin } from './store/bin.ts'
@@ -61,6 +63,8 @@ export class Agent {
   /** The data plane (roles pool and join); re-replication on the pool's agent. */
   plane?: DataPlane
   repairer?: Repairer
+  /** The election of the agent that does the background work of a cluster on etcd. */
+  worker?: BackgroundWorker
 
   static async start (config: AgentConfig, log: Logger, probe: HostProbe = new SiProbe()): Promise<Agent> {
     await mkdir(config.data, { recursive: true })
@@ -88,13 +92,14 @@ export class Agent {
     await store.reconcile(pool.balls)
 
     const fs = new Filesystem({ pool, store, chunkSize: config.chunkSize, cacheSkipOver: config.cacheSkipOver, inlineMax: config.inlineMax, log })
-    // The pool's agent collects for the whole namespace, before any other agent is let in.
-    if (role !== 'join') await fs.collectGarbage()
+    // The pool's agent collects for the whole namespace, before any other agent is let in; on etcd, where
+    // another agent may hold a file unlinked while open, each agent collects only the copies it holds.
+    if (role !== 'join') await fs.collectGarbage({ orphans: role !== 'etcd' })
     await store.fitCapacity()
     const uploader = new CloudUploader(pool, store, log)
     if (store.writePolicy === 'async') uploader.start()
     const collector = new CloudCollector(pool, store, config.cloudGcGraceMs, log)
-    if (cloud && role !== 'join') collector.start()
+    if (cloud && (role === 'single' || role === 'pool')) collector.start()
     const context = new ContextMonitor(probe, config.data, config.contextIntervalMs, log, new ContainerProbe())
     context.start()
     const mount = new ChaacMount(config.mount, fs, log, {
@@ -130,11 +135,51 @@ export class Agent {
       await mount.mount()
       await agent.http.listen(agent, config.http.host, config.http.port)
       await agent.membership.join()
+      if (pool instanceof EtcdPool && plane) {
+        agent.worker = new BackgroundWorker({
+          etcd: pool.etcd, prefix: pool.keyPrefix, agentId: id, ttlSeconds: WORKER_LEASE_SECONDS, log, onElected: () => agent.backgroundWork(plane)
+        })
+        agent.worker.start()
+      }
     } catch (err) {
       await agent.close()
       throw err
     }
     return agent
+  }
+
+  /**
+   * The work one agent of a cluster on etcd does for all (it won the
+   * election): re-replication, cloud-tier garbage, and marking agents gone
+   * once their lease expired. Returns what stops it.
+   */
+  backgroundWork (plane: DataPlane): () => Promise<void> {
+    const { replicas, rereplicateAfterMs: graceMs } = this.config.cluster
+    const repairer = new Repairer(this.pool, plane, { replicas, graceMs, intervalMs: this.config.contextIntervalMs, log: this.log })
+    repairer.start()
+    if (this.store.cloud) this.collector.start()
+    const liveness = setInterval(() => { void this.markExpired() }, this.config.contextIntervalMs)
+    liveness.unref()
+    return async () => {
+      clearInterval(liveness)
+      await repairer.close()
+      await this.collector.stop()
+    }
+  }
+
+  // An agent whose lease expired is gone from the moment it did, not only once its reports are overdue.
+  private async markExpired (): Promise<void> {
+    const pool = this.pool
+    if (!(pool instanceof EtcdPool)) return
+    try {
+      const live = await this.worker?.liveAgents()
+      if (!live) return
+      for (const rec of pool.agents.values()) {
+        if (rec.goneAt === undefined && !live.has(rec.id) && Date.now() - rec.seenAt > WORKER_LEASE_SECONDS * 1000) await pool.markGone(rec.id)
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not check which agents are alive')
+    }
   }
 
   /** What this agent tells the data pool about itself. */
@@ -166,6 +211,7 @@ export class Agent {
       await step('context', async () => this.context.close())
       await step('membership', async () => await this.membership.close())
       await step('re-replication', async () => await this.repairer?.close())
+      await step('background worker', async () => await this.worker?.close())
       await step('data plane', async () => await this.plane?.close())
       await step('peers', async () => await this.peers?.close())
       await step('ball store', async () => await this.store.close())
@@ -175,9 +221,13 @@ export class Agent {
   }
 }
 
+// How long the background worker keeps its election, and an agent its liveness key, without renewing them.
+const WORKER_LEASE_SECONDS = 5
+
 async function openPool (config: AgentConfig, id: string, log: Logger): Promise<Pool> {
   const { role, pool: url, secret } = config.cluster
   if (role === 'join' && url !== undefined) return await PoolReplica.connect({ url, agentId: id, secret, log, localAddress: dialFrom(config) })
+  if (role === 'etcd' && config.cluster.meta !== undefined) return await EtcdPool.open({ spec: config.cluster.meta, agentId: id, log })
   return await DataPool.open(join(config.data, 'meta'), { agentId: id, lazyCreates: role === 'single' })
 }
 

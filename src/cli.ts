@@ -12,6 +12,7 @@ import {
   DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, checkExposure, defaultBins, oneOf, parseBin, parseCloud, parseHostPort, parsePoolUrl, parseSeconds,
   type AgentConfig, type ClusterConfig
 } from './config.ts'
+import { describeEtcd, etcdSpec, parseMetaUrl, type EtcdSpec } from './meta/etcd-client.ts'
 import { MAX_INLINE_BYTES } from './meta/schema.ts'
 import { POLICIES } from './placement/types.ts'
 import { formatSize, parseSize } from './units.ts'
@@ -58,6 +59,11 @@ program.command('agent')
   .addOption(new Option('--busy-poll <microseconds>', `after answering every request, keep reading for the next one this long before sleeping, while that pays (saves a wake-up per request on VMs, costs CPU; 0: never; at most ${MAX_BUSY_POLL_US})`).env('CHAAC_BUSY_POLL').default(DEFAULTS.busyPoll))
   .addOption(new Option('--pool', 'run the data pool of a cluster: other agents join this one (CHAAC_POOL=1)').env('CHAAC_POOL'))
   .addOption(new Option('--join <ws://host:port>', 'join the cluster whose data pool runs at this peer address (the pool agent\'s --listen)').env('CHAAC_JOIN'))
+  .addOption(new Option('--meta <url>', 'the metadata engine: leveldb (the embedded default), or etcd://HOST:PORT[,HOST:PORT...]/PREFIX for a cluster of equal agents that survives the loss of any host').env('CHAAC_META'))
+  .addOption(new Option('--etcd-ca <file>', 'CA certificate to check the etcd members\' TLS certificates (turns TLS on)').env('CHAAC_ETCD_CA'))
+  .addOption(new Option('--etcd-cert <file>', 'client certificate for etcd (TLS client authentication)').env('CHAAC_ETCD_CERT'))
+  .addOption(new Option('--etcd-key <file>', 'private key of --etcd-cert').env('CHAAC_ETCD_KEY'))
+  .addOption(new Option('--etcd-user <name>', 'etcd user (etcd authentication); the password comes from CHAAC_ETCD_PASSWORD').env('CHAAC_ETCD_USER'))
   .addOption(new Option('--listen <host:port>', 'where this agent listens for peers, with --pool or --join (port 0: any free port)').env('CHAAC_LISTEN').default(DEFAULTS.listen))
   .addOption(new Option('--replicas <k>', 'copies of each new ball, each on its own host (fewer while fewer hosts are alive; the pool copies balls again up to this)').env('CHAAC_REPLICAS').default(DEFAULTS.replicas))
   .addOption(new Option('--policy <policy>', 'the allocator policy that places new balls in bins').env('CHAAC_POLICY').choices(POLICIES).default(DEFAULTS.policy))
@@ -119,7 +125,7 @@ interface Status {
   cloud: { location: string, writePolicy: string, uploadQueue: number, garbage: number } | null
   files: number
   context: { ufCPU: number, ufMemory: number, ufFileSystem: number, ufNet: number } | null
-  cluster: { role: string, peer: string | null, pool: string | null, reachable: boolean, agents: Array<{ id: string, alive: boolean }> }
+  cluster: { role: string, peer: string | null, pool: string | null, meta: string, worker: boolean | null, reachable: boolean, agents: Array<{ id: string, alive: boolean }> }
 }
 
 interface Location {
@@ -168,7 +174,8 @@ function printStatus (s: Status): void {
   const c = s.cluster
   if (c.role !== 'single') {
     const alive = c.agents.filter((a) => a.alive).length
-    console.log(`cluster: ${c.role === 'pool' ? 'runs the data pool' : `joined the data pool at ${c.pool ?? '?'}`} (${c.reachable ? 'reachable' : 'UNREACHABLE'}), peers at ${c.peer ?? '-'}, ${alive} of ${c.agents.length} agents alive`)
+    const how = c.role === 'pool' ? 'runs the data pool' : c.role === 'etcd' ? `metadata in ${c.meta}${c.worker === true ? ', runs the background work' : ''}` : `joined the data pool at ${c.pool ?? '?'}`
+    console.log(`cluster: ${how} (${c.reachable ? 'reachable' : 'UNREACHABLE'}), peers at ${c.peer ?? '-'}, ${alive} of ${c.agents.length} agents alive`)
   }
   if (s.context) {
     console.log(`context: cpu ${pct(s.context.ufCPU)}, memory ${pct(s.context.ufMemory)}, filesystem ${pct(s.context.ufFileSystem)}, net ${pct(s.context.ufNet)}`)
@@ -198,6 +205,11 @@ interface AgentFlags {
   busyPoll: string
   pool?: boolean
   join?: string
+  meta?: string
+  etcdCa?: string
+  etcdCert?: string
+  etcdKey?: string
+  etcdUser?: string
   listen: string
   secret?: string
   replicas: string
@@ -252,9 +264,18 @@ function configFromFlags (f: AgentFlags): AgentConfig {
 
 function clusterFromFlags (f: AgentFlags): ClusterConfig {
   if (f.pool === true && f.join !== undefined) throw new InvalidArgumentError('--pool and --join: an agent either runs the data pool or joins one')
+  const url = f.meta === undefined ? undefined : check('--meta', () => parseMetaUrl(f.meta as string))
+  if (url !== undefined && (f.pool === true || f.join !== undefined)) {
+    throw new InvalidArgumentError(`--meta ${f.meta} keeps the metadata in etcd, where every agent is equal: no agent runs a data pool (--pool) or joins one (--join)`)
+  }
+  const meta = url === undefined
+    ? undefined
+    : check('--etcd-cert', () => etcdSpec(url, {
+      ca: f.etcdCa, cert: f.etcdCert, key: f.etcdKey, user: f.etcdUser, password: process.env.CHAAC_ETCD_PASSWORD
+    }))
   const listen = check('--listen', () => parseHostPort(f.listen))
   const secret = f.secret === '' ? undefined : f.secret
-  const role = f.pool === true ? 'pool' : f.join !== undefined ? 'join' : 'single'
+  const role = meta !== undefined ? 'etcd' : f.pool === true ? 'pool' : f.join !== undefined ? 'join' : 'single'
   if (role !== 'single') check('--listen', () => checkExposure('--listen', listen.host, secret))
   const pool = f.join === undefined ? undefined : check('--join', () => parsePoolUrl(f.join as string))
   const replicas = Number(f.replicas)
@@ -264,6 +285,7 @@ function clusterFromFlags (f: AgentFlags): ClusterConfig {
   return {
     role,
     pool,
+    meta,
     listen,
     secret,
     replicas,
@@ -277,6 +299,7 @@ function clusterLine (agent: Agent): string {
   const { role, pool } = agent.config.cluster
   if (role === 'single') return ''
   const peers = `\n  peers:       ${agent.peerUrl ?? ''}`
+  if (role === 'etcd') return `${peers}   (metadata in ${describeEtcd(agent.config.cluster.meta as EtcdSpec)}; every agent equal)`
   return role === 'pool' ? `${peers}   (the data pool: other agents start with --join ${agent.peerUrl ?? ''})` : `${peers}   (joined the data pool at ${pool ?? ''})`
 }
 

@@ -8,6 +8,7 @@ import { LEVELS } from './store/bin.ts'
 import type { WritePolicy } from './store/ball-store.ts'
 import type { S3Spec } from './cloud/s3-cloud.ts'
 import type { Policy } from './placement/types.ts'
+import type { EtcdSpec } from './meta/etcd-client.ts'
 import { isLoopback } from './net/peer-server.ts'
 import { parseSize } from './units.ts'
 
@@ -38,11 +39,14 @@ export interface AgentConfig {
 /**
  * `single`: one agent alone, no peer port. `pool`: runs the data pool for the
  * cluster. `join`: keeps a replica of the data pool of the agent at `pool`.
+ * `etcd`: the metadata lives in etcd (`meta`), every agent equal.
  */
 export interface ClusterConfig {
-  role: 'single' | 'pool' | 'join'
+  role: 'single' | 'pool' | 'join' | 'etcd'
   /** ws://HOST:PORT of the pool agent (role `join`). */
   pool?: string
+  /** The etcd cluster that keeps the metadata (role `etcd`). */
+  meta?: EtcdSpec
   /** Where this agent listens for peers (roles `pool` and `join`). */
   listen: { host: string, port: number }
   secret?: string

@@ -28,6 +28,8 @@ export interface AgentView {
   readonly peerUrl: string | null
   /** The data plane, in a cluster. */
   readonly plane?: DataPlane
+  /** The election of the background worker, in a cluster on etcd. */
+  readonly worker?: { readonly elected: boolean }
   /** This agent as it reports itself to the data pool. */
   report: () => AgentReport
 }

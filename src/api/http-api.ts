@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { isChaacError } from '../errors.ts'
 import { binOwners, hostOf } from '../cluster/view.ts'
+import { describeEtcd } from '../meta/etcd-client.ts'
 import { isAlive } from '../meta/membership.ts'
 import { isFile } from '../meta/schema.ts'
 import type { AgentView } from './agent-view.ts'
@@ -138,6 +139,8 @@ function cluster (agent: AgentView): object {
     role,
     peer: agent.peerUrl,
     pool: role === 'join' ? pool : role === 'pool' ? agent.peerUrl : null,
+    meta: agent.config.cluster.meta ? describeEtcd(agent.config.cluster.meta) : 'leveldb',
+    worker: agent.worker?.elected ?? null,
     reachable: agent.pool.reachable,
     agents: [...agent.pool.agents.values()].map((a) => ({
       id: a.id, peer: a.peer, http: a.http, bins: a.bins.length, seenAt: a.seenAt, alive: a.id === agent.id || isAlive(a, now, agent.config.contextIntervalMs)

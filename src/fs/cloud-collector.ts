@@ -32,10 +32,16 @@ export class CloudCollector {
     this.timer.unref()
   }
 
+  /** Stops collecting (it may start again: the background worker of a cluster on etcd moves between agents). */
+  async stop (): Promise<void> {
+    clearInterval(this.timer)
+    this.timer = undefined
+    await this.running
+  }
+
   async close (): Promise<void> {
     this.closed = true
-    clearInterval(this.timer)
-    await this.running
+    await this.stop()
   }
 
   /** Deletes the cloud copies whose grace period has ended; returns how many went. */

@@ -295,10 +295,12 @@ export class Filesystem {
     await Promise.all([...this.open.keys()].map(async (ino) => await this.commit(ino, true)))
   }
 
-  /** Deletes files unlinked while open before a crash, and balls nothing references. */
-  async collectGarbage (): Promise<void> {
-    for (const node of this.pool.orphans()) {
-      if (!this.open.has(node.ino) && !this.lookups.has(node.ino)) await this.releaseBalls(await this.pool.purge(node.ino))
+  /** Deletes files unlinked while open before a crash (unless `orphans` is false: another agent may hold them), and balls nothing references. */
+  async collectGarbage (opts: { orphans?: boolean } = {}): Promise<void> {
+    if (opts.orphans !== false) {
+      for (const node of this.pool.orphans()) {
+        if (!this.open.has(node.ino) && !this.lookups.has(node.ino)) await this.releaseBalls(await this.pool.purge(node.ino))
+      }
     }
     const candidates = new Set(this.store.localBalls())
     for (const [id, rec] of this.pool.balls) if (rec.refs <= 0) candidates.add(id)
