@@ -2,6 +2,7 @@
 // folder and chaac path each, HTTP on a free loopback port, and a teardown
 // that kills by PID and unmounts lazily so a failed test leaves no mount.
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -39,6 +40,23 @@ export interface RunningAgent {
 
 const running = new Set<{ child: ChildProcess, mount: string }>()
 
+/**
+ * The contract suite runs the mount and cluster tests again with every agent
+ * on etcd: CHAAC_TEST_META names the members (etcd://HOST:PORT,...), and each
+ * agent alone gets a prefix of its own, kept across restarts on its data folder.
+ */
+export function testMeta (): string | undefined {
+  const base = process.env.CHAAC_TEST_META
+  return base === undefined || base === '' || base === 'leveldb' ? undefined : base.replace(/\/+$/, '')
+}
+
+function metaArgs (args: string[], data: string): string[] {
+  const base = testMeta()
+  if (base === undefined || ['--meta', '--pool', '--join'].some((f) => args.includes(f))) return []
+  const prefix = createHash('sha256').update(resolve(data)).digest('hex').slice(0, 16)
+  return ['--meta', `${base}/t-${prefix}`, ...(args.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'])]
+}
+
 export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent> {
   const root = opts.data ? resolve(opts.data, '..') : await mkdtemp(join(tmpdir(), 'chaac-test-'))
   const data = opts.data ?? join(root, 'data')
@@ -47,6 +65,7 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
   const args = [
     CLI, 'agent', '--data', data, '--mount', mount, '--http', '127.0.0.1:0',
     ...(hasBin ? [] : ['--bin', `mem:${join(root, 'shm')}:64MiB`, '--bin', `disk:${join(data, 'bins', 'disk0')}:4GiB`]),
+    ...metaArgs(opts.args ?? [], data),
     ...(opts.args ?? [])
   ]
   const child = spawn(process.execPath, args, { env: { ...process.env, CHAAC_LOG_LEVEL: 'warn', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })

@@ -4,12 +4,12 @@
 // and one cloud tier directory shared by all (write through), or none, so
 // that every ball read elsewhere comes from a peer. Teardown kills by PID and
 // unmounts lazily.
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
-import { cleanupAgent, startAgent, type RunningAgent } from './agent.ts'
+import { cleanupAgent, startAgent, testMeta, type RunningAgent } from './agent.ts'
 import { waitFor } from './wait.ts'
 
 export interface Cluster {
@@ -68,13 +68,19 @@ export async function startCluster (t: Test, opts: number | ClusterOptions = {})
     started.push(agent)
     return agent
   }
-  const pool = track(await startAgent({ args: ['--pool', ...agentArgs(2, cloud), ...args], env: { ...env, ...envOf(0) } }))
+  // In the contract suite on etcd every agent is equal: the first is the "pool" agent only by its place.
+  const meta = testMeta()
+  const roleArgs = (first: boolean): string[] => meta !== undefined
+    ? ['--meta', `${meta}/c-${createHash('sha256').update(root).digest('hex').slice(0, 16)}`]
+    : first ? ['--pool'] : ['--join', poolUrl]
+  let poolUrl = ''
+  const pool = track(await startAgent({ args: [...roleArgs(true), ...agentArgs(2, cloud), ...args], env: { ...env, ...envOf(0) } }))
   agents.push(pool)
-  const poolUrl = peerUrl(pool)
+  poolUrl = peerUrl(pool)
   const port = (agent: RunningAgent): number => Number(peerUrl(agent).split(':').pop())
   const poolPort = port(pool)
   const joinAgent = async (n: number, extra: NodeJS.ProcessEnv = {}, data?: string, peerPort = 0): Promise<RunningAgent> =>
-    track(await startAgent({ data, args: ['--join', poolUrl, ...agentArgs(n, cloud, peerPort), ...args], env: { ...env, ...envOf(n - 2), ...extra } }))
+    track(await startAgent({ data, args: [...roleArgs(false), ...agentArgs(n, cloud, peerPort), ...args], env: { ...env, ...envOf(n - 2), ...extra } }))
   for (let i = 1; i < size; i++) agents.push(await joinAgent(2 + i))
   return {
     secret,
@@ -88,7 +94,7 @@ export async function startCluster (t: Test, opts: number | ClusterOptions = {})
       return again
     },
     restartPool: async () => {
-      const again = track(await startAgent({ data: agents[0].data, args: ['--pool', ...agentArgs(2, cloud, poolPort), ...args], env: { ...env, ...envOf(0) } }))
+      const again = track(await startAgent({ data: agents[0].data, args: [...roleArgs(true), ...agentArgs(2, cloud, poolPort), ...args], env: { ...env, ...envOf(0) } }))
       agents[0] = again
       return again
     }
