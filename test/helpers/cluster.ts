@@ -36,6 +36,8 @@ export interface ClusterOptions {
   args?: string[]
   /** More environment for agent i (0: the pool agent). */
   env?: (i: number) => NodeJS.ProcessEnv
+  /** The --meta URL of agent i (0, 1, ...): every agent on etcd, all equal. */
+  meta?: (i: number) => string
 }
 
 const host = (n: number): string => `127.0.0.${n}`
@@ -52,7 +54,7 @@ export function peerUrl (agent: RunningAgent): string {
 }
 
 export async function startCluster (t: Test, opts: number | ClusterOptions = {}): Promise<Cluster> {
-  const { size = 3, cloud: kind = 'shared', args = [], env: envOf = () => ({}) } = typeof opts === 'number' ? { size: opts } : opts
+  const { size = 3, cloud: kind = 'shared', args = [], env: envOf = () => ({}), meta: metaOf } = typeof opts === 'number' ? { size: opts } : opts
   const root = await mkdtemp(join(tmpdir(), 'chaac-cluster-'))
   const cloud = kind === 'none' ? 'none' : join(root, 'cloud')
   const secret = randomBytes(16).toString('hex')
@@ -70,17 +72,19 @@ export async function startCluster (t: Test, opts: number | ClusterOptions = {})
   }
   // In the contract suite on etcd every agent is equal: the first is the "pool" agent only by its place.
   const meta = testMeta()
-  const roleArgs = (first: boolean): string[] => meta !== undefined
-    ? ['--meta', `${meta}/c-${createHash('sha256').update(root).digest('hex').slice(0, 16)}`]
-    : first ? ['--pool'] : ['--join', poolUrl]
+  const roleArgs = (first: boolean, n: number): string[] => metaOf !== undefined
+    ? ['--meta', metaOf(n - 2)]
+    : meta !== undefined
+      ? ['--meta', `${meta}/c-${createHash('sha256').update(root).digest('hex').slice(0, 16)}`]
+      : first ? ['--pool'] : ['--join', poolUrl]
   let poolUrl = ''
-  const pool = track(await startAgent({ args: [...roleArgs(true), ...agentArgs(2, cloud), ...args], env: { ...env, ...envOf(0) } }))
+  const pool = track(await startAgent({ args: [...roleArgs(true, 2), ...agentArgs(2, cloud), ...args], env: { ...env, ...envOf(0) } }))
   agents.push(pool)
   poolUrl = peerUrl(pool)
   const port = (agent: RunningAgent): number => Number(peerUrl(agent).split(':').pop())
   const poolPort = port(pool)
   const joinAgent = async (n: number, extra: NodeJS.ProcessEnv = {}, data?: string, peerPort = 0): Promise<RunningAgent> =>
-    track(await startAgent({ data, args: [...roleArgs(false), ...agentArgs(n, cloud, peerPort), ...args], env: { ...env, ...envOf(n - 2), ...extra } }))
+    track(await startAgent({ data, args: [...roleArgs(false, n), ...agentArgs(n, cloud, peerPort), ...args], env: { ...env, ...envOf(n - 2), ...extra } }))
   for (let i = 1; i < size; i++) agents.push(await joinAgent(2 + i))
   return {
     secret,
@@ -94,7 +98,7 @@ export async function startCluster (t: Test, opts: number | ClusterOptions = {})
       return again
     },
     restartPool: async () => {
-      const again = track(await startAgent({ data: agents[0].data, args: [...roleArgs(true), ...agentArgs(2, cloud, poolPort), ...args], env: { ...env, ...envOf(0) } }))
+      const again = track(await startAgent({ data: agents[0].data, args: [...roleArgs(true, 2), ...agentArgs(2, cloud, poolPort), ...args], env: { ...env, ...envOf(0) } }))
       agents[0] = again
       return again
     }

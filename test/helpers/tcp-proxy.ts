@@ -9,13 +9,17 @@ export interface TcpProxy {
   cut: () => void
   /** Stops passing bytes either way; the connections stay open. */
   freeze: () => void
+  /** Holds back what the target sends (its answers are late, as if lost), until release(). */
+  hold: () => void
+  release: () => void
   close: () => Promise<void>
 }
 
-export async function startTcpProxy (targetPort: number, host = '127.0.0.1'): Promise<TcpProxy> {
+/** `listen`: the address the proxy listens on; `from`: the address it connects from (default: the system's choice). */
+export async function startTcpProxy (targetPort: number, host = '127.0.0.1', opts: { listen?: string, from?: string } = {}): Promise<TcpProxy> {
   const pairs = new Set<[Socket, Socket]>()
   const server = createServer((inbound) => {
-    const outbound = connect(targetPort, host)
+    const outbound = connect({ port: targetPort, host, localAddress: opts.from })
     const pair: [Socket, Socket] = [inbound, outbound]
     pairs.add(pair)
     inbound.pipe(outbound)
@@ -30,7 +34,7 @@ export async function startTcpProxy (targetPort: number, host = '127.0.0.1'): Pr
       socket.on('close', drop)
     }
   })
-  await new Promise<void>((resolve) => server.listen(0, host, resolve))
+  await new Promise<void>((resolve) => server.listen(0, opts.listen ?? host, resolve))
   const cut = (): void => {
     for (const [a, b] of pairs) {
       a.destroy()
@@ -48,6 +52,15 @@ export async function startTcpProxy (targetPort: number, host = '127.0.0.1'): Pr
         a.pause()
         b.pause()
       }
+    },
+    hold: () => {
+      for (const [a, b] of pairs) {
+        b.unpipe(a)
+        b.pause()
+      }
+    },
+    release: () => {
+      for (const [a, b] of pairs) b.pipe(a)
     },
     close: async () => {
       cut()
