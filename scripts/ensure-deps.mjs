@@ -20,10 +20,10 @@ const aptPackages = ['libfuse2', 'libfuse-dev', 'fuse3', 'build-essential']
 if (forTests) aptPackages.push('docker.io', 'busybox-static', 'iproute2', 'iptables', 'rsync', 'git', 'sqlite3', 'fio', 'postgresql', 'ceph-mon', 'ceph-osd', 'radosgw', 'etcd-server', 'etcd-client')
 // bench/single-host.ts drives fio, dd (coreutils) and a python3 script;
 // bench/compare.ts also brings up bindfs, GlusterFS and MooseFS and runs git;
-// bench/s3.ts runs a one-node Ceph with its RADOS Gateway.
+// bench/s3.ts runs a one-node Ceph with its RADOS Gateway; bench/meta.ts an etcd cluster.
 if (forBench) {
   aptPackages.push('fio', 'python3', 'git', 'postgresql', 'bindfs', 'glusterfs-server', 'glusterfs-client',
-    'moosefs-master', 'moosefs-chunkserver', 'moosefs-client', 'ceph-mon', 'ceph-osd', 'radosgw')
+    'moosefs-master', 'moosefs-chunkserver', 'moosefs-client', 'ceph-mon', 'ceph-osd', 'radosgw', 'etcd-server', 'etcd-client')
 }
 
 function run (cmd, args, opts = {}) {
