@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url'
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const forTests = process.argv.includes('--test')
 const forBench = process.argv.includes('--bench')
+// `npm run cluster -- --meta etcd` starts etcd members of its own.
+const forCluster = process.argv.includes('--cluster')
 // libfuse-dev: the headers native/chaac-fuse is built against; build-essential:
 // the compiler and make that node-gyp drives (a bare Debian has neither).
 const aptPackages = ['libfuse2', 'libfuse-dev', 'fuse3', 'build-essential']
@@ -18,6 +20,7 @@ const aptPackages = ['libfuse2', 'libfuse-dev', 'fuse3', 'build-essential']
 // fio, postgresql and sqlite3: concurrent writers and databases on the mount;
 // etcd-server and etcd-client: the etcd metadata engine's members and etcdctl.
 if (forTests) aptPackages.push('docker.io', 'busybox-static', 'iproute2', 'iptables', 'rsync', 'git', 'sqlite3', 'fio', 'postgresql', 'ceph-mon', 'ceph-osd', 'radosgw', 'etcd-server', 'etcd-client')
+if (forCluster) aptPackages.push('etcd-server', 'etcd-client')
 // bench/single-host.ts drives fio, dd (coreutils) and a python3 script;
 // bench/compare.ts also brings up bindfs, GlusterFS and MooseFS and runs git;
 // bench/s3.ts runs a one-node Ceph with its RADOS Gateway; bench/meta.ts an etcd cluster.

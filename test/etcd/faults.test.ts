@@ -110,7 +110,7 @@ print(f"worst {worst:.3f}", flush=True)`
   })
 
   t.test('an agent cut off from etcd answers EIO within its deadline, and comes back by itself', async (t) => {
-    const cut = await cutOff('127.0.0.4', etcd.members.map((m) => m.host))
+    const cut = await cutOff('127.0.0.4', etcd.endpoints)
     t.teardown(async () => await cut.heal())
     const started = Date.now()
     await waitFor(async () => (await sh(`ls '${c.mount}'`, { timeoutMs: 20_000 })).stderr.includes('Input/output error'),
