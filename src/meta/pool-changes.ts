@@ -8,9 +8,10 @@ import { ChaacError, notFound } from '../errors.ts'
 import type { BatchOp } from './batch-writer.ts'
 import type { AttrPatch, CopyOptions, FileContent, NewNode } from './pool.ts'
 import { PoolState } from './pool-state.ts'
+import { encodeSettings, type ClusterSettings } from './settings.ts'
 import { MAX_POOLED_SLICE, badSlices, ballsOf, sameSlices, type Slice } from './slices.ts'
 import {
-  MAX_INLINE_BYTES, ROOT_INO, S_IFDIR, S_IFMT, agentKey, ballKey, direntKey, encode, garbageKey, inlineHash,
+  MAX_INLINE_BYTES, ROOT_INO, SETTINGS_KEY, S_IFDIR, S_IFMT, agentKey, ballKey, direntKey, encode, garbageKey, inlineHash,
   inlineKey, inodeKey, pooledKey, sliceKey, isDir, isFile, uploadKey, durableCopies, type AgentReport, type BallRecord, type Inode
 } from './schema.ts'
 
@@ -462,6 +463,21 @@ export abstract class PoolChanges extends PoolState {
       rec.goneAt = Date.now()
       return { ops: [{ type: 'put', key: agentKey(agentId), value: encode(rec) }], value: undefined }
     })
+  }
+
+  // ---- the cluster's settings ----
+
+  /**
+   * Stores `settings` unless the cluster has settings already; returns the
+   * stored ones. On etcd the write holds only while the record is absent, so
+   * agents that start together for the first time all end up with the first one's.
+   */
+  async claimSettings (settings: ClusterSettings): Promise<ClusterSettings> {
+    return await this.run(() => {
+      if (this.settings !== undefined) return { ops: [], value: this.settings }
+      this.settings = settings
+      return { ops: [{ type: 'put', key: SETTINGS_KEY, value: encodeSettings(settings) }], value: settings }
+    }, { sync: true })
   }
 
   // ---- helpers ----

@@ -6,8 +6,9 @@
 import { EventEmitter } from 'node:events'
 import { ChaacError } from '../errors.ts'
 import type { PoolEvents } from './pool.ts'
+import { decodeSettings, type ClusterSettings } from './settings.ts'
 import {
-  NEXT_INO_KEY, ROOT_INO, decode, isDir, isFile, parseDirentKey, parseSliceKey, type AgentRecord, type BallRecord, type Inode
+  NEXT_INO_KEY, ROOT_INO, SETTINGS_KEY, decode, isDir, isFile, parseDirentKey, parseSliceKey, type AgentRecord, type BallRecord, type Inode
 } from './schema.ts'
 import type { Slice } from './slices.ts'
 
@@ -22,6 +23,8 @@ export class PoolState extends EventEmitter<PoolEvents> {
   readonly garbage = new Map<string, number>()
   /** The agents of the cluster, by id, as each last reported itself. */
   readonly agents = new Map<string, AgentRecord>()
+  /** The cluster's settings (chaac format, or the first agent); undefined until stored. */
+  settings?: ClusterSettings
   protected nextIno = ROOT_INO + 1
 
   // ---- reading ----
@@ -91,7 +94,10 @@ export class PoolState extends EventEmitter<PoolEvents> {
       case 'q': if (value) this.uploads.add(id); else this.uploads.delete(id); break
       case 'g': setOrDelete(this.garbage, id, value && Number(Buffer.from(value).toString())); break
       case 'a': setOrDelete(this.agents, id, value && decode<AgentRecord>(value)); break
-      case 'm': if (key === NEXT_INO_KEY && value) this.nextIno = Number(Buffer.from(value).toString()); break
+      case 'm':
+        if (key === NEXT_INO_KEY && value) this.nextIno = Number(Buffer.from(value).toString())
+        if (key === SETTINGS_KEY) this.settings = value && decodeSettings(value)
+        break
     }
     return true
   }
@@ -100,6 +106,7 @@ export class PoolState extends EventEmitter<PoolEvents> {
   protected clear (): void {
     for (const m of [this.inodes, this.dirs, this.parents, this.balls, this.garbage, this.agents]) m.clear()
     this.uploads.clear()
+    this.settings = undefined
     this.nextIno = ROOT_INO + 1
   }
 

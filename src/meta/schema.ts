@@ -15,6 +15,8 @@
 //                                   it any more (its cloud copy is garbage after
 //                                   a grace period)
 //   m!next-ino                   -> next inode number (decimal)
+//   m!settings                   -> the cluster's settings (JSON, see settings.ts):
+//                                   written once, by chaac format or the first agent
 //   a!<agent id>                 -> AgentRecord (cluster membership, bins, context)
 import { createHash } from 'node:crypto'
 import { pack, unpack } from 'msgpackr'
@@ -140,6 +142,7 @@ export const uploadKey = (id: string): string => `q!${id}`
 export const garbageKey = (id: string): string => `g!${id}`
 export const agentKey = (id: string): string => `a!${id}`
 export const NEXT_INO_KEY = 'm!next-ino'
+export const SETTINGS_KEY = 'm!settings'
 
 /** The inode an inode record's key names; undefined for other keys. */
 export function parseInodeKey (key: string): number | undefined {
