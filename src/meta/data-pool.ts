@@ -102,6 +102,26 @@ export class DataPool extends PoolChanges implements Pool {
     return { records, next: null }
   }
 
+  /**
+   * Every stored record, file bytes included, in key order, as LevelDB held
+   * them at one moment after every change made so far (for `chaac meta dump`),
+   * and the number of the last journal record they include.
+   */
+  async snapshot (): Promise<{ revision: number, records: AsyncIterable<[string, Buffer]> }> {
+    await this.writer.applied()
+    const snapshot = this.db.snapshot()
+    const seq = await this.db.get(JOURNAL_SEQ_KEY, { snapshot })
+    const db = this.db
+    async function * records (): AsyncGenerator<[string, Buffer]> {
+      try {
+        yield * db.iterator({ snapshot })
+      } finally {
+        await snapshot.close()
+      }
+    }
+    return { revision: seq === undefined ? 0 : Number(seq.toString()), records: records() }
+  }
+
   /** The data pool answers for itself: everything stored is visible here already. */
   async revalidate (): Promise<void> {}
 
@@ -178,7 +198,7 @@ export class DataPool extends PoolChanges implements Pool {
 }
 
 // The journal's files (chaac-journal.0 and .1), in the LevelDB folder (LevelDB leaves files it does not name alone).
-const JOURNAL_FILE = 'chaac-journal'
+export const JOURNAL_FILE = 'chaac-journal'
 
 /**
  * Writes to LevelDB the journal records it does not hold yet (the agent
