@@ -2,8 +2,14 @@
 // key under a lease of its own (gone by itself when the agent stops renewing
 // it), and campaigns in an etcd election. The one elected runs what must run
 // once for the whole cluster (re-replication, cloud-tier garbage, marking
-// agents gone whose lease expired) until it loses its lease; then another
-// agent's campaign wins within the lease time.
+// agents gone whose lease expired, compacting etcd's history) until it loses
+// its lease; then another agent's campaign wins within the lease time.
+//
+// etcd keeps every earlier value of every key until the history is compacted:
+// without compaction its database grows with every change until it hits its
+// quota and refuses writes. The history of the last few minutes is kept, as
+// etcd's own periodic auto-compaction would: enough for a watch that
+// reconnects after a short cut to resume (a longer one takes a fresh snapshot).
 import type { Etcd3, Lease, Namespace } from 'etcd3'
 import type { NetLog } from '../net/peer-link.ts'
 
@@ -17,9 +23,14 @@ export interface WorkerOptions {
   log: NetLog
   /** Starts the work of the elected agent; the function it returns stops it. */
   onElected: () => () => Promise<void>
+  /** How much of etcd's history the elected agent keeps (ms); default HISTORY_MS. */
+  historyMs?: number
 }
 
 const LIVE_PREFIX = 'l!'
+const COMPACT_EVERY_MS = 60_000
+/** How much history is kept. */
+export const HISTORY_MS = 5 * 60_000
 
 export class BackgroundWorker {
   private readonly ns: Namespace
@@ -79,7 +90,12 @@ export class BackgroundWorker {
             return
           }
           this.opts.log.info({ agent: this.opts.agentId }, 'elected to run the cluster\'s background work')
-          this.stopWork = this.opts.onElected()
+          const stopWork = this.opts.onElected()
+          const stopCompacting = this.compactHistory()
+          this.stopWork = async () => {
+            stopCompacting()
+            await stopWork()
+          }
         })
         campaign.on('error', (err: Error) => {
           if (!this.closed) this.opts.log.warn({ err: err.message }, 'lost the election of the background worker; campaigning again')
@@ -95,6 +111,31 @@ export class BackgroundWorker {
       this.campaigning = undefined
       this.retry(() => this.campaign())
     })
+  }
+
+  // Every minute, notes the revision; compacts up to the one noted `historyMs` ago.
+  private compactHistory (): () => void {
+    const seen: Array<{ at: number, rev: number }> = []
+    let compacted = 0
+    const pass = async (): Promise<void> => {
+      const now = Date.now()
+      const res = await this.opts.etcd.kv.range({ key: Buffer.from(this.opts.prefix) })
+      seen.push({ at: now, rev: Number(res.header.revision) })
+      let upTo = 0
+      while (seen.length > 0 && now - seen[0].at >= (this.opts.historyMs ?? HISTORY_MS)) upTo = (seen.shift() as { rev: number }).rev
+      if (upTo <= compacted) return
+      await this.opts.etcd.kv.compact({ revision: upTo }).catch((err: Error) => {
+        // Another client (etcd's own auto-compaction, another cluster on these members) may have compacted further.
+        if (!/required revision has been compacted/.test(err.message)) throw err
+      })
+      compacted = upTo
+    }
+    const timer = setInterval(() => {
+      pass().catch((err: Error) => this.opts.log.warn({ err: err.message }, 'could not compact etcd\'s history; will try again'))
+    }, COMPACT_EVERY_MS)
+    timer.unref()
+    void pass().catch(() => {})
+    return () => clearInterval(timer)
   }
 
   private async stop (): Promise<void> {
