@@ -21,6 +21,11 @@ import { ChaacMount } from './fuse/mount.ts'
 import { BALL_STREAMING, DataPlane } from './cluster/data-plane.ts'
 import { Repairer } from './cluster/repair.ts'
 import { DataPool } from './meta/data-pool.ts'
+import { ChaacError } from './errors.ts'
+import { PoolChanges } from './meta/pool-changes.ts'
+import { PoolState } from './meta/pool-state.ts'
+import { differences, settingsOf, settle, type ClusterSettings } from './meta/settings.ts'
+import type { Policy } from './placement/types.ts'
 import { Membership } from './meta/membership.ts'
 import type { Pool } from './meta/pool.ts'
 import type { AgentReport } from './meta/schema.ts'
@@ -69,11 +74,18 @@ export class Agent {
   static async start (config: AgentConfig, log: Logger, probe: HostProbe = new SiProbe()): Promise<Agent> {
     await mkdir(config.data, { recursive: true })
     const id = await agentId(config.data)
-    // First, so that a wrong endpoint, bad credentials or a missing bucket stop the agent before it mounts.
-    const cloud = config.cloud && cloudTier(config.cloud)
-    await cloud?.open()
-    const { role } = config.cluster
     const pool = await openPool(config, id, log)
+    let cloud: CloudTier | undefined
+    try {
+      config = await withClusterSettings(pool, config, id)
+      // Before anything else, so that a wrong endpoint, bad credentials or a missing bucket stop the agent before it mounts.
+      cloud = config.cloud && cloudTier(config.cloud)
+      await cloud?.open()
+    } catch (err) {
+      await pool.close()
+      throw err
+    }
+    const { role } = config.cluster
     const bins = config.bins.map((spec) => new Bin(spec))
     await Promise.all(bins.map(async (b) => await b.open()))
     const store = new BallStore({
@@ -229,6 +241,29 @@ async function openPool (config: AgentConfig, id: string, log: Logger): Promise<
   if (role === 'join' && url !== undefined) return await PoolReplica.connect({ url, agentId: id, secret, log, localAddress: dialFrom(config) })
   if (role === 'etcd' && config.cluster.meta !== undefined) return await EtcdPool.open({ spec: config.cluster.meta, agentId: id, log })
   return await DataPool.open(join(config.data, 'meta'), { agentId: id, lazyCreates: role === 'single' })
+}
+
+/**
+ * The configuration with the cluster's settings: a setting the user gave
+ * that contradicts them stops the agent; the others take the stored values.
+ * The first agent of a cluster stores its own. An agent alone follows
+ * settings only once `chaac format` wrote some: it has nobody to agree with,
+ * and may be restarted with another chunk size.
+ */
+async function withClusterSettings (pool: Pool, config: AgentConfig, id: string): Promise<AgentConfig> {
+  const mine = settingsOf(config, `agent ${id}`)
+  const stored = pool instanceof PoolChanges && config.cluster.role !== 'single'
+    ? await pool.claimSettings(mine)
+    : pool instanceof PoolState ? pool.settings : undefined
+  let s: ClusterSettings
+  try {
+    s = settle(stored, mine, config.settings?.given ?? {})
+  } catch (err) {
+    throw new ChaacError('CHAAC_INVALID', (err as Error).message)
+  }
+  if (differences(s, mine).length === 0) return config
+  const cloud = s.cloud === mine.cloud ? config.cloud : config.settings?.cloudFor(s.cloud)
+  return { ...config, chunkSize: s.chunkSize, cloud, cluster: { ...config.cluster, replicas: s.replicas, policy: s.policy as Policy } }
 }
 
 // Peers see an agent's links come from the address it listens on, as from its host.

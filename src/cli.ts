@@ -10,10 +10,12 @@ import { OverrideProbe } from './context/override-probe.ts'
 import { SiProbe } from './context/si-probe.ts'
 import {
   DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, checkExposure, defaultBins, oneOf, parseBin, parseCloud, parseHostPort, parsePoolUrl, parseSeconds,
-  type AgentConfig, type ClusterConfig
+  type AgentConfig, type CloudSpec, type ClusterConfig
 } from './config.ts'
 import { describeEtcd, etcdSpec, parseMetaUrl, type EtcdSpec } from './meta/etcd-client.ts'
+import { formatCommand, metaCommand } from './meta-commands.ts'
 import { MAX_INLINE_BYTES } from './meta/schema.ts'
+import { SETTING_NAMES, type GivenSettings } from './meta/settings.ts'
 import { POLICIES } from './placement/types.ts'
 import { formatSize, parseSize } from './units.ts'
 import { VERSION } from './version.ts'
@@ -71,7 +73,7 @@ program.command('agent')
   .addOption(new Option('--peer-timeout <seconds>', 'deadline of a request to a peer agent (a ball gets 1 s more per 10 MB); then the next copy is tried').env('CHAAC_PEER_TIMEOUT').default(DEFAULTS.peerTimeout))
   .addOption(new Option('--secret <secret>', 'the cluster secret every agent of the cluster shares; needed to listen beyond loopback (prefer the variable: a flag shows in ps)').env('CHAAC_SECRET'))
   .addOption(new Option('--log-level <level>', 'how much to log (to stderr, as JSON lines)').env('CHAAC_LOG_LEVEL').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
-  .action(runAgent)
+  .action(async (flags: AgentFlags, cmd: Command) => await runAgent(flags, givenSettings(cmd)))
 
 program.command('status')
   .description('print a summary of a running agent')
@@ -115,6 +117,8 @@ program.command('locate')
   })
 
 program.addCommand(benchCommand())
+program.addCommand(formatCommand())
+program.addCommand(metaCommand())
 
 interface Status {
   agent: { id: string, version: string, uptimeSeconds: number }
@@ -219,7 +223,17 @@ interface AgentFlags {
   logLevel: string
 }
 
-function configFromFlags (f: AgentFlags): AgentConfig {
+// The cluster's settings the user gave, by flag or variable: only those may contradict the stored ones.
+function givenSettings (cmd: Command): GivenSettings {
+  const given: GivenSettings = {}
+  for (const name of SETTING_NAMES) {
+    const source = cmd.getOptionValueSource(name)
+    if (source === 'cli' || source === 'env') given[name] = source as 'cli' | 'env'
+  }
+  return given
+}
+
+function configFromFlags (f: AgentFlags, given: GivenSettings = {}): AgentConfig {
   const data = resolve(f.data)
   // From the environment, CHAAC_BIN arrives as one comma-separated string.
   const binTexts = (f.bin ?? []).flatMap((b) => b.split(',')).filter((b) => b !== '')
@@ -240,6 +254,11 @@ function configFromFlags (f: AgentFlags): AgentConfig {
   }
   const cluster = clusterFromFlags(f)
   const http = check('--http', () => parseHostPort(f.http))
+  // A cloud setting of the cluster (directory: this agent's own), with this agent's S3 endpoint and credentials.
+  const cloudOf = (text: string): CloudSpec | undefined => parseCloud(text, {
+    endpoint: f.s3Endpoint, region: f.s3Region, accessKey: f.s3AccessKey, secretKey: f.s3SecretKey, pathStyle: f.s3PathStyle, createBucket: f.s3CreateBucket
+  }, check('--cloud-timeout', () => parseSeconds(f.cloudTimeout)), process.env)
+  const cloudFor = (setting: string): CloudSpec | undefined => cloudOf(setting === 'directory' ? resolve(data, 'cloud') : setting)
   check('--http', () => checkExposure('--http', http.host, cluster.secret))
   return {
     data,
@@ -248,9 +267,7 @@ function configFromFlags (f: AgentFlags): AgentConfig {
     bins,
     chunkSize,
     writePolicy: oneOf('--write', WRITE_POLICIES, f.write),
-    cloud: check('--cloud', () => parseCloud(f.cloud ?? resolve(data, 'cloud'), {
-      endpoint: f.s3Endpoint, region: f.s3Region, accessKey: f.s3AccessKey, secretKey: f.s3SecretKey, pathStyle: f.s3PathStyle, createBucket: f.s3CreateBucket
-    }, check('--cloud-timeout', () => parseSeconds(f.cloudTimeout)), process.env)),
+    cloud: check('--cloud', () => cloudOf(f.cloud ?? resolve(data, 'cloud'))),
     cloudGcGraceMs: check('--cloud-gc-grace', () => parseSeconds(f.cloudGcGrace)),
     cacheSkipOver: check('--cache-skip-over', () => parseSize(f.cacheSkipOver)),
     inlineMax,
@@ -258,7 +275,8 @@ function configFromFlags (f: AgentFlags): AgentConfig {
     attrTimeout,
     busyPollUs,
     contextIntervalMs: 5000,
-    cluster
+    cluster,
+    settings: { given, cloudFor }
   }
 }
 
@@ -303,8 +321,8 @@ function clusterLine (agent: Agent): string {
   return role === 'pool' ? `${peers}   (the data pool: other agents start with --join ${agent.peerUrl ?? ''})` : `${peers}   (joined the data pool at ${pool ?? ''})`
 }
 
-async function runAgent (flags: AgentFlags): Promise<void> {
-  const config = configFromFlags(flags)
+async function runAgent (flags: AgentFlags, given: GivenSettings): Promise<void> {
+  const config = configFromFlags(flags, given)
   const log = pino({ level: flags.logLevel, base: { pid: process.pid } }, pino.destination(2))
   const probe = process.env.CHAAC_TEST_CONTEXT_FILE ? new OverrideProbe(new SiProbe(), process.env.CHAAC_TEST_CONTEXT_FILE) : new SiProbe()
   const agent = await Agent.start(config, log, probe)

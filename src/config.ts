@@ -9,6 +9,7 @@ import type { WritePolicy } from './store/ball-store.ts'
 import type { S3Spec } from './cloud/s3-cloud.ts'
 import type { Policy } from './placement/types.ts'
 import type { EtcdSpec } from './meta/etcd-client.ts'
+import type { GivenSettings } from './meta/settings.ts'
 import { isLoopback } from './net/peer-server.ts'
 import { parseSize } from './units.ts'
 
@@ -34,6 +35,12 @@ export interface AgentConfig {
   busyPollUs: number
   contextIntervalMs: number
   cluster: ClusterConfig
+  /**
+   * Which of the cluster's settings the user gave (the others come from the
+   * settings stored in the engine, when it has some), and the cloud tier a
+   * stored cloud setting stands for on this agent.
+   */
+  settings?: { given: GivenSettings, cloudFor: (setting: string) => CloudSpec | undefined }
 }
 
 /**

@@ -1,13 +1,16 @@
 // The agent's HTTP API (loopback by default): /status, /metrics and /api/v1/*.
 // Handlers validate their input and answer 400 with a JSON error; unknown
 // paths get 404.
+import { timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { isChaacError } from '../errors.ts'
 import { binOwners, hostOf } from '../cluster/view.ts'
+import { dumpLines, poolSource } from '../meta/dump.ts'
 import { describeEtcd } from '../meta/etcd-client.ts'
 import { isAlive } from '../meta/membership.ts'
 import { isFile } from '../meta/schema.ts'
+import { isLoopback } from '../net/peer-server.ts'
 import type { AgentView } from './agent-view.ts'
 import { buildMetrics } from './metrics.ts'
 
@@ -39,6 +42,10 @@ export class HttpApi {
       }
       if (req.method === 'GET' && url.pathname === '/metrics') {
         metrics.metrics().then((text) => send(res, 200, text, metrics.contentType), (err) => sendError(res, 500, (err as Error).message))
+        return
+      }
+      if (req.method === 'GET' && url.pathname === '/api/v1/meta/dump') {
+        void sendDump(agent, req, res)
         return
       }
       const route = routes[`${req.method} ${url.pathname}`]
@@ -80,6 +87,51 @@ function send (res: ServerResponse, code: number, body: string, type: string): v
 
 function sendError (res: ServerResponse, code: number, message: string): void {
   send(res, code, JSON.stringify({ error: message }) + '\n', 'application/json')
+}
+
+// The whole metadata as `chaac meta dump` writes it, streamed. It holds the
+// bytes of small files: beyond loopback only with the cluster secret.
+async function sendDump (agent: AgentView, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const secret = agent.config.cluster.secret ?? ''
+  const presented = Buffer.from(req.headers.authorization ?? '')
+  const expected = Buffer.from(`Bearer ${secret}`)
+  const allowed = isLoopback(req.socket.remoteAddress ?? '') ||
+    (secret !== '' && presented.length === expected.length && timingSafeEqual(presented, expected))
+  if (!allowed) {
+    sendError(res, 403, 'the metadata dump is served beyond loopback only with the cluster secret (Authorization: Bearer <secret>)')
+    return
+  }
+  let lines: AsyncGenerator<string>
+  try {
+    lines = dumpLines(await poolSource(agent.pool))
+  } catch (err) {
+    sendError(res, isChaacError(err, 'CHAAC_NOT_SUPPORTED') ? 409 : 500, (err as Error).message)
+    return
+  }
+  res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+  try {
+    for await (const line of lines) {
+      // A client gone mid-dump: stop reading (the snapshot is let go).
+      if (!res.write(line)) await drained(res)
+      if (res.destroyed) return
+    }
+    res.end()
+  } catch (err) {
+    // Too late for a status: the dump stops without its end line, which `chaac meta load` refuses.
+    res.destroy(err as Error)
+  }
+}
+
+async function drained (res: ServerResponse): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      res.off('drain', done)
+      res.off('close', done)
+      resolve()
+    }
+    res.on('drain', done)
+    res.on('close', done)
+  })
 }
 
 async function readJson (req: IncomingMessage): Promise<unknown> {
