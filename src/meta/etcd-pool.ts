@@ -46,6 +46,14 @@ interface Entry {
 
 interface Waiter { rev: number, resolve: () => void, reject: (err: Error) => void }
 
+interface Batch {
+  entries: Entry[]
+  values: unknown[]
+  writes: Map<string, BatchOp>
+  /** How much each ball record's reference count moved (see PoolChanges.refMoves). */
+  moves: Map<string, number>
+}
+
 /** A record as a watch event shows it: no value once deleted. */
 interface WatchedRecord { key: Buffer, value: Buffer | undefined }
 
@@ -174,19 +182,21 @@ export class EtcdPool extends PoolChanges implements Pool {
   private async commitAll (): Promise<void> {
     while (this.queue.length > 0) {
       const batch = await this.nextBatch()
-      if (batch.entries.length > 0) await this.commit(batch.entries, batch.values, batch.writes)
+      if (batch.entries.length > 0) await this.commitBatch(batch)
     }
   }
 
   // Works out queued changes, in order, until the batch is full: the writes of the later ones win.
-  private async nextBatch (): Promise<{ entries: Entry[], values: unknown[], writes: Map<string, BatchOp> }> {
+  private async nextBatch (): Promise<Batch> {
     const entries: Entry[] = []
     const values: unknown[] = []
     const writes = new Map<string, BatchOp>()
+    const moves = new Map<string, number>()
     let bytes = 0
     while (this.queue.length > 0 && writes.size < this.maxOps / 2 && bytes < MAX_BATCH_BYTES) {
       const entry = this.queue[0]
       let result: Change<unknown>
+      this.refMoves = new Map()
       try {
         result = entry.change()
       } catch (err) {
@@ -207,22 +217,70 @@ export class EtcdPool extends PoolChanges implements Pool {
       this.queue.shift()
       entries.push(entry)
       values.push(result.value)
+      for (const [key, d] of this.refMoves) moves.set(key, (moves.get(key) ?? 0) + d)
       for (const op of result.ops) {
         writes.delete(op.key)
         writes.set(op.key, op)
         bytes += op.key.length + (op.type === 'put' ? op.value.length : 0)
       }
     }
-    return { entries, values, writes }
+    this.refMoves = undefined
+    return { entries, values, writes, moves }
   }
 
-  private async commit (entries: Entry[], values: unknown[], writes: Map<string, BatchOp>): Promise<void> {
-    if (writes.size === 0) {
-      entries.forEach((e, i) => e.resolve(values[i]))
+  // One transaction, or for a batch larger than etcd takes at once, several:
+  // the reference counts that go up first, then the rest (the namespace's
+  // records), then the counts that go down. A crash between steps leaves
+  // counts too high (a ball kept longer), never too low.
+  private async commitBatch (batch: Batch): Promise<void> {
+    const { entries, values, writes, moves } = batch
+    const steps: Array<Map<string, BatchOp>> = []
+    // The step that stores the namespace's records: once it is stored, the batch is.
+    let main = 0
+    if (writes.size <= this.maxOps) {
+      steps.push(writes)
+    } else {
+      const up = new Map<string, BatchOp>()
+      const down = new Map<string, BatchOp>()
+      const rest = new Map<string, BatchOp>()
+      for (const [key, op] of writes) {
+        const d = moves.get(key) ?? 0
+        ;(d > 0 ? up : d < 0 ? down : rest).set(key, op)
+      }
+      if (rest.size > this.maxOps) {
+        const err = new ChaacError('CHAAC_META_FAILED', `a change of ${rest.size} records is more than etcd takes in one transaction here (${this.maxOps}): start etcd with a larger --max-txn-ops`)
+        await this.refresh([...writes.keys()]).catch(() => {})
+        entries.forEach((e) => e.reject(err))
+        return
+      }
+      steps.push(...chunks(up, this.maxOps))
+      main = steps.length
+      steps.push(rest, ...chunks(down, this.maxOps))
+    }
+    for (const [i, step] of steps.entries()) {
+      const outcome = await this.commitStep(step, Math.min(...entries.map((e) => e.deadline)))
+      if (outcome === 'stored') continue
+      if (outcome instanceof Error) {
+        entries.forEach((e) => e.reject(outcome))
+        return
+      }
+      // After the namespace's records, a count that could not go down stays too high: the ball is kept longer.
+      if (i > main) continue
+      // Worked out again, on the records as they are now, ahead of later changes.
+      const again: Entry[] = []
+      for (const e of entries) {
+        if (++e.conflicts > MAX_CONFLICTS) e.reject(new ChaacError('CHAAC_META_FAILED', `a change conflicted with other agents ${MAX_CONFLICTS} times in a row`))
+        else again.push(e)
+      }
+      this.queue.unshift(...again)
       return
     }
+    entries.forEach((e, i) => e.resolve(values[i]))
+  }
+
+  // Stores one transaction: 'stored', 'conflict' (the records it read changed; they are read afresh), or the error that ends it.
+  private async commitStep (writes: Map<string, BatchOp>, deadline: number): Promise<'stored' | 'conflict' | Error> {
     const batchId = `${this.runId}:${++this.batchSeq}`
-    const deadline = Math.min(...entries.map((e) => e.deadline))
     const ops: IRequestOp[] = []
     for (const op of writes.values()) {
       ops.push(op.type === 'put'
@@ -243,30 +301,21 @@ export class EtcdPool extends PoolChanges implements Pool {
     try {
       outcome = await this.send(request, batchId, deadline)
     } catch (err) {
-      // Nothing says whether the batch was applied: the next batch's guard on the operation key keeps the records right either way.
+      // Nothing says whether it was applied: the next transaction's guard on the operation key keeps the records right either way.
       await this.refresh([...writes.keys(), this.opKey]).catch(() => {})
-      entries.forEach((e) => e.reject(err as Error))
-      return
+      return err as Error
     }
     if ('applied' in outcome) {
       this.stored(outcome.applied, writes)
-      entries.forEach((e, i) => e.resolve(values[i]))
-      return
+      return 'stored'
     }
     this.opRev = outcome.conflict === undefined ? 0 : Number(outcome.conflict.mod_revision)
     try {
       await this.refresh([...writes.keys()])
     } catch (err) {
-      entries.forEach((e) => e.reject(this.metaFailed(err)))
-      return
+      return this.metaFailed(err)
     }
-    // Worked out again, on the records as they are now, ahead of later changes.
-    const again: Entry[] = []
-    for (const e of entries) {
-      if (++e.conflicts > MAX_CONFLICTS) e.reject(new ChaacError('CHAAC_META_FAILED', `a change conflicted with other agents ${MAX_CONFLICTS} times in a row`))
-      else again.push(e)
-    }
-    this.queue.unshift(...again)
+    return 'conflict'
   }
 
   // Sends a transaction until its outcome is known: applied (at a revision) or refused by its guard.
@@ -586,6 +635,16 @@ export class EtcdPool extends PoolChanges implements Pool {
     if (isChaacError(err)) return err
     return new ChaacError('CHAAC_META_FAILED', `etcd at ${describeEtcd(this.opts.spec)} did not store a change: ${(err as Error).message}`, { cause: err })
   }
+}
+
+/** The map's entries in maps of at most `size`. */
+function chunks<K, V> (map: Map<K, V>, size: number): Array<Map<K, V>> {
+  const out: Array<Map<K, V>> = []
+  for (const [k, v] of map) {
+    if (out.length === 0 || (out[out.length - 1].size >= size)) out.push(new Map())
+    out[out.length - 1].set(k, v)
+  }
+  return out
 }
 
 function isTooLarge (err: unknown): boolean {

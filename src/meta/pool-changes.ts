@@ -42,6 +42,14 @@ export abstract class PoolChanges extends PoolState {
   /** A new inode number, and the records that keep it taken. */
   protected abstract takeIno (): { ino: number, ops: BatchOp[] }
 
+  /**
+   * When set, the ball records whose reference count a change moved, and by
+   * how much: an engine that must store a large change in several steps
+   * stores the increases first and the decreases last, so that no step
+   * leaves a ball referenced with a count of zero.
+   */
+  protected refMoves?: Map<string, number>
+
   // ---- namespace changes ----
 
   /**
@@ -526,6 +534,7 @@ export abstract class PoolChanges extends PoolState {
       const rec = this.balls.get(id) ?? { bytes: 0, refs: 0, cloud: false, bins: [] }
       rec.refs += d
       this.balls.set(id, rec)
+      this.refMoves?.set(ballKey(id), d)
       ops.push({ type: 'put', key: ballKey(id), value: encode(rec) })
       if (rec.refs <= 0) released.push(id)
     }

@@ -71,6 +71,22 @@ t.test('etcd engine - two agents on one prefix', OPTS, async (t) => {
     }
   })
 
+  t.test('a commit larger than etcd takes in one transaction goes in steps: counts up, the file, counts down', async (t) => {
+    const small = await EtcdPool.open({ spec, agentId: 'small', log, maxOps: 10 })
+    t.teardown(async () => await small.close())
+    const node = await small.create(ROOT_INO, 'big', FILE)
+    const ids = (tag: string): string[] => Array.from({ length: 30 }, (_, i) => `${tag}${String(i).padStart(62, '0')}`)
+    const chunkSize = 64 * 1024
+    await small.commitFile(node.ino, { size: 30 * chunkSize, balls: ids('a'), chunkSize })
+    const released = await small.commitFile(node.ino, { size: 30 * chunkSize, balls: [...ids('a').slice(0, 10), ...ids('b').slice(10)], chunkSize })
+    t.same(released.sort(), ids('a').slice(10).sort(), 'the balls no longer named are released')
+    await a.revalidate()
+    t.same(a.get(node.ino)?.balls, [...ids('a').slice(0, 10), ...ids('b').slice(10)], 'another agent sees the whole ball list')
+    t.ok(ids('a').slice(0, 10).every((id) => a.balls.get(id)?.refs === 1), 'kept balls counted once')
+    t.ok(ids('b').slice(10).every((id) => a.balls.get(id)?.refs === 1), 'new balls counted once')
+    t.ok(ids('a').slice(10).every((id) => (a.balls.get(id)?.refs ?? 0) === 0), 'released balls counted zero')
+  })
+
   t.test('a change made while the other agent is busy shows after revalidate, not before its watch', async (t) => {
     const node = await a.create(ROOT_INO, 'grow', FILE)
     await a.setattr(node.ino, { mode: S_IFREG | 0o600 })
