@@ -8,7 +8,7 @@ import { once } from 'node:events'
 import { resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { DEFAULTS, parseCloud, parseHostPort } from './config.ts'
-import type { Pool } from './meta/pool.ts'
+import type { DataPool } from './meta/data-pool.ts'
 import { DumpReader, dumpLines, etcdSource, loadEtcd, loadLevel, metaDir, openDataPool, type DumpSource } from './meta/dump.ts'
 import { connectEtcd, describeEtcd, etcdSpec, parseMetaUrl, type EtcdSpec } from './meta/etcd-client.ts'
 import { EtcdPool } from './meta/etcd-pool.ts'
@@ -77,13 +77,12 @@ export function formatCommand (): Command {
     .action(async (f: FormatFlags) => {
       const wanted = formatSettings(f)
       const where = target(f)
-      const pool: Pool & { claimSettings: (s: ClusterSettings) => Promise<ClusterSettings> } = where.kind === 'etcd'
+      const pool: DataPool | EtcdPool = where.kind === 'etcd'
         ? await EtcdPool.open({ spec: where.spec, agentId: 'chaac-format', log: quiet })
         : await openDataPool(where.data, 'stop it first', { create: true })
+      const before = pool.settings
       let stored: ClusterSettings
-      let before: ClusterSettings | undefined
       try {
-        before = (pool as { settings?: ClusterSettings }).settings
         stored = await pool.claimSettings(wanted)
       } finally {
         await pool.close()

@@ -98,7 +98,9 @@ function byWhom (s: ClusterSettings): string {
  * cluster's settings (replicas 2, set by chaac format): drop the flag or pass 2".
  */
 export function contradiction (name: SettingName, source: 'cli' | 'env', mine: ClusterSettings, stored: ClusterSettings): string {
-  const given = source === 'env' ? `${ENV[name]}=${settingText(name, mine)}` : `${FLAG[name]} ${settingText(name, mine)}`
+  // A directory's path is each host's own: not part of the setting.
+  const value = name === 'cloud' && mine.cloud === 'directory' ? 'DIR' : settingText(name, mine)
+  const given = source === 'env' ? `${ENV[name]}=${value}` : `${FLAG[name]} ${value}`
   const what = source === 'env' ? 'the variable' : 'the flag'
   return `${given} contradicts the cluster's settings (${WORDS[name]} ${settingText(name, stored)}${byWhom(stored)}): drop ${what} or pass ${settingText(name, stored)}`
 }

@@ -15,6 +15,9 @@ t.test('settings - a given flag that contradicts the stored settings is refused,
   t.throws(() => settle(stored, mine({ chunkSize: 1024 * 1024 }), { chunkSize: 'env' }), {
     message: "CHAAC_CHUNK_SIZE=1MiB contradicts the cluster's settings (chunk size 4MiB, set by chaac format): drop the variable or pass 4MiB"
   })
+  t.throws(() => settle({ ...stored, cloud: 'none' }, mine({ cloud: 'directory' }), { cloud: 'cli' }), {
+    message: "--cloud DIR contradicts the cluster's settings (cloud tier none, set by chaac format): drop the flag or pass none"
+  })
   t.throws(() => settle(stored, mine({ cloud: 'none', policy: 'random' }), { cloud: 'cli', policy: 'cli' }), {
     message: /^--policy random contradicts .*policy context.*; --cloud none contradicts .*cloud tier s3:\/\/bucket\/pre/
   })
