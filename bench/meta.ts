@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util'
 import { startEtcd, type EtcdCluster } from '../scripts/lib/etcd.ts'
 import { commandLine, filesystemOf, machineBasics, sourceState } from './lib/machine.ts'
 import {
-  Daemon, delay, dropKernelCaches, killChildren, log, makeTempFolders, median, memoryOf, onInterrupt, removeTempFolders, run,
+  Daemon, delay, dropKernelCaches, killChildren, log, makeTempFolders, median, onInterrupt, removeTempFolders, run,
   unmount, waitFor, waitQuiet
 } from './lib/proc.ts'
 import { glusterTarget, moosefsTarget } from './lib/targets.ts'
@@ -281,8 +281,8 @@ async function faultRun (label: string, mount: string, root: string, name: strin
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   await waitFor('the writer to get going', async () => ops.length >= 200 || Date.now() - t0 > 5000, 60_000)
   const before = ops.length
-  await fault(event)
   const faultAt = Date.now()
+  await fault(event)
   await delay(FAULT_MS)
   event(`the writer stops (${ops.length - before} ops since the fault)`)
   await writeFile(stopFile, '')
@@ -337,21 +337,22 @@ async function faults (s: EtcdSetup, root: string): Promise<FaultResult[]> {
     event(`kill -9 agent ${s.a.host} (pid ${s.a.pid})`)
     await s.a.kill9()
   }))
-  results.push(await faultRun('(iii) the killed member restarted, then a follower killed', s.b.mount, root, 'follower', async (event) => {
+  results.push(await faultRun('(iii) the killed member restarted', s.b.mount, root, 'restart', async (event) => {
     const m = killed as typeof s.etcd.members[number]
     event(`restart etcd ${m.name} (${m.host})`)
     await s.etcd.restart(m)
     event(`etcd ${m.name} healthy again`)
-    await delay(3000)
+  }))
+  results.push(await faultRun('(iv) a follower killed', s.b.mount, root, 'follower', async (event) => {
     const leader = await s.etcd.leader()
     // Another than the one just back, so that the restarted member has to serve.
-    const follower = s.etcd.members.find((x) => x.pid !== undefined && x !== leader && x !== m) ??
-      s.etcd.members.find((x) => x.pid !== undefined && x !== leader) as typeof m
+    const follower = s.etcd.members.find((x) => x.pid !== undefined && x !== leader && x !== killed) ??
+      s.etcd.members.find((x) => x.pid !== undefined && x !== leader) as typeof leader
     event(`kill -9 the follower ${follower.name} (${follower.host}, pid ${follower.pid}); the leader is ${leader.name}`)
     await s.etcd.kill(follower)
   }))
   // Every file of every run, once more at the end.
-  const all = results.flatMap((r, i) => r.ops.filter((o) => o.ok).map((o) => join(['leader', 'agent', 'follower'][i], o.name)))
+  const all = results.flatMap((r, i) => r.ops.filter((o) => o.ok).map((o) => join(['leader', 'agent', 'restart', 'follower'][i], o.name)))
   const { stdout } = await spawnWithInput('python3', [WORKER, 'check', join(s.b.mount, 'faults')], all.join('\n') + '\n')
   const final = JSON.parse(stdout) as { checked: number, missing: string[], wrong: string[] }
   log(`faults: ${final.checked} acknowledged files checked at the end: ${final.missing.length} missing, ${final.wrong.length} wrong`)
@@ -362,10 +363,12 @@ let finalCheck: { checked: number, missing: string[], wrong: string[] } | undefi
 
 // ------------------------------------------------------------------ memory
 
+interface Rss { rss: number, anon: number, file: number }
+
 interface MemoryResult {
   files: number
   seconds: number
-  rows: Array<{ what: string, before: number, after: number }>
+  rows: Array<{ what: string, before: Rss, after: Rss }>
   dbSize: { before: number, after: number }
 }
 
@@ -373,6 +376,13 @@ async function etcdDbSize (etcd: EtcdCluster): Promise<number> {
   const { stdout } = await run('etcdctl', [`--endpoints=${etcd.endpoints.join(',')}`, 'endpoint', 'status', '-w', 'json'], { timeoutMs: 30_000 })
   const list = JSON.parse(stdout) as Array<{ Status: { dbSize: number } }>
   return Math.max(...list.map((x) => x.Status.dbSize))
+}
+
+/** VmRSS and its anonymous and file-backed parts (etcd maps its database file), bytes; zeros when the process is gone. */
+async function rssOf (pid: number | undefined): Promise<Rss> {
+  const status = pid === undefined ? '' : await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '')
+  const kB = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024
+  return { rss: kB('VmRSS'), anon: kB('RssAnon'), file: kB('RssFile') }
 }
 
 async function memory (s: EtcdSetup): Promise<MemoryResult> {
@@ -383,7 +393,7 @@ async function memory (s: EtcdSetup): Promise<MemoryResult> {
   ]
   const pids = (): number[] => procs().map((p) => p.pid).filter((p): p is number => p !== undefined)
   await waitQuiet(pids(), 0.05, 60_000)
-  const before = await Promise.all(procs().map(async (p) => (await memoryOf(p.pid ?? -1)).rss))
+  const before = await Promise.all(procs().map(async (p) => await rssOf(p.pid)))
   const dbBefore = await etcdDbSize(s.etcd)
   const perWriter = Math.ceil(FILES_MEM / WRITERS)
   const dirs = Array.from({ length: WRITERS }, (_, i) => join(s.b.mount, 'memory', `w${i}`))
@@ -392,10 +402,10 @@ async function memory (s: EtcdSetup): Promise<MemoryResult> {
   await phase('create', dirs, perWriter, dirs.map((_, i) => `w${i}`), 1000)
   const seconds = (performance.now() - t0) / 1000
   await waitQuiet(pids(), 0.05, 120_000)
-  const after = await Promise.all(procs().map(async (p) => (await memoryOf(p.pid ?? -1)).rss))
+  const after = await Promise.all(procs().map(async (p) => await rssOf(p.pid)))
   const dbAfter = await etcdDbSize(s.etcd)
   const rows = procs().map((p, i) => ({ what: p.what, before: before[i], after: after[i] }))
-  for (const r of rows) log(`  ${r.what}: ${(r.before / MB).toFixed(0)} -> ${(r.after / MB).toFixed(0)} MB`)
+  for (const r of rows) log(`  ${r.what}: ${(r.before.rss / MB).toFixed(0)} -> ${(r.after.rss / MB).toFixed(0)} MB (anonymous ${(r.after.anon / MB).toFixed(0)}, file-backed ${(r.after.file / MB).toFixed(0)})`)
   return { files: perWriter * WRITERS, seconds, rows, dbSize: { before: dbBefore, after: dbAfter } }
 }
 
@@ -453,12 +463,13 @@ function faultTable (results: FaultResult[]): string {
 }
 
 function memoryTable (m: MemoryResult): string {
-  const per = (r: { before: number, after: number }): number => (r.after - r.before) / MB / m.files * 100_000
+  const per = (before: number, after: number): string => ((after - before) / MB / m.files * 100_000).toFixed(0)
+  const mb = (x: number): string => (x / MB).toFixed(0)
   const lines = [
-    `| process | RSS before (MB) | RSS after ${m.files.toLocaleString('en-US')} files (MB) | MB per 100,000 files |`,
-    '| --- | ---: | ---: | ---: |',
-    ...m.rows.map((r) => `| ${r.what} | ${(r.before / MB).toFixed(0)} | ${(r.after / MB).toFixed(0)} | ${per(r).toFixed(0)} |`),
-    `| etcd database size (largest member, not RSS) | ${(m.dbSize.before / MB).toFixed(0)} | ${(m.dbSize.after / MB).toFixed(0)} | ${per(m.dbSize).toFixed(0)} |`
+    `| process | RSS before (MB) | RSS after ${m.files.toLocaleString('en-US')} files (MB) | of which anonymous / file-backed (MB) | RSS per 100,000 files (MB) | anonymous per 100,000 files (MB) |`,
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    ...m.rows.map((r) => `| ${r.what} | ${mb(r.before.rss)} | ${mb(r.after.rss)} | ${mb(r.after.anon)} / ${mb(r.after.file)} | ${per(r.before.rss, r.after.rss)} | ${per(r.before.anon, r.after.anon)} |`),
+    `| etcd database size (largest member; a file, not RSS) | ${mb(m.dbSize.before)} | ${mb(m.dbSize.after)} | | ${per(m.dbSize.before, m.dbSize.after)} | |`
   ]
   return lines.join('\n')
 }
@@ -501,12 +512,13 @@ ${roundsTable()}
 A writer on agent 127.0.0.3's mount creates files of 4 KiB in a loop (\`open(O_CREAT|O_EXCL)\`, \`write\`, \`fsync\`, \`close\`),
 recording each op's latency; a file counts as acknowledged once its \`close\` returned. After a steady start the fault happens,
 and the writer goes on for ${FAULT_MS / 1000} s. Then every acknowledged file is read back on that mount and compared byte for byte.
-The three faults run one after another on the same cluster (the member killed in (i) stays down until (iii) restarts it; the agent
-killed in (ii) stays down).
+The faults run one after another on the same cluster (the member killed in (i) stays down until (iii) restarts it; the agent
+killed in (ii) stays down; (iv) kills a follower other than the restarted member, which then has to serve). The time of the
+longest op is from the start of the fault (a negative one was in flight when the fault began).
 
 ${faultTable(r.faults)}
 
-${finalCheck !== undefined ? `At the end, all ${finalCheck.checked.toLocaleString('en-US')} acknowledged files of the three runs read back: ${finalCheck.missing.length} missing, ${finalCheck.wrong.length} with wrong bytes.` : ''}
+${finalCheck !== undefined ? `At the end, all ${finalCheck.checked.toLocaleString('en-US')} acknowledged files of the four runs read back: ${finalCheck.missing.length} missing, ${finalCheck.wrong.length} with wrong bytes.` : ''}
 
 ${r.faults.map((f) => `**${f.label}**:\n${f.events.map((e) => `- ${e}`).join('\n')}${f.errors.length > 0 ? `\n- errors the writer saw: ${f.errors.slice(0, 5).map((e) => `${e.name}: ${e.error ?? ''}`).join('; ')}` : ''}${f.missing.length + f.wrong.length > 0 ? `\n- lost: ${[...f.missing, ...f.wrong].slice(0, 10).join(', ')}` : ''}`).join('\n\n')}
 `)
