@@ -6,6 +6,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdir, open, readFile } from 'node:fs/promises'
 import { request } from 'node:http'
+import { request as httpsRequest } from 'node:https'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -28,6 +29,11 @@ export interface EtcdOptions {
   timeoutMs?: number
   /** Progress lines. */
   log?: (line: string) => void
+  /**
+   * Clients must speak TLS with a certificate the CA signed (PEM files): the
+   * members serve https with `cert`, and etcdctl and the health checks present it too.
+   */
+  tls?: { ca: string, cert: string, key: string }
 }
 
 export interface EtcdMember {
@@ -75,7 +81,10 @@ interface Running {
 
 export async function startEtcd (opts: EtcdOptions): Promise<EtcdCluster> {
   const t0 = performance.now()
-  const { hosts, root, clientPort = 2379, peerPort = 2380, timeoutMs = 30_000, log = () => {} } = opts
+  const { hosts, root, clientPort = 2379, peerPort = 2380, timeoutMs = 30_000, log = () => {}, tls } = opts
+  const scheme = tls === undefined ? 'http' : 'https'
+  const tlsFlags = tls === undefined ? [] : ['--cert-file', tls.cert, '--key-file', tls.key, '--trusted-ca-file', tls.ca, '--client-cert-auth']
+  const ctlTls = tls === undefined ? [] : [`--cacert=${tls.ca}`, `--cert=${tls.cert}`, `--key=${tls.key}`]
   if (hosts.length === 0 || new Set(hosts).size !== hosts.length) throw new RangeError(`etcd needs distinct hosts, not [${hosts.join(', ')}]`)
   const members: EtcdMember[] = []
   const running = new Map<EtcdMember, Running>()
@@ -84,7 +93,7 @@ export async function startEtcd (opts: EtcdOptions): Promise<EtcdCluster> {
     const member: EtcdMember = {
       name,
       host,
-      clientUrl: `http://${host}:${clientPort}`,
+      clientUrl: `${scheme}://${host}:${clientPort}`,
       peerUrl: `http://${host}:${peerPort}`,
       dataDir: join(root, name),
       logFile: join(root, `${name}.log`),
@@ -105,7 +114,7 @@ export async function startEtcd (opts: EtcdOptions): Promise<EtcdCluster> {
       '--listen-client-urls', m.clientUrl, '--advertise-client-urls', m.clientUrl,
       '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl,
       '--initial-cluster', initialCluster, '--initial-cluster-state', state, '--initial-cluster-token', token,
-      ...TUNING
+      ...TUNING, ...tlsFlags
     ])
     running.set(m, r)
     return r
@@ -132,7 +141,7 @@ export async function startEtcd (opts: EtcdOptions): Promise<EtcdCluster> {
   const ctl = async (args: string[], callMs = 3_000): Promise<string> => {
     // No endpoints would make etcdctl dial 127.0.0.1:2379, perhaps the system's etcd.
     if (live().length === 0) throw new Error('no etcd member is running')
-    return (await execFileP('etcdctl', [`--endpoints=${live().map((m) => `${m.host}:${clientPort}`).join(',')}`, `--command-timeout=${callMs}ms`, ...args],
+    return (await execFileP('etcdctl', [`--endpoints=${live().map((m) => `${scheme}://${m.host}:${clientPort}`).join(',')}`, `--command-timeout=${callMs}ms`, ...ctlTls, ...args],
       { timeout: callMs + 1_000 })).stdout
   }
   const leader = async (timeoutMs = 15_000): Promise<EtcdMember> =>
@@ -143,7 +152,7 @@ export async function startEtcd (opts: EtcdOptions): Promise<EtcdCluster> {
       const ids = new Set(statuses.map((s) => s.leader))
       const self = statuses.find((s) => s.id === s.leader)
       if (ids.size !== 1 || self === undefined) return undefined
-      return live().find((m) => `${m.host}:${clientPort}` === self.endpoint)
+      return live().find((m) => [`${m.host}:${clientPort}`, m.clientUrl].includes(self.endpoint))
     })
 
   await mkdir(root, { recursive: true })
@@ -152,7 +161,7 @@ export async function startEtcd (opts: EtcdOptions): Promise<EtcdCluster> {
     for (const m of members) await ensureFree(m.host, [clientPort, peerPort])
     await Promise.all(members.map(async (m) => await launch(m, 'new')))
     const deadline = Date.now() + timeoutMs
-    await Promise.all(members.map(async (m) => await until(`${m.name} to answer healthy`, deadline, members, async () => await healthy(m.clientUrl))))
+    await Promise.all(members.map(async (m) => await until(`${m.name} to answer healthy`, deadline, members, async () => await healthy(m.clientUrl, tls))))
     log(`etcd: ${members.length} members healthy on ${endpoints.join(',')} after ${((performance.now() - t0) / 1000).toFixed(2)} s`)
   } catch (err) {
     await Promise.all(members.map(async (m) => await kill(m)))
@@ -171,7 +180,7 @@ export async function startEtcd (opts: EtcdOptions): Promise<EtcdCluster> {
       // On a data folder with a WAL etcd rejoins with what it has; the state says it is no newcomer.
       await ensureFree(m.host, [clientPort, peerPort])
       await launch(m, 'existing')
-      await until(`${m.name} to answer healthy again`, Date.now() + timeoutMs, [m], async () => await healthy(m.clientUrl))
+      await until(`${m.name} to answer healthy again`, Date.now() + timeoutMs, [m], async () => await healthy(m.clientUrl, tls))
       log(`etcd: ${m.name} healthy again after ${((performance.now() - t1) / 1000).toFixed(2)} s`)
     },
     waitHealthy: async (timeoutMs = 30_000) => {
@@ -235,10 +244,11 @@ async function ensureFree (host: string, ports: number[]): Promise<void> {
 }
 
 /** GET /health answers {"health":"true"} (a leader known, the member serving); undefined otherwise. */
-async function healthy (clientUrl: string): Promise<true | undefined> {
+async function healthy (clientUrl: string, tls?: { ca: string, cert: string, key: string }): Promise<true | undefined> {
+  const creds = tls === undefined ? {} : { ca: await readFile(tls.ca), cert: await readFile(tls.cert), key: await readFile(tls.key) }
   return await new Promise((resolve) => {
     // node:http rather than fetch: fetch keeps connections alive past a killed member.
-    const req = request(`${clientUrl}/health`, { timeout: 1_000, agent: false }, (res) => {
+    const req = (tls === undefined ? request : httpsRequest)(`${clientUrl}/health`, { timeout: 1_000, agent: false, ...creds }, (res) => {
       let body = ''
       res.on('data', (d) => { body += String(d) })
       res.on('end', () => resolve(/"health"\s*:\s*"true"/.test(body) || undefined))

@@ -16,7 +16,7 @@
 // unguarded: its revision is the newest change of the cluster, which
 // close-to-open waits for the watch to reach.
 import { randomBytes } from 'node:crypto'
-import type { Etcd3, IKeyValue, IRequestOp, IWatchResponse, Watcher } from 'etcd3'
+import { EtcdAuthenticationFailedError, EtcdPermissionDeniedError, type Etcd3, type IKeyValue, type IRequestOp, type IWatchResponse, type Watcher } from 'etcd3'
 import { ChaacError, isChaacError } from '../errors.ts'
 import type { BatchOp } from './batch-writer.ts'
 import { connectEtcd, describeEtcd, type EtcdSpec } from './etcd-client.ts'
@@ -117,6 +117,11 @@ export class EtcdPool extends PoolChanges implements Pool {
         await pool.resync()
         break
       } catch (err) {
+        // Refused credentials do not get better by waiting.
+        if (err instanceof EtcdAuthenticationFailedError || err instanceof EtcdPermissionDeniedError) {
+          pool.client.close()
+          throw new ChaacError('CHAAC_AUTH_FAILED', `etcd at ${describeEtcd(opts.spec)} refused this agent: ${err.message} (--etcd-user, CHAAC_ETCD_PASSWORD)`, { cause: err })
+        }
         if (Date.now() + backoff > deadline) {
           pool.client.close()
           throw new ChaacError('CHAAC_META_FAILED', `cannot reach etcd at ${describeEtcd(opts.spec)}: ${(err as Error).message}`, { cause: err })

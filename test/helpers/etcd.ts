@@ -22,6 +22,8 @@ export interface WithEtcdOptions {
    */
   clientPort?: number
   peerPort?: number
+  /** Members that speak TLS only, to clients with a certificate the CA signed. */
+  tls?: { ca: string, cert: string, key: string }
 }
 
 let started = 0
@@ -35,7 +37,7 @@ export async function withEtcd (t: Test, opts: WithEtcdOptions = {}): Promise<Et
     await cluster?.stop()
     await rm(root, { recursive: true, force: true })
   })
-  cluster = await startEtcd({ hosts: opts.hosts ?? ETCD_HOSTS, root, clientPort: opts.clientPort ?? base, peerPort: opts.peerPort ?? base + 1 })
+  cluster = await startEtcd({ hosts: opts.hosts ?? ETCD_HOSTS, root, clientPort: opts.clientPort ?? base, peerPort: opts.peerPort ?? base + 1, tls: opts.tls })
   return cluster
 }
 
