@@ -130,8 +130,13 @@ export class BackgroundWorker {
       })
       compacted = upTo
     }
+    // Once per outage: an etcd user without the right to compact (only root has it) would otherwise fill the log.
+    let failing = false
     const timer = setInterval(() => {
-      pass().catch((err: Error) => this.opts.log.warn({ err: err.message }, 'could not compact etcd\'s history; will try again'))
+      pass().then(() => { failing = false }, (err: Error) => {
+        if (!failing) this.opts.log.warn({ err: err.message }, 'could not compact etcd\'s history (etcd\'s own --auto-compaction can do it); will try again')
+        failing = true
+      })
     }, COMPACT_EVERY_MS)
     timer.unref()
     void pass().catch(() => {})
