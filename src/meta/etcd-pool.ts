@@ -5,11 +5,14 @@
 // record it writes changed since this agent saw it (compared by mod
 // revision), else the records are read afresh and the change runs again.
 //
-// Changes queue while a transaction is on its way and go out together in the
-// next one (group commit), so one agent keeps one transaction in flight and
-// its own changes never conflict with each other.
+// Changes queue while transactions are on their way and go out together in
+// the next one (group commit). Up to LANES transactions are in flight at
+// once, each writing records no other in flight writes: a batch that writes
+// a record one in flight writes too waits for it (and is worked out again if
+// that one did not hold), so an agent's own changes never conflict with each
+// other and land in the order they were made wherever they touch.
 //
-// Every transaction also writes this agent's operation key (o!<agent id>)
+// Every transaction also writes its lane's operation key (o!<agent id>!<lane>)
 // with the batch's id and compares its revision: when an answer is lost (a
 // leader killed mid-call) the key says whether the batch was applied, and a
 // batch sent again cannot apply twice. Every transaction writes m!last too,
@@ -42,7 +45,15 @@ interface Entry {
   reject: (err: Error) => void
   deadline: number
   conflicts: number
+  /** Resolves once the entry is answered, either way. */
+  settled: Promise<void>
 }
+
+/** A transaction lane: its operation key and that key's mod revision as this agent last saw it. */
+interface Lane { key: string, rev: number }
+
+/** A batch on its way: the records it writes, and whether it held (false: worked out again or failed; `requeued` went back to the queue). */
+interface Flight { keys: Set<string>, done: Promise<{ stored: boolean, requeued: Entry[] }> }
 
 interface Waiter { rev: number, resolve: () => void, reject: (err: Error) => void }
 
@@ -65,6 +76,8 @@ const LAST_KEY = 'm!last'
 const MAX_CONFLICTS = 50
 const MAX_BATCH_BYTES = 512 * 1024
 const PROBE_MS = 1_000
+/** Transactions in flight at once from one agent. */
+const LANES = 4
 
 // Thrown by takeIno when this agent's block of inode numbers is used up: the committer reserves more and runs the change again.
 const NO_INOS = new Error('no inode numbers reserved')
@@ -72,17 +85,19 @@ const NO_INOS = new Error('no inode numbers reserved')
 export class EtcdPool extends PoolChanges implements Pool {
   private readonly client: Etcd3
   private readonly prefix: string
-  private readonly opKey: string
+  private readonly lanes: Lane[]
+  private readonly freeLanes: Lane[]
+  private readonly inflight = new Set<Flight>()
+  private readonly pending = new Set<Entry>()
   // The mod revision of every record present, as this agent last saw it.
   private readonly modRevs = new Map<string, number>()
   // Records read afresh as absent while the watch is behind: older events for them are stale.
   private readonly tombstones = new Map<string, number>()
   private appliedRev = 0
-  private opRev = 0
   private batchSeq = 0
   private readonly runId = randomBytes(6).toString('hex')
   private queue: Entry[] = []
-  private committing?: Promise<void>
+  private building?: Promise<void>
   private inoNext = 0
   private inoEnd = 0
   private watcher?: Watcher
@@ -102,7 +117,8 @@ export class EtcdPool extends PoolChanges implements Pool {
     super()
     this.client = connectEtcd(opts.spec)
     this.prefix = opts.spec.prefix
-    this.opKey = `o!${opts.agentId}`
+    this.lanes = Array.from({ length: LANES }, (_, i) => ({ key: `o!${opts.agentId}!${i}`, rev: 0 }))
+    this.freeLanes = [...this.lanes]
     this.changeTimeoutMs = opts.changeTimeoutMs ?? 10_000
     this.maxOps = opts.maxOps ?? 120
     this.cutOffAfterMs = opts.cutOffAfterMs ?? 2 * opts.spec.callTimeoutMs
@@ -158,10 +174,16 @@ export class EtcdPool extends PoolChanges implements Pool {
   protected async run<T> (change: () => Change<T>): Promise<T> {
     if (this.closed) throw new ChaacError('CHAAC_IO', 'the data pool is closed')
     this.checkReachable()
-    return await new Promise<T>((resolve, reject) => {
-      this.queue.push({ change, resolve: resolve as (value: unknown) => void, reject, deadline: Date.now() + this.changeTimeoutMs, conflicts: 0 })
-      this.kick()
+    let entry: Entry | undefined
+    const answer = new Promise<T>((resolve, reject) => {
+      entry = { change, resolve: resolve as (value: unknown) => void, reject, deadline: Date.now() + this.changeTimeoutMs, conflicts: 0, settled: Promise.resolve() }
     })
+    const e = entry as Entry
+    e.settled = answer.then(() => {}, () => {}).finally(() => this.pending.delete(e))
+    this.pending.add(e)
+    this.queue.push(e)
+    this.kick()
+    return await answer
   }
 
   protected takeIno (): { ino: number, ops: BatchOp[] } {
@@ -171,23 +193,53 @@ export class EtcdPool extends PoolChanges implements Pool {
 
   async flushLazy (): Promise<void> {}
 
-  /** Every change made so far is stored (etcd stores each transaction durably on a quorum). */
+  /** Every change made so far is answered (etcd stores each transaction durably on a quorum). */
   async sync (): Promise<void> {
-    await this.run(() => ({ ops: [], value: undefined }))
+    await Promise.all([...this.pending].map(async (e) => await e.settled))
   }
 
   private kick (): void {
-    if (this.committing) return
-    this.committing = this.commitAll().finally(() => {
-      this.committing = undefined
+    if (this.building || this.freeLanes.length === 0) return
+    this.building = this.buildAll().catch((err: Error) => {
+      // Not expected: every failure of a change is its caller's. Those still queued get it too rather than wait.
+      this.opts.log.warn({ err: err.message }, 'storing changes in etcd failed')
+      for (const e of this.queue.splice(0)) e.reject(this.metaFailed(err))
+    }).finally(() => {
+      this.building = undefined
       if (this.queue.length > 0 && !this.closed) this.kick()
     })
   }
 
-  private async commitAll (): Promise<void> {
-    while (this.queue.length > 0) {
+  // Builds batches while lanes are free; a batch that writes what one in flight writes waits for it.
+  private async buildAll (): Promise<void> {
+    while (this.queue.length > 0 && this.freeLanes.length > 0) {
       const batch = await this.nextBatch()
-      if (batch.entries.length > 0) await this.commitBatch(batch)
+      if (batch.entries.length === 0) continue
+      // A batch in steps goes alone: its steps are not one transaction.
+      const alone = batch.writes.size > this.maxOps
+      const deps = [...this.inflight].filter((f) => alone || [...batch.writes.keys()].some((k) => f.keys.has(k)))
+      if (deps.length > 0) {
+        const outcomes = await Promise.all(deps.map(async (f) => await f.done))
+        if (outcomes.some((o) => !o.stored)) {
+          // Worked out on records that did not hold: read afresh, and again after the changes they depend on.
+          await this.refresh([...batch.writes.keys()]).catch(() => {})
+          const after = Math.max(-1, ...outcomes.flatMap((o) => o.requeued.map((e) => this.queue.indexOf(e))))
+          this.queue.splice(after + 1, 0, ...batch.entries)
+          continue
+        }
+      }
+      if (alone) await Promise.all([...this.inflight].map(async (f) => await f.done))
+      const lane = this.freeLanes.pop() as Lane
+      const flight: Flight = { keys: new Set(batch.writes.keys()), done: Promise.resolve({ stored: false, requeued: [] }) }
+      flight.done = this.commitBatch(batch, lane).catch((err: Error) => {
+        batch.entries.forEach((e) => e.reject(this.metaFailed(err)))
+        return { stored: false, requeued: [] }
+      }).finally(() => {
+        this.inflight.delete(flight)
+        this.freeLanes.push(lane)
+        this.kick()
+      })
+      this.inflight.add(flight)
     }
   }
 
@@ -237,7 +289,7 @@ export class EtcdPool extends PoolChanges implements Pool {
   // the reference counts that go up first, then the rest (the namespace's
   // records), then the counts that go down. A crash between steps leaves
   // counts too high (a ball kept longer), never too low.
-  private async commitBatch (batch: Batch): Promise<void> {
+  private async commitBatch (batch: Batch, lane: Lane): Promise<{ stored: boolean, requeued: Entry[] }> {
     const { entries, values, writes, moves } = batch
     const steps: Array<Map<string, BatchOp>> = []
     // The step that stores the namespace's records: once it is stored, the batch is.
@@ -256,18 +308,18 @@ export class EtcdPool extends PoolChanges implements Pool {
         const err = new ChaacError('CHAAC_META_FAILED', `a change of ${rest.size} records is more than etcd takes in one transaction here (${this.maxOps}): start etcd with a larger --max-txn-ops`)
         await this.refresh([...writes.keys()]).catch(() => {})
         entries.forEach((e) => e.reject(err))
-        return
+        return { stored: false, requeued: [] }
       }
       steps.push(...chunks(up, this.maxOps))
       main = steps.length
       steps.push(rest, ...chunks(down, this.maxOps))
     }
     for (const [i, step] of steps.entries()) {
-      const outcome = await this.commitStep(step, Math.min(...entries.map((e) => e.deadline)))
+      const outcome = await this.commitStep(step, lane, Math.min(...entries.map((e) => e.deadline)))
       if (outcome === 'stored') continue
       if (outcome instanceof Error) {
         entries.forEach((e) => e.reject(outcome))
-        return
+        return { stored: false, requeued: [] }
       }
       // After the namespace's records, a count that could not go down stays too high: the ball is kept longer.
       if (i > main) continue
@@ -278,13 +330,14 @@ export class EtcdPool extends PoolChanges implements Pool {
         else again.push(e)
       }
       this.queue.unshift(...again)
-      return
+      return { stored: false, requeued: again }
     }
     entries.forEach((e, i) => e.resolve(values[i]))
+    return { stored: true, requeued: [] }
   }
 
   // Stores one transaction: 'stored', 'conflict' (the records it read changed; they are read afresh), or the error that ends it.
-  private async commitStep (writes: Map<string, BatchOp>, deadline: number): Promise<'stored' | 'conflict' | Error> {
+  private async commitStep (writes: Map<string, BatchOp>, lane: Lane, deadline: number): Promise<'stored' | 'conflict' | Error> {
     const batchId = `${this.runId}:${++this.batchSeq}`
     const ops: IRequestOp[] = []
     for (const op of writes.values()) {
@@ -293,28 +346,28 @@ export class EtcdPool extends PoolChanges implements Pool {
         : { request_delete_range: { key: this.k(op.key) } })
     }
     ops.push(
-      { request_put: { key: this.k(this.opKey), value: Buffer.from(batchId) } },
+      { request_put: { key: this.k(lane.key), value: Buffer.from(batchId) } },
       { request_put: { key: this.k(LAST_KEY), value: Buffer.from(this.opts.agentId) } }
     )
     // A file's bytes are guarded by its inode record, a pooled slice's by its ball record: written in the same change.
     const guarded = [...writes.keys()].filter((key) => !isBytesKey(key))
-    const compare = [...guarded, this.opKey].map((key) => ({
-      key: this.k(key), target: 'Mod' as const, result: 'Equal' as const, mod_revision: key === this.opKey ? this.opRev : (this.modRevs.get(key) ?? 0)
+    const compare = [...guarded, lane.key].map((key) => ({
+      key: this.k(key), target: 'Mod' as const, result: 'Equal' as const, mod_revision: key === lane.key ? lane.rev : (this.modRevs.get(key) ?? 0)
     }))
-    const request = { compare, success: ops, failure: [{ request_range: { key: this.k(this.opKey) } }] }
+    const request = { compare, success: ops, failure: [{ request_range: { key: this.k(lane.key) } }] }
     let outcome: { applied: number } | { conflict: IKeyValue | undefined }
     try {
       outcome = await this.send(request, batchId, deadline)
     } catch (err) {
       // Nothing says whether it was applied: the next transaction's guard on the operation key keeps the records right either way.
-      await this.refresh([...writes.keys(), this.opKey]).catch(() => {})
+      await this.refresh([...writes.keys(), lane.key]).catch(() => {})
       return err as Error
     }
     if ('applied' in outcome) {
-      this.stored(outcome.applied, writes)
+      this.stored(outcome.applied, writes, lane)
       return 'stored'
     }
-    this.opRev = outcome.conflict === undefined ? 0 : Number(outcome.conflict.mod_revision)
+    lane.rev = outcome.conflict === undefined ? 0 : Number(outcome.conflict.mod_revision)
     try {
       await this.refresh([...writes.keys()])
     } catch (err) {
@@ -344,7 +397,7 @@ export class EtcdPool extends PoolChanges implements Pool {
   }
 
   // The batch is stored at revision `rev`: what memory shows of its records is what etcd holds.
-  private stored (rev: number, writes: Map<string, BatchOp>): void {
+  private stored (rev: number, writes: Map<string, BatchOp>, lane: Lane): void {
     for (const [key, op] of writes) {
       if (op.type === 'put') {
         this.modRevs.set(key, rev)
@@ -354,7 +407,7 @@ export class EtcdPool extends PoolChanges implements Pool {
         this.tombstones.set(key, rev)
       }
     }
-    this.opRev = rev
+    lane.rev = Math.max(lane.rev, rev)
     const ops = [...writes.values()]
     this.emit('change', rev, ops, this.opts.agentId)
     if (ops.some((op) => op.type === 'put' && op.key[0] === 'q')) this.emit('queued')
@@ -370,8 +423,9 @@ export class EtcdPool extends PoolChanges implements Pool {
     // Inodes first, as everywhere.
     const ordered = [...keys].sort((a, b) => Number(b[0] === 'i') - Number(a[0] === 'i'))
     for (const key of ordered) {
-      if (key === this.opKey) {
-        this.opRev = Number(found.get(key)?.mod_revision ?? 0)
+      const lane = this.laneOf(key)
+      if (lane !== undefined) {
+        lane.rev = Number(found.get(key)?.mod_revision ?? 0)
         continue
       }
       const kv = found.get(key)
@@ -433,7 +487,8 @@ export class EtcdPool extends PoolChanges implements Pool {
     for (const kv of records) {
       const key = this.unk(kv.key)
       this.modRevs.set(key, Number(kv.mod_revision))
-      if (key === this.opKey) this.opRev = Number(kv.mod_revision)
+      const lane = this.laneOf(key)
+      if (lane !== undefined) lane.rev = Number(kv.mod_revision)
       else if (!this.apply(key, kv.value)) this.opts.log.debug({ key }, 'a record names an inode that is gone; left as it is')
     }
     this.appliedRev = rev
@@ -476,11 +531,12 @@ export class EtcdPool extends PoolChanges implements Pool {
     for (const kv of ordered) {
       const key = this.unk(kv.key)
       const value = kv.value
-      if (key === this.opKey) {
-        if (rev > this.opRev) this.opRev = rev
+      const lane = this.laneOf(key)
+      if (lane !== undefined) {
+        if (rev > lane.rev) lane.rev = rev
         continue
       }
-      if (key.startsWith('o!')) origin = key.slice(2)
+      if (key.startsWith('o!')) origin = key.slice(2).split('!')[0]
       const seen = this.modRevs.get(key) ?? this.tombstones.get(key) ?? 0
       if (rev <= seen) continue
       if (value === undefined) this.modRevs.delete(key)
@@ -613,7 +669,7 @@ export class EtcdPool extends PoolChanges implements Pool {
     if (this.closed) return
     clearInterval(this.probeTimer)
     // Changes already queued still go out (their deadline bounds the wait).
-    while (this.committing) await this.committing
+    await this.sync()
     this.closed = true
     for (const w of this.waiters) w.reject(new ChaacError('CHAAC_IO', 'the data pool is closed'))
     this.waiters.clear()
@@ -623,6 +679,10 @@ export class EtcdPool extends PoolChanges implements Pool {
   }
 
   // ---- helpers ----
+
+  private laneOf (key: string): Lane | undefined {
+    return key.startsWith('o!') ? this.lanes.find((l) => l.key === key) : undefined
+  }
 
   private k (key: string): Buffer {
     return Buffer.from(this.prefix + key)
