@@ -108,6 +108,9 @@ export class EtcdPool extends PoolChanges implements Pool {
   private probeTimer?: NodeJS.Timeout
   private probing = false
   private behindSince?: number
+  // The read of the newest revision on its way, and the one callers wait for next.
+  private check?: Promise<number>
+  private nextCheck?: Promise<number>
   private resyncing?: Promise<void>
   private readonly changeTimeoutMs: number
   private readonly maxOps: number
@@ -556,15 +559,35 @@ export class EtcdPool extends PoolChanges implements Pool {
   /** Resolves once every change any agent stored before the call is visible here (close-to-open). */
   async revalidate (): Promise<void> {
     this.checkReachable()
-    let rev: number
-    try {
-      const res = await this.client.kv.range({ key: this.k(LAST_KEY) })
-      this.contact()
-      rev = Number(res.kvs[0]?.mod_revision ?? 0)
-    } catch (err) {
-      throw this.metaFailed(err)
+    await this.caughtUp(await this.newestRevision())
+  }
+
+  // The revision of the newest change, read after the call: callers that come
+  // while a read is on its way share the next one (that one may have left
+  // before what they must see was stored), so many opens cost few reads.
+  private newestRevision (): Promise<number> {
+    if (this.nextCheck !== undefined) return this.nextCheck
+    const read = async (): Promise<number> => {
+      try {
+        const res = await this.client.kv.range({ key: this.k(LAST_KEY) })
+        this.contact()
+        return Number(res.kvs[0]?.mod_revision ?? 0)
+      } catch (err) {
+        throw this.metaFailed(err)
+      }
     }
-    await this.caughtUp(rev)
+    const start = (): Promise<number> => {
+      const check = read().finally(() => { if (this.check === check) this.check = undefined })
+      this.check = check
+      return check
+    }
+    if (this.check === undefined) return start()
+    const next = this.check.then(() => {}, () => {}).then(() => {
+      this.nextCheck = undefined
+      return start()
+    })
+    this.nextCheck = next
+    return next
   }
 
   private async caughtUp (rev: number): Promise<void> {
