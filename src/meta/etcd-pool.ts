@@ -89,6 +89,9 @@ export class EtcdPool extends PoolChanges implements Pool {
   private readonly freeLanes: Lane[]
   private readonly inflight = new Set<Flight>()
   private readonly pending = new Set<Entry>()
+  // Records that changes worked out here write and etcd does not hold yet, by how many batches: memory shows
+  // them ahead of etcd, so the watch's echo of an earlier transaction must not take them back.
+  private readonly ahead = new Map<string, number>()
   // The mod revision of every record present, as this agent last saw it.
   private readonly modRevs = new Map<string, number>()
   // Records read afresh as absent while the watch is behind: older events for them are stale.
@@ -107,7 +110,8 @@ export class EtcdPool extends PoolChanges implements Pool {
   private closed = false
   private probeTimer?: NodeJS.Timeout
   private probing = false
-  private behindSince?: number
+  // A revision that was the newest when a probe read it, while the watch had not reached it yet.
+  private behind?: { rev: number, at: number }
   // The read of the newest revision on its way, and the one callers wait for next.
   private check?: Promise<number>
   private nextCheck?: Promise<number>
@@ -225,6 +229,7 @@ export class EtcdPool extends PoolChanges implements Pool {
         const outcomes = await Promise.all(deps.map(async (f) => await f.done))
         if (outcomes.some((o) => !o.stored)) {
           // Worked out on records that did not hold: read afresh, and again after the changes they depend on.
+          this.behindNoMore(batch.writes)
           await this.refresh([...batch.writes.keys()]).catch(() => {})
           const after = Math.max(-1, ...outcomes.flatMap((o) => o.requeued.map((e) => this.queue.indexOf(e))))
           this.queue.splice(after + 1, 0, ...batch.entries)
@@ -238,6 +243,7 @@ export class EtcdPool extends PoolChanges implements Pool {
         batch.entries.forEach((e) => e.reject(this.metaFailed(err)))
         return { stored: false, requeued: [] }
       }).finally(() => {
+        this.behindNoMore(batch.writes)
         this.inflight.delete(flight)
         this.freeLanes.push(lane)
         this.kick()
@@ -279,6 +285,7 @@ export class EtcdPool extends PoolChanges implements Pool {
       values.push(result.value)
       for (const [key, d] of this.refMoves) moves.set(key, (moves.get(key) ?? 0) + d)
       for (const op of result.ops) {
+        if (!writes.has(op.key)) this.ahead.set(op.key, (this.ahead.get(op.key) ?? 0) + 1)
         writes.delete(op.key)
         writes.set(op.key, op)
         bytes += op.key.length + (op.type === 'put' ? op.value.length : 0)
@@ -541,7 +548,8 @@ export class EtcdPool extends PoolChanges implements Pool {
       }
       if (key.startsWith('o!')) origin = key.slice(2).split('!')[0]
       const seen = this.modRevs.get(key) ?? this.tombstones.get(key) ?? 0
-      if (rev <= seen) continue
+      // A record changed here and not stored yet: its transaction settles it (a change by another agent fails its guard).
+      if (rev <= seen || this.ahead.has(key)) continue
       if (value === undefined) this.modRevs.delete(key)
       else this.modRevs.set(key, rev)
       this.tombstones.delete(key)
@@ -612,13 +620,14 @@ export class EtcdPool extends PoolChanges implements Pool {
       const res = await this.client.kv.range({ key: this.k(LAST_KEY) })
       this.contact()
       const rev = Number(res.kvs[0]?.mod_revision ?? 0)
-      if (rev <= this.appliedRev) {
-        this.behindSince = undefined
-      } else if (this.behindSince === undefined) {
-        this.behindSince = Date.now()
-      } else if (Date.now() - this.behindSince > this.cutOffAfterMs) {
-        this.opts.log.warn({ at: this.appliedRev, newest: rev }, 'the etcd watch stayed behind; taking a fresh snapshot')
-        this.behindSince = undefined
+      // Under a stream of changes the watch is always a little behind the newest: what counts is
+      // whether it reached, within the deadline, a revision that was the newest back then.
+      if (this.behind !== undefined && this.appliedRev >= this.behind.rev) this.behind = undefined
+      if (this.behind === undefined) {
+        if (rev > this.appliedRev) this.behind = { rev, at: Date.now() }
+      } else if (Date.now() - this.behind.at > this.cutOffAfterMs) {
+        this.opts.log.warn({ at: this.appliedRev, newest: this.behind.rev }, 'the etcd watch stayed behind; taking a fresh snapshot')
+        this.behind = undefined
         this.current = false
         await this.recover()
         return
@@ -702,6 +711,15 @@ export class EtcdPool extends PoolChanges implements Pool {
   }
 
   // ---- helpers ----
+
+  // The batch is stored, given up or worked out again: its records are no longer ahead of etcd by it.
+  private behindNoMore (writes: Map<string, BatchOp>): void {
+    for (const key of writes.keys()) {
+      const n = (this.ahead.get(key) ?? 0) - 1
+      if (n > 0) this.ahead.set(key, n)
+      else this.ahead.delete(key)
+    }
+  }
 
   private laneOf (key: string): Lane | undefined {
     return key.startsWith('o!') ? this.lanes.find((l) => l.key === key) : undefined

@@ -87,6 +87,22 @@ t.test('etcd engine - two agents on one prefix', OPTS, async (t) => {
     t.ok(ids('a').slice(10).every((id) => (a.balls.get(id)?.refs ?? 0) === 0), 'released balls counted zero')
   })
 
+  t.test('changes of one record queued behind each other while others are in flight: memory ends as etcd holds it', async (t) => {
+    const hot = await a.create(ROOT_INO, 'hot', FILE)
+    const d = await a.create(ROOT_INO, 'busy', DIR)
+    // Creates elsewhere keep lanes busy; the setattrs of one inode wait for each other, and the watch echoes each.
+    await Promise.all([
+      ...Array.from({ length: 120 }, async (_, i) => await a.setattr(hot.ino, { mtime: i + 1 })),
+      ...Array.from({ length: 120 }, async (_, i) => await a.create(d.ino, `n${i}`, FILE))
+    ])
+    await a.revalidate()
+    const fresh = await open('fresh')
+    t.equal(a.get(hot.ino)?.mtime, 120, 'the last change wins here')
+    t.equal(fresh.get(hot.ino)?.mtime, 120, 'and in etcd')
+    t.equal(a.entries(d.ino).size, 120)
+    t.same(a.get(d.ino), fresh.get(d.ino), 'the directory as etcd holds it')
+  })
+
   t.test('a change made while the other agent is busy shows after revalidate, not before its watch', async (t) => {
     const node = await a.create(ROOT_INO, 'grow', FILE)
     await a.setattr(node.ino, { mode: S_IFREG | 0o600 })
