@@ -26,7 +26,7 @@ import { PoolChanges } from './meta/pool-changes.ts'
 import { PoolState } from './meta/pool-state.ts'
 import { differences, settingsOf, settle, type ClusterSettings } from './meta/settings.ts'
 import type { Policy } from './placement/types.ts'
-import { Membership } from './meta/membership.ts'
+import { Membership, isAlive } from './meta/membership.ts'
 import type { Pool } from './meta/pool.ts'
 import type { AgentReport } from './meta/schema.ts'
 import { CLUSTER_MAX_FRAME_BYTES } from './meta/pool-protocol.ts'
@@ -170,7 +170,7 @@ export class Agent {
     const repairer = new Repairer(this.pool, plane, { replicas, graceMs, intervalMs: this.config.contextIntervalMs, log: this.log })
     repairer.start()
     if (this.store.cloud) this.collector.start()
-    const liveness = setInterval(() => { void this.markExpired() }, this.config.contextIntervalMs)
+    const liveness = setInterval(() => { void this.markExpired().then(async () => await this.purgeOrphans()) }, this.config.contextIntervalMs)
     liveness.unref()
     return async () => {
       clearInterval(liveness)
@@ -194,6 +194,30 @@ export class Agent {
     }
   }
 
+  /**
+   * Deletes the files no name refers to that no agent alive holds open (an
+   * agent that held one died with it): each must have been seen so for
+   * three reports, so that the agents holding it have said so.
+   */
+  private async purgeOrphans (): Promise<void> {
+    const now = Date.now()
+    const orphans = new Set(this.pool.orphans().map((n) => n.ino))
+    for (const ino of this.orphansSeen.keys()) if (!orphans.has(ino)) this.orphansSeen.delete(ino)
+    for (const ino of orphans) if (!this.orphansSeen.has(ino)) this.orphansSeen.set(ino, now)
+    const held = new Set<number>()
+    for (const rec of this.pool.agents.values()) if (isAlive(rec, now, this.config.contextIntervalMs)) for (const ino of rec.holds ?? []) held.add(ino)
+    // Not old enough yet: counted as held.
+    for (const [ino, since] of this.orphansSeen) if (now - since < 3 * this.config.contextIntervalMs) held.add(ino)
+    try {
+      const purged = await this.fs.purgeOrphans(held)
+      if (purged > 0) this.log.info({ files: purged }, 'deleted files unlinked while open on agents that are gone')
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not delete files unlinked while open on agents that are gone')
+    }
+  }
+
+  private readonly orphansSeen = new Map<number, number>()
+
   /** What this agent tells the data pool about itself. */
   report (): AgentReport {
     const addr = this.http.address
@@ -203,7 +227,8 @@ export class Agent {
       http: addr ? hostPort(addr.address, addr.port) : null,
       bins: this.store.bins.map((b) => ({ id: b.id, level: b.level, dir: b.dir, capacity: b.capacity, used: b.used, balls: b.entries.size })),
       context: this.context.latest ?? null,
-      startedAt: this.startedAt
+      startedAt: this.startedAt,
+      ...(this.worker !== undefined ? { holds: this.fs.heldOrphans() } : {})
     }
   }
 

@@ -307,6 +307,26 @@ export class Filesystem {
     await this.releaseBalls([...candidates])
   }
 
+  /** Files no name refers to any more that this agent still holds open (another agent may not delete them yet). */
+  heldOrphans (): number[] {
+    return [...this.open.keys()].filter((ino) => this.pool.get(ino)?.nlink === 0)
+  }
+
+  /**
+   * Deletes files no name refers to that nobody holds: not this agent, and
+   * not one in `held` (the agents alive hold those). For a cluster on etcd,
+   * where an agent that held such a file may have died with it open.
+   */
+  async purgeOrphans (held: Set<number>): Promise<number> {
+    let purged = 0
+    for (const node of this.pool.orphans()) {
+      if (held.has(node.ino) || this.open.has(node.ino) || this.lookups.has(node.ino)) continue
+      await this.releaseBalls(await this.pool.purge(node.ino))
+      purged++
+    }
+    return purged
+  }
+
   /** The inode a path names (for the HTTP API; the kernel never sends paths). */
   resolve (path: string): number {
     let ino = ROOT_INO

@@ -102,6 +102,8 @@ export interface AgentReport {
   context: HostContext | null
   /** When the agent process started (ms since the epoch): a new value is a restart. */
   startedAt?: number
+  /** Files no name refers to any more that the agent holds open: nobody deletes them while it is alive. */
+  holds?: number[]
 }
 
 export interface AgentRecord extends AgentReport {

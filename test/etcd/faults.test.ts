@@ -3,6 +3,7 @@
 // each agent reaching etcd from its own address. Faults are real: kill -9 of
 // an agent, kill -9 of the etcd leader, and an agent's traffic to etcd
 // dropped with iptables.
+import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -107,6 +108,44 @@ print(f"worst {worst:.3f}", flush=True)`
     const sample = await shOk(`cat '${c.mount}/leader/w399' '${c.mount}/leader/w0'`)
     t.equal(sample, 'x399x0')
     await etcd.restart(leader)
+  })
+
+  t.test('a file unlinked while open stays while its holder lives, and goes once the holder died with it open', async (t) => {
+    // The agents as they are now (the first test restarted one).
+    const [a, , c] = cluster.agents
+    await shOk(`head -c 300000 /dev/urandom > '${c.mount}/held'`)
+    const want = await shaOn(c, 'held')
+    // A process on c keeps the file open; each line it reads makes it read the whole file through its handle.
+    await writeFile(join(src, 'holder.py'), `import hashlib, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print("open", flush=True)
+for line in sys.stdin:
+    os.lseek(fd, 0, 0)
+    print(hashlib.sha256(os.read(fd, 1 << 20)).hexdigest(), flush=True)`)
+    const holder = spawn('python3', [join(src, 'holder.py'), join(c.mount, 'held')], { stdio: ['pipe', 'pipe', 'inherit'] })
+    t.teardown(() => { holder.kill('SIGKILL') })
+    const lines: string[] = []
+    holder.stdout.on('data', (d) => lines.push(...String(d).split('\n').filter((l) => l !== '')))
+    await waitFor(() => lines.includes('open'), { timeoutMs: 30_000, what: 'the holder to open the file' })
+    const files = async (): Promise<number> => (await a.json('/status')).files
+    const before = await files()
+    const unlinked = Date.now()
+    // Unlinked by the agent that holds it open (an agent deletes at once a file it does not hold).
+    await shOk(`rm '${c.mount}/held'`)
+    // A negative check: the file must outlive the grace the elected agent gives orphans (three reports, 15 s).
+    await waitFor(async () => {
+      if (Date.now() - unlinked < 20_000) return false
+      holder.stdin.write('\n')
+      return await waitFor(() => lines.length > 1 ? lines[lines.length - 1] : undefined, { timeoutMs: 10_000, what: 'the holder to read' })
+    }, { timeoutMs: 60_000, intervalMs: 1_000, what: 'the grace to pass' })
+    t.equal(lines[lines.length - 1], want, 'the holder reads the whole file through its handle after the grace')
+    t.equal(await files(), before, 'the unlinked file is kept while its holder is alive')
+    await c.kill9()
+    holder.kill('SIGKILL')
+    await waitFor(async () => await files() === before - 1, { timeoutMs: 90_000, intervalMs: 1_000, what: 'the file deleted once its holder is gone' })
+    t.pass('deleted once the agent holding it died')
+    const i = cluster.agents.indexOf(c)
+    await cluster.restart(i)
   })
 
   t.test('an agent cut off from etcd answers EIO within its deadline, and comes back by itself', async (t) => {
