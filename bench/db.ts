@@ -16,7 +16,7 @@ import { chmod, chown, mkdir, mkdtemp, readFile, statfs, writeFile } from 'node:
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { commandLine, filesystemOf, machineBasics, sourceState } from './lib/machine.ts'
-import { Daemon, killChildren, log, median, onInterrupt, removeTempFolders, run, waitFor } from './lib/proc.ts'
+import { Daemon, killChildren, log, median, onInterrupt, printLogTails, removeTempFolders, run, runBench, waitFor } from './lib/proc.ts'
 import { ChaacAgent } from './lib/targets.ts'
 
 const PROJECT = resolve(import.meta.dirname, '..')
@@ -348,17 +348,11 @@ async function main (): Promise<void> {
     await writeResults(facts, agentArgs, started, seconds)
     log(`results: ${join(flags.out, 'results-db.md')} (${Math.round(seconds)} s)`)
   } catch (err) {
-    for (const f of ['agent.log', 'postgres-local.log', 'postgres-chaac.log']) {
-      const text = await readFile(join(root, 'logs', f), 'utf8').catch(() => '')
-      if (text !== '') console.error(`--- the end of ${f}:\n${text.trimEnd().split('\n').slice(-20).join('\n')}`)
-    }
+    await printLogTails(['agent.log', 'postgres-local.log', 'postgres-chaac.log'].map((f) => ({ name: f, file: join(root, 'logs', f) })))
     throw err
   } finally {
     if (!interrupted()) await cleanup()
   }
 }
 
-main().catch((err: Error) => {
-  console.error(`bench failed: ${err.stack ?? err.message}`)
-  process.exitCode = 1
-})
+runBench(main)

@@ -19,7 +19,7 @@ import { parseArgs } from 'node:util'
 import { startEtcd, type EtcdCluster } from '../scripts/lib/etcd.ts'
 import { commandLine, filesystemOf, machineBasics, sourceState } from './lib/machine.ts'
 import {
-  Daemon, delay, dropKernelCaches, killChildren, log, makeTempFolders, median, onInterrupt, removeTempFolders, run,
+  Daemon, delay, dropKernelCaches, killChildren, log, makeTempFolders, median, onInterrupt, printLogTails, removeTempFolders, run, runBench,
   unmount, waitFor, waitQuiet
 } from './lib/proc.ts'
 import { glusterTarget, moosefsTarget } from './lib/targets.ts'
@@ -670,17 +670,11 @@ async function main (): Promise<void> {
     log(`results: ${join(flags.out, 'results-meta.md')} (${Math.round(report.seconds)} s)`)
     if (report.logErrors.length > 0) log(`${report.logErrors.length} error lines in the agents' logs (see the results)`)
   } catch (err) {
-    for (const a of allAgents) {
-      const text = await readFile(a.logFile, 'utf8').catch(() => '')
-      if (text !== '') console.error(`--- the end of agent ${a.name}'s log:\n${text.trimEnd().split('\n').slice(-20).join('\n')}`)
-    }
+    await printLogTails(allAgents.map((a) => ({ name: `agent ${a.name}'s log`, file: a.logFile })))
     throw err
   } finally {
     if (!interrupted()) await cleanup()
   }
 }
 
-main().catch((err: Error) => {
-  console.error(`bench failed: ${err.stack ?? err.message}`)
-  process.exitCode = 1
-})
+runBench(main)

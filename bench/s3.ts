@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util'
 import { startCeph, type CephGateway } from '../scripts/lib/ceph.ts'
 import { parseSize } from '../src/units.ts'
 import { changedFiles, commandLine, filesystemOf, machineBasics, sourceSnapshot, sourceState, type SourceSnapshot } from './lib/machine.ts'
-import { cpuSecondsOf, ddRate, dropKernelCaches, killChildren, log, makeTempFolders, median, onInterrupt, removeTempFolders, run, waitFor, waitQuiet, writeRandomFile } from './lib/proc.ts'
+import { cpuSecondsOf, ddRate, dropKernelCaches, killChildren, log, makeTempFolders, median, onInterrupt, printLogTails, removeTempFolders, run, runBench, waitFor, waitQuiet, writeRandomFile } from './lib/proc.ts'
 import { format, formatRatio } from './lib/report.ts'
 import { ChaacAgent } from './lib/targets.ts'
 
@@ -404,17 +404,11 @@ async function main (): Promise<void> {
     console.log('\n' + md)
     log(`results: ${join(flags.out, 'results-s3.md')} and .json (${Math.round(seconds / 60)} min)`)
   } catch (err) {
-    for (const agent of agents) {
-      const text = await readFile(agent.logFile, 'utf8').catch(() => '')
-      console.error(`${agent.logFile}, last lines:\n${text.trimEnd().split('\n').slice(-20).join('\n')}`)
-    }
+    await printLogTails(agents.map((agent) => ({ name: agent.logFile, file: agent.logFile })))
     throw err
   } finally {
     if (!interrupted()) await cleanup()
   }
 }
 
-main().catch((err: Error) => {
-  console.error(`bench failed: ${err.stack ?? err.message}`)
-  process.exitCode = 1
-})
+runBench(main)

@@ -283,3 +283,19 @@ export function median (xs: number[]): number {
   const m = s.length >> 1
   return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
 }
+
+/** After a failed run: the last lines of each log that has any, so that the cause shows with the error. */
+export async function printLogTails (logs: Array<{ name: string, file: string }>, lines = 20): Promise<void> {
+  for (const { name, file } of logs) {
+    const text = await readFile(file, 'utf8').catch(() => '')
+    if (text !== '') console.error(`--- the end of ${name}:\n${text.trimEnd().split('\n').slice(-lines).join('\n')}`)
+  }
+}
+
+/** Runs a benchmark's main: a failure is printed and sets the exit code. */
+export function runBench (main: () => Promise<void>): void {
+  main().catch((err: Error) => {
+    console.error(`bench failed: ${err.stack ?? err.message}`)
+    process.exitCode = 1
+  })
+}
