@@ -348,6 +348,12 @@ Press Ctrl-C to stop (the chaac path is unmounted cleanly).`)
   process.on('SIGTERM', () => stop('SIGTERM'))
 }
 
+// Output piped into a reader that stopped early (`chaac status | head`) ends the command quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err
+  process.exit(0)
+})
+
 program.parseAsync().catch((err: Error) => {
   console.error(`chaac: ${err.message}`)
   process.exit(1)
