@@ -321,7 +321,11 @@ function clusterLine (agent: Agent): string {
   return role === 'pool' ? `${peers}   (the data pool: other agents start with --join ${agent.peerUrl ?? ''})` : `${peers}   (joined the data pool at ${pool ?? ''})`
 }
 
+/** Set once this process runs an agent. */
+let serving = false
+
 async function runAgent (flags: AgentFlags, given: GivenSettings): Promise<void> {
+  serving = true
   const config = configFromFlags(flags, given)
   const log = pino({ level: flags.logLevel, base: { pid: process.pid } }, pino.destination(2))
   const probe = process.env.CHAAC_TEST_CONTEXT_FILE ? new OverrideProbe(new SiProbe(), process.env.CHAAC_TEST_CONTEXT_FILE) : new SiProbe()
@@ -348,10 +352,11 @@ Press Ctrl-C to stop (the chaac path is unmounted cleanly).`)
   process.on('SIGTERM', () => stop('SIGTERM'))
 }
 
-// Output piped into a reader that stopped early (`chaac status | head`) ends the command quietly.
+// Output piped into a reader that stopped early (`chaac status | head`) ends the command quietly;
+// an agent goes on serving (it logs to stderr).
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code !== 'EPIPE') throw err
-  process.exit(0)
+  if (!serving) process.exit(0)
 })
 
 program.parseAsync().catch((err: Error) => {
