@@ -236,7 +236,6 @@ export class EtcdPool extends PoolChanges implements Pool {
           continue
         }
       }
-      if (alone) await Promise.all([...this.inflight].map(async (f) => await f.done))
       const lane = this.freeLanes.pop() as Lane
       const flight: Flight = { keys: new Set(batch.writes.keys()), done: Promise.resolve({ stored: false, requeued: [] }) }
       flight.done = this.commitBatch(batch, lane).catch((err: Error) => {
