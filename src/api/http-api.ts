@@ -13,6 +13,7 @@ import { isFile } from '../meta/schema.ts'
 import { isLoopback } from '../net/peer-server.ts'
 import type { AgentView } from './agent-view.ts'
 import { buildMetrics } from './metrics.ts'
+import { isDashboardPath, sendDashboardFile } from './dashboard.ts'
 
 class BadRequest extends Error {}
 
@@ -42,6 +43,10 @@ export class HttpApi {
       }
       if (req.method === 'GET' && url.pathname === '/metrics') {
         metrics.metrics().then((text) => send(res, 200, text, metrics.contentType), (err) => sendError(res, 500, (err as Error).message))
+        return
+      }
+      if ((req.method === 'GET' || req.method === 'HEAD') && isDashboardPath(url.pathname)) {
+        void sendDashboardFile(url.pathname, req.method === 'HEAD', res)
         return
       }
       if (req.method === 'GET' && url.pathname === '/api/v1/meta/dump') {

@@ -1,0 +1,26 @@
+// Traffic over the last hour: read outcomes, bytes read and written, and each
+// host's context, from GET /api/v1/history (redrawn every 10 s).
+import { BYTES, FACTORS, FREE, READS, agentsOf, chart, drawHistory, pick } from '../charts.js'
+import { h, replace } from '../dom.js'
+import { agentLabel } from '../format.js'
+import { loadAgents } from './hosts.js'
+
+export function mount (root) {
+  const charts = h('div', { class: 'charts' })
+  replace(root, h('h1', {}, 'Traffic over the last hour'), charts)
+  return {
+    title: 'Traffic',
+    async refresh (tick) {
+      if (tick % 5 !== 0) return
+      // For the agents' names in the legends.
+      await loadAgents().catch(() => {})
+      await drawHistory(charts, [...READS, ...BYTES, ...FACTORS, ...FREE], undefined, (answer) => [
+        chart('Read outcomes (balls)', pick(answer, READS), 'count'),
+        chart('Bytes read and written', pick(answer, BYTES), 'bytes'),
+        chart('Free space', pick(answer, FREE), 'bytes'),
+        ...agentsOf({ series: answer.series.filter((s) => FACTORS.includes(s.metric)) }).map((agent) =>
+          chart(`Context of ${agentLabel(agent)}`, pick({ series: answer.series.filter((s) => s.agent === agent) }, FACTORS), 'ratio'))
+      ])
+    }
+  }
+}
