@@ -18,8 +18,9 @@ const forCluster = process.argv.includes('--cluster')
 const aptPackages = ['libfuse2', 'libfuse-dev', 'fuse3', 'build-essential']
 // iptables: the cluster tests cut an agent's traffic on its loopback address;
 // fio, postgresql and sqlite3: concurrent writers and databases on the mount;
-// etcd-server and etcd-client: the etcd metadata engine's members and etcdctl.
-if (forTests) aptPackages.push('docker.io', 'busybox-static', 'iproute2', 'iptables', 'rsync', 'git', 'sqlite3', 'fio', 'postgresql', 'ceph-mon', 'ceph-osd', 'radosgw', 'etcd-server', 'etcd-client')
+// etcd-server and etcd-client: the etcd metadata engine's members and etcdctl;
+// chromium: the dashboard's browser tests (playwright-core drives /usr/bin/chromium).
+if (forTests) aptPackages.push('docker.io', 'busybox-static', 'iproute2', 'iptables', 'rsync', 'git', 'sqlite3', 'fio', 'postgresql', 'ceph-mon', 'ceph-osd', 'radosgw', 'etcd-server', 'etcd-client', 'chromium')
 if (forCluster) aptPackages.push('etcd-server', 'etcd-client')
 // bench/single-host.ts drives fio, dd (coreutils) and a python3 script;
 // bench/compare.ts also brings up bindfs, GlusterFS and MooseFS and runs git;
