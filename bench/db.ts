@@ -1,12 +1,14 @@
 // Databases on the mount against the local disk: PostgreSQL's pgbench
 // (TPC-B-like and select-only, after a timed `pgbench -i`) and fio's random
 // 8 KiB overwrites with an fdatasync after each (a database's page writes),
-// plus how many bytes the agent writes to disk per byte fio writes.
+// plus how many bytes the agent writes to disk per byte fio writes. bindfs
+// (a FUSE passthrough in C) runs the same workloads beside them: what any
+// FUSE filesystem pays for its round trips, so the gap it leaves is Chaac's own.
 //
 //   npm run bench:db                   # 3 rounds, results into bench/results-db.md
 //   npm run bench:db -- --rounds 5
 //
-// Each round runs every workload on both sides, the order swapped every
+// Each round runs every workload on every side, the order turned every
 // round. PostgreSQL runs as the postgres user (initdb refuses root), one
 // cluster per side, started and stopped around each side's runs, on a unix
 // socket in a local folder and without TCP. Everything is taken down in a
@@ -17,7 +19,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { commandLine, filesystemOf, machineBasics, sourceState } from './lib/machine.ts'
 import { Daemon, killChildren, log, median, onInterrupt, printLogTails, removeTempFolders, run, runBench, waitFor } from './lib/proc.ts'
-import { ChaacAgent } from './lib/targets.ts'
+import { ChaacAgent, FuseClient } from './lib/targets.ts'
 
 const PROJECT = resolve(import.meta.dirname, '..')
 const PG = '/usr/lib/postgresql/15/bin'
@@ -56,9 +58,12 @@ for (const [name, v] of Object.entries({ rounds: ROUNDS, scale: SCALE, seconds: 
 const PORT = 25_000 + process.pid % 5000
 const CLIENTS = ['-c', '4', '-j', '2']
 const FIO_FILE_SIZE = '16m'
+// allow_other: PostgreSQL runs as its own user on a mount root made.
+const BINDFS_ARGS = ['bindfs', '-f', '-o', 'big_writes,allow_other']
 
-type Side = 'local' | 'chaac'
-const SIDE_NAMES: Record<Side, string> = { local: 'local disk', chaac: 'Chaac mount' }
+type Side = 'local' | 'bindfs' | 'chaac'
+const SIDES: Side[] = ['local', 'bindfs', 'chaac']
+const SIDE_NAMES: Record<Side, string> = { local: 'local disk', bindfs: 'bindfs', chaac: 'Chaac mount' }
 
 interface Workload {
   id: string
@@ -80,7 +85,7 @@ const WORKLOADS: Workload[] = [
   { id: 'tpcbBytes', label: 'bytes the agent wrote to disk per TPC-B transaction', unit: 'KB', chaacOnly: true, lowerBetter: true }
 ]
 
-const samples = new Map<string, Record<Side, number[]>>(WORKLOADS.map((w) => [w.id, { local: [], chaac: [] }]))
+const samples = new Map<string, Record<Side, number[]>>(WORKLOADS.map((w) => [w.id, { local: [], bindfs: [], chaac: [] }]))
 
 function record (id: string, side: Side, value: number): void {
   samples.get(id)?.[side].push(value)
@@ -219,26 +224,25 @@ function ratio (w: Workload, local: number, chaac: number): number {
 
 function table (): string {
   const lines = [
-    '| workload | unit | local disk | Chaac mount | mount / local (per round) | mount / local (medians) | aim |',
-    '| --- | --- | ---: | ---: | --- | ---: | --- |'
+    '| workload | unit | local disk | bindfs | Chaac mount | bindfs / local | mount / local (per round) | mount / local (medians) | aim |',
+    '| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | --- |'
   ]
   for (const w of WORKLOADS) {
     const s = samples.get(w.id) as Record<Side, number[]>
-    const local = w.chaacOnly ? NaN : median(s.local)
-    const chaac = median(s.chaac)
+    const [local, bindfs, chaac] = SIDES.map((side) => w.chaacOnly && side !== 'chaac' ? NaN : median(s[side]))
     const perRound = w.chaacOnly ? '-' : s.chaac.map((c, i) => formatRatio(ratio(w, s.local[i], c))).join(', ')
     const r = w.chaacOnly ? NaN : ratio(w, local, chaac)
     const aim = w.aim === undefined ? '' : `>= ${w.aim.toFixed(2)}: ${r >= w.aim ? 'met' : '**MISSED**'}`
-    lines.push(`| ${w.label} | ${w.unit} | ${w.chaacOnly ? '-' : format(local)} | ${format(chaac)} | ${perRound} | ${formatRatio(r)} | ${aim} |`)
+    lines.push(`| ${w.label} | ${w.unit} | ${format(local)} | ${format(bindfs)} | ${format(chaac)} | ${w.chaacOnly ? '-' : formatRatio(ratio(w, local, bindfs))} | ${perRound} | ${formatRatio(r)} | ${aim} |`)
   }
   return lines.join('\n')
 }
 
 function roundsTable (): string {
-  const lines = ['| workload | local disk | Chaac mount |', '| --- | --- | --- |']
+  const lines = [`| workload | ${SIDES.map((side) => SIDE_NAMES[side]).join(' | ')} |`, `| --- |${SIDES.map(() => ' --- |').join('')}`]
   for (const w of WORKLOADS) {
     const s = samples.get(w.id) as Record<Side, number[]>
-    lines.push(`| ${w.label} (${w.unit}) | ${s.local.map(format).join(', ') || '-'} | ${s.chaac.map(format).join(', ')} |`)
+    lines.push(`| ${w.label} (${w.unit}) | ${SIDES.map((side) => s[side].map(format).join(', ') || '-').join(' | ')} |`)
   }
   return lines.join('\n')
 }
@@ -248,7 +252,7 @@ async function loadNow (): Promise<string> {
 }
 
 async function writeResults (facts: Record<string, string>, agentArgs: string, started: Date, seconds: number): Promise<void> {
-  const md = `# Databases: the Chaac mount against the local disk
+  const md = `# Databases: the Chaac mount against the local disk (and bindfs, the FUSE floor)
 
 Command: \`${commandLine('bench/db.ts')}\`
 Date: ${started.toISOString()} (${Math.round(seconds)} s), ${ROUNDS} round${ROUNDS === 1 ? '' : 's'}${ROUNDS < 3 ? ' (too few for a median: a check that the bench works, not a measurement to quote)' : ''}
@@ -256,9 +260,12 @@ Machine:
 ${Object.entries(facts).map(([k, v]) => `- ${k}: ${v}`).join('\n')}
 
 The local disk is a plain folder on the filesystem of the agent's disk-level bin. Agent: \`chaac ${agentArgs}\`.
+bindfs: \`${BINDFS_ARGS.join(' ')} <folder on the same filesystem> <mount>\` (Debian bindfs on libfuse 2, a FUSE passthrough
+in C): what a FUSE filesystem that does nothing but forward each request costs; the share of the local disk it reaches
+bounds what any FUSE filesystem can reach here, and the gap from it to Chaac is Chaac's own.
 PostgreSQL 15 (Debian), default settings (fsync on, synchronous_commit on, shared_buffers 128 MB), one cluster per side,
 on a unix socket only; it is started before and stopped (a checkpoint) after each side's pgbench runs. Each round runs
-every workload on both sides, the order swapped every round. Medians over the rounds; KB = 10^3 bytes.
+every workload on every side, the order turned every round. Medians over the rounds; KB = 10^3 bytes.
 
 ${table()}
 
@@ -284,7 +291,7 @@ ${roundsTable()}
 
 async function preflight (root: string): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run as root: PostgreSQL runs as the postgres user, and the agent mounts FUSE')
-  for (const [tool, args] of [['fio', ['--version']], [join(PG, 'pgbench'), ['--version']], ['setpriv', ['--version']]] as const) {
+  for (const [tool, args] of [['fio', ['--version']], [join(PG, 'pgbench'), ['--version']], ['setpriv', ['--version']], ['bindfs', ['--version']]] as const) {
     await run(tool, [...args]).catch(() => { throw new Error(`${tool} is missing: npm run bench:db installs it (scripts/ensure-deps.mjs --bench)`) })
   }
   await run('id', ['postgres']).catch(() => { throw new Error('no postgres user: npm run bench:db installs postgresql') })
@@ -299,14 +306,15 @@ async function main (): Promise<void> {
   const shm = await mkdtemp('/dev/shm/chaac-bench-db-')
   const socket = join(root, 'socket')
   const agent = new ChaacAgent(join(root, 'data'), join(root, 'mnt'), join(shm, 'mem-bin'), '256MiB', join(root, 'logs', 'agent.log'))
-  const dirs: Record<Side, string> = { local: join(root, 'local'), chaac: agent.mount }
-  const clusters: Record<Side, Cluster> = {
-    local: new Cluster('local disk', join(dirs.local, 'pg'), socket, join(root, 'logs', 'postgres-local.log')),
-    chaac: new Cluster('Chaac mount', join(dirs.chaac, 'pg'), socket, join(root, 'logs', 'postgres-chaac.log'))
-  }
+  const bindfs = new FuseClient('bindfs', join(root, 'bindfs'), 'bindfs', [...BINDFS_ARGS.slice(1), join(root, 'bindfs-data'), join(root, 'bindfs')],
+    join(root, 'logs', 'bindfs.log'))
+  const dirs: Record<Side, string> = { local: join(root, 'local'), bindfs: bindfs.mount, chaac: agent.mount }
+  const clusters = Object.fromEntries(SIDES.map((side) =>
+    [side, new Cluster(SIDE_NAMES[side], join(dirs[side], 'pg'), socket, join(root, 'logs', `postgres-${side}.log`))])) as Record<Side, Cluster>
   const cleanup = async (): Promise<void> => {
     killChildren()
     for (const c of Object.values(clusters)) await c.stop().catch((err: Error) => log(`${c.name}: ${err.message}`))
+    await bindfs.unmountIt().catch((err: Error) => log(`bindfs: ${err.message}`))
     if (agent.daemon !== undefined) await agent.daemon.stop(60_000).catch((err: Error) => log(`agent: ${err.message}`))
     await agent.stop().catch((err: Error) => log(`agent: ${err.message}`))
     await removeTempFolders(root, [shm])
@@ -319,24 +327,28 @@ async function main (): Promise<void> {
     const pgGid = (await run('id', ['-g', 'postgres'])).stdout.trim()
     // The postgres user walks to both clusters through the run's folder (0700 from mkdtemp).
     await chmod(root, 0o711)
-    for (const dir of [join(root, 'logs'), socket, agent.memBin, clusters.local.dir]) await mkdir(dir, { recursive: true })
+    for (const dir of [join(root, 'logs'), socket, agent.memBin, clusters.local.dir, join(root, 'bindfs-data'), bindfs.mount]) await mkdir(dir, { recursive: true })
     for (const dir of [socket, clusters.local.dir]) await chown(dir, Number(pg), Number(pgGid))
     const facts: Record<string, string> = {
       ...await machineBasics(),
       filesystem: `${await filesystemOf(root)} (local folder and the agent's disk bin)`,
       postgres: (await run(join(PG, 'postgres'), ['--version'])).stdout.trim(),
       fio: (await run('fio', ['--version'])).stdout.trim(),
+      bindfs: (await run('bindfs', ['--version'])).stdout.trim(),
       commit: await sourceState(['src']),
       'load at start': await loadNow()
     }
     log(`folders under ${root} and ${shm}; load ${facts['load at start']}`)
     await agent.start()
-    await run('mkdir', [clusters.chaac.dir])
-    await run('chown', ['postgres:postgres', clusters.chaac.dir])
+    await bindfs.mountIt()
+    for (const c of [clusters.bindfs, clusters.chaac]) {
+      await run('mkdir', [c.dir])
+      await run('chown', ['postgres:postgres', c.dir])
+    }
     for (const c of Object.values(clusters)) await c.init()
     const ctx: Ctx = { agent, clusters, dirs }
     for (let round = 1; round <= ROUNDS; round++) {
-      const order: Side[] = round % 2 === 1 ? ['local', 'chaac'] : ['chaac', 'local']
+      const order = SIDES.map((_, i) => SIDES[(i + round - 1) % SIDES.length])
       log(`round ${round}/${ROUNDS}: ${order.map((s) => SIDE_NAMES[s]).join(', ')}`)
       for (const side of order) await pgbenchRuns(side, ctx)
       for (const side of order) await fioRun(side, ctx)
@@ -348,7 +360,7 @@ async function main (): Promise<void> {
     await writeResults(facts, agentArgs, started, seconds)
     log(`results: ${join(flags.out, 'results-db.md')} (${Math.round(seconds)} s)`)
   } catch (err) {
-    await printLogTails(['agent.log', 'postgres-local.log', 'postgres-chaac.log'].map((f) => ({ name: f, file: join(root, 'logs', f) })))
+    await printLogTails(['agent.log', 'bindfs.log', ...SIDES.map((side) => `postgres-${side}.log`)].map((f) => ({ name: f, file: join(root, 'logs', f) })))
     throw err
   } finally {
     if (!interrupted()) await cleanup()

@@ -6,6 +6,8 @@ import { isIP } from 'node:net'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { HttpApi } from './api/http-api.ts'
+import { ClusterHistory } from './history/cluster-history.ts'
+import { HistoryStore } from './history/history-store.ts'
 import type { CloudTier } from './cloud/cloud-tier.ts'
 import { DirCloud } from './cloud/dir-cloud.ts'
 import { S3Cloud } from './cloud/s3-cloud.ts'
@@ -25,10 +27,10 @@ import { ChaacError } from './errors.ts'
 import { PoolChanges } from './meta/pool-changes.ts'
 import { PoolState } from './meta/pool-state.ts'
 import { differences, settingsOf, settle, type ClusterSettings } from './meta/settings.ts'
-import type { Policy } from './placement/types.ts'
+import { isPolicy, type Policy } from './placement/types.ts'
 import { Membership, isAlive } from './meta/membership.ts'
 import type { Pool } from './meta/pool.ts'
-import type { AgentReport } from './meta/schema.ts'
+import { SETTINGS_KEY, type AgentReport } from './meta/schema.ts'
 import { CLUSTER_MAX_FRAME_BYTES } from './meta/pool-protocol.ts'
 import { EtcdPool } from './meta/etcd-pool.ts'
 import { PoolReplica } from './meta/pool-replica.ts'
@@ -58,7 +60,25 @@ export class Agent {
     readonly log: Logger
   ) {
     this.membership = new Membership(pool, () => this.report(), config.contextIntervalMs, log)
+    this.policy = config.cluster.policy
+    const samples = new HistoryStore({
+      file: join(config.data, 'history.jsonl'), retentionMs: HISTORY_RETENTION_MS, intervalMs: config.historyIntervalMs, maxSeries: HISTORY_MAX_SERIES, log
+    })
+    this.history = new ClusterHistory(samples, () => this.liveReports(), config.historyIntervalMs)
   }
+
+  /** The cluster's history, sampled from the membership records. */
+  readonly history: ClusterHistory
+
+  // This agent as it is now, and every other agent alive as it last reported.
+  private liveReports (): AgentReport[] {
+    const now = Date.now()
+    const others = [...this.pool.agents.values()].filter((a) => a.id !== this.id && isAlive(a, now, this.config.contextIntervalMs))
+    return [this.report(), ...others]
+  }
+
+  /** The allocator policy in use: the cluster's settings', followed live. */
+  policy: Policy
 
   readonly membership: Membership
 
@@ -119,9 +139,14 @@ export class Agent {
     })
     mount.followChanges(pool, id)
     const agent = new Agent(id, config, pool, store, fs, uploader, collector, context, mount, new HttpApi(), log)
+    await agent.history.store.load()
     const plane = role === 'single' ? undefined : dataPlane(config, agent)
     agent.plane = plane
+    pool.on('change', (_seq, ops) => {
+      if (ops.some((op) => op.key === SETTINGS_KEY)) agent.followSettings()
+    })
     pool.on('synced', () => {
+      agent.followSettings()
       agent.membership.reportNow()
       // Copies recorded while the pool was away were lost with their calls.
       store.reconcile(pool.balls).catch((err) => log.warn({ err: (err as Error).message }, 'could not reconcile the map of balls'))
@@ -147,6 +172,7 @@ export class Agent {
       await mount.mount()
       await agent.http.listen(agent, config.http.host, config.http.port)
       await agent.membership.join()
+      agent.history.start()
       if (pool instanceof EtcdPool && plane) {
         agent.worker = new BackgroundWorker({
           etcd: pool.etcd, prefix: pool.keyPrefix, agentId: id, ttlSeconds: WORKER_LEASE_SECONDS, log, onElected: () => agent.backgroundWork(plane)
@@ -218,6 +244,29 @@ export class Agent {
 
   private readonly orphansSeen = new Map<number, number>()
 
+  /** Applies a change of the cluster's stored allocator policy. */
+  followSettings (): void {
+    const policy = this.pool.settings?.policy
+    if (isPolicy(policy)) this.usePolicy(policy)
+  }
+
+  private usePolicy (policy: Policy): void {
+    if (policy === this.policy) return
+    this.log.info({ from: this.policy, to: policy }, `allocator policy changed from ${this.policy} to ${policy}`)
+    this.policy = policy
+    this.plane?.setPolicy(policy)
+  }
+
+  /**
+   * Changes the cluster's allocator policy in its stored settings, which
+   * every agent follows; an agent alone whose engine holds no settings
+   * changes only its own, until it restarts.
+   */
+  async changePolicy (policy: Policy): Promise<void> {
+    const stored = await this.pool.changePolicy(policy, `agent ${this.id} (PUT /api/v1/scheme)`)
+    this.usePolicy(isPolicy(stored?.policy) ? stored.policy : policy)
+  }
+
   /** What this agent tells the data pool about itself. */
   report (): AgentReport {
     const addr = this.http.address
@@ -228,6 +277,7 @@ export class Agent {
       bins: this.store.bins.map((b) => ({ id: b.id, level: b.level, dir: b.dir, capacity: b.capacity, used: b.used, balls: b.entries.size })),
       context: this.context.latest ?? null,
       startedAt: this.startedAt,
+      counters: { at: Date.now(), ...this.store.outcomes, ...this.fs.traffic },
       ...(this.worker !== undefined ? { holds: this.fs.heldOrphans() } : {})
     }
   }
@@ -246,6 +296,7 @@ export class Agent {
       await step('cloud garbage', async () => await this.collector.close())
       await step('http', async () => await this.http.close())
       await step('context', async () => this.context.close())
+      await step('history', async () => await this.history.close())
       await step('membership', async () => await this.membership.close())
       await step('re-replication', async () => await this.repairer?.close())
       await step('background worker', async () => await this.worker?.close())
@@ -257,6 +308,10 @@ export class Agent {
     await this.closing
   }
 }
+
+/** The history is kept for an hour, of at most this many series (11 metrics of 900 agents). */
+const HISTORY_RETENTION_MS = 3600_000
+const HISTORY_MAX_SERIES = 10_000
 
 // How long the background worker keeps its election, and an agent its liveness key, without renewing them.
 const WORKER_LEASE_SECONDS = 5

@@ -72,6 +72,7 @@ program.command('agent')
   .addOption(new Option('--rereplicate-after <seconds>', 'how long an agent may be gone before the data pool copies its balls to other bins').env('CHAAC_REREPLICATE_AFTER').default(DEFAULTS.rereplicateAfter))
   .addOption(new Option('--peer-timeout <seconds>', 'deadline of a request to a peer agent (a ball gets 1 s more per 10 MB); then the next copy is tried').env('CHAAC_PEER_TIMEOUT').default(DEFAULTS.peerTimeout))
   .addOption(new Option('--secret <secret>', 'the cluster secret every agent of the cluster shares; needed to listen beyond loopback (prefer the variable: a flag shows in ps)').env('CHAAC_SECRET'))
+  .addOption(new Option('--admin-token <token>', 'the token that allows changes through the HTTP API (PUT /api/v1/scheme, as Authorization: Bearer <token>); none: the API is read-only (prefer the variable: a flag shows in ps)').env('CHAAC_ADMIN_TOKEN'))
   .addOption(new Option('--log-level <level>', 'how much to log (to stderr, as JSON lines)').env('CHAAC_LOG_LEVEL').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .action(async (flags: AgentFlags, cmd: Command) => await runAgent(flags, givenSettings(cmd)))
 
@@ -221,6 +222,7 @@ interface AgentFlags {
   rereplicateAfter: string
   peerTimeout: string
   logLevel: string
+  adminToken?: string
 }
 
 // The cluster's settings the user gave, by flag or variable: only those may contradict the stored ones.
@@ -275,9 +277,19 @@ function configFromFlags (f: AgentFlags, given: GivenSettings = {}): AgentConfig
     attrTimeout,
     busyPollUs,
     contextIntervalMs: 5000,
+    historyIntervalMs: historyInterval(process.env.CHAAC_HISTORY_INTERVAL_MS),
     cluster,
+    adminToken: f.adminToken === undefined || f.adminToken === '' ? undefined : f.adminToken,
     settings: { given, cloudFor }
   }
+}
+
+// Tests sample faster through CHAAC_HISTORY_INTERVAL_MS; users keep the 10 s.
+function historyInterval (text: string | undefined): number {
+  if (text === undefined || text === '') return 10_000
+  const ms = Number(text)
+  if (!Number.isInteger(ms) || ms < 100) throw new InvalidArgumentError('CHAAC_HISTORY_INTERVAL_MS must be a whole number of ms, at least 100')
+  return ms
 }
 
 function clusterFromFlags (f: AgentFlags): ClusterConfig {

@@ -35,6 +35,10 @@ export interface AgentConfig {
   busyPollUs: number
   contextIntervalMs: number
   cluster: ClusterConfig
+  /** How often the cluster's history is sampled (ms). */
+  historyIntervalMs: number
+  /** The bearer token that allows changes through the HTTP API (PUT /api/v1/scheme); none: read-only. */
+  adminToken?: string
   /**
    * Which of the cluster's settings the user gave (the others come from the
    * settings stored in the engine, when it has some), and the cloud tier a

@@ -4,10 +4,12 @@ import type { ContextMonitor } from '../context/context-monitor.ts'
 import type { CloudCollector } from '../fs/cloud-collector.ts'
 import type { CloudUploader } from '../fs/cloud-uploader.ts'
 import type { Filesystem } from '../fs/filesystem.ts'
+import type { ClusterHistory } from '../history/cluster-history.ts'
 import type { ChaacMount } from '../fuse/mount.ts'
 import type { DataPlane } from '../cluster/data-plane.ts'
 import type { Pool } from '../meta/pool.ts'
 import type { AgentReport } from '../meta/schema.ts'
+import type { Policy } from '../placement/types.ts'
 import type { BallStore } from '../store/ball-store.ts'
 import type { HttpApi } from './http-api.ts'
 
@@ -32,4 +34,10 @@ export interface AgentView {
   readonly worker?: { readonly elected: boolean }
   /** This agent as it reports itself to the data pool. */
   report: () => AgentReport
+  /** The cluster's history, sampled here. */
+  readonly history: ClusterHistory
+  /** The allocator policy in use. */
+  readonly policy: Policy
+  /** Changes the cluster's allocator policy (every agent follows). */
+  changePolicy: (policy: Policy) => Promise<void>
 }

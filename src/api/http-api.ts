@@ -10,12 +10,18 @@ import { dumpLines, poolSource } from '../meta/dump.ts'
 import { describeEtcd } from '../meta/etcd-client.ts'
 import { isAlive } from '../meta/membership.ts'
 import { isFile } from '../meta/schema.ts'
+import { Allocator } from '../placement/allocator.ts'
+import { isPolicy, POLICIES } from '../placement/types.ts'
 import { isLoopback } from '../net/peer-server.ts'
 import type { AgentView } from './agent-view.ts'
+import { agents, clusterBins, durablePlacementBins, liveHolders, liveness, ReplicationCache, replicasOf, spread } from './cluster-state.ts'
+import { badPath, files } from './files.ts'
+import { history } from './history-api.ts'
+import { BadRequest, HttpError } from './http-error.ts'
 import { buildMetrics } from './metrics.ts'
 import { isDashboardPath, sendDashboardFile } from './dashboard.ts'
-
-class BadRequest extends Error {}
+import { changeScheme, checkAdmin, scheme } from './scheme.ts'
+import { zones } from './zones-api.ts'
 
 const MAX_PAGE = 1000
 
@@ -25,12 +31,29 @@ export class HttpApi {
 
   async listen (agent: AgentView, host: string, port: number): Promise<void> {
     const metrics = buildMetrics(agent)
+    const replication = new ReplicationCache()
     const routes: Record<string, (url: URL, req: IncomingMessage) => Promise<unknown> | unknown> = {
       'GET /status': () => status(agent),
       'GET /api/v1/bins': () => ({ bins: clusterBins(agent) }),
       'GET /api/v1/balls': (url) => balls(agent, url),
       'GET /api/v1/location': (url) => location(agent, url),
-      'POST /api/v1/allocation': async (_, req) => allocation(agent, await readJson(req))
+      'POST /api/v1/allocation': async (_, req) => allocation(agent, await readJson(req)),
+      'GET /api/v1/agents': () => agents(agent),
+      'GET /api/v1/files': (url) => {
+        const path = url.searchParams.get('path')
+        const bad = badPath(path)
+        if (bad !== undefined) throw new BadRequest(bad)
+        return files(agent, path as string)
+      },
+      'GET /api/v1/replication': () => replication.get(agent),
+      'GET /api/v1/history': (url) => history(agent, url),
+      'GET /api/v1/zones': (url) => zones(agent, url),
+      'GET /api/v1/scheme': () => scheme(agent),
+      'PUT /api/v1/scheme': async (_, req) => {
+        // The token first: a client without it learns nothing from the body's checks.
+        checkAdmin(agent, req)
+        return await changeScheme(agent, await readJson(req))
+      }
     }
     const server = createServer((req, res) => {
       let url: URL
@@ -62,7 +85,7 @@ export class HttpApi {
       Promise.resolve().then(() => route(url, req)).then(
         (body) => send(res, 200, JSON.stringify(body, null, 2) + '\n', 'application/json'),
         (err) => {
-          if (err instanceof BadRequest) sendError(res, 400, err.message)
+          if (err instanceof HttpError) sendError(res, err.status, err.message)
           else if (isChaacError(err, 'CHAAC_NOT_FOUND')) sendError(res, 404, err.message)
           else if (isChaacError(err)) sendError(res, 400, err.message)
           else sendError(res, 500, (err as Error).message)
@@ -152,41 +175,9 @@ async function readJson (req: IncomingMessage): Promise<unknown> {
   }
 }
 
+// This agent's bins as they are now.
 function bins (agent: AgentView): Array<Record<string, unknown>> {
-  return agent.store.bins.map((b) => ({
-    id: b.id,
-    agent: agent.id,
-    peer: agent.peerUrl,
-    level: b.level,
-    dir: b.dir,
-    capacity: b.capacity,
-    used: b.used,
-    free: b.free,
-    balls: b.entries.size,
-    context: agent.context.latest ?? null,
-    seenAt: Date.now(),
-    alive: true
-  }))
-}
-
-// This agent's bins as they are now; every other agent's as it last reported them to the data pool.
-function clusterBins (agent: AgentView): Array<Record<string, unknown>> {
-  const now = Date.now()
-  const others = [...agent.pool.agents.values()].filter((a) => a.id !== agent.id).flatMap((a) => a.bins.map((b) => ({
-    id: b.id,
-    agent: a.id,
-    peer: a.peer,
-    level: b.level,
-    dir: b.dir,
-    capacity: b.capacity,
-    used: b.used,
-    free: Math.max(0, b.capacity - b.used),
-    balls: b.balls,
-    context: a.context,
-    seenAt: a.seenAt,
-    alive: isAlive(a, now, agent.config.contextIntervalMs)
-  })))
-  return [...bins(agent), ...others]
+  return clusterBins(agent).filter((b) => b.agent === agent.id)
 }
 
 function cluster (agent: AgentView): object {
@@ -203,7 +194,7 @@ function cluster (agent: AgentView): object {
       id: a.id, peer: a.peer, http: a.http, bins: a.bins.length, seenAt: a.seenAt, alive: a.id === agent.id || isAlive(a, now, agent.config.contextIntervalMs)
     })),
     replicas: agent.plane ? agent.config.cluster.replicas : 1,
-    policy: agent.config.cluster.policy,
+    policy: agent.policy,
     // Agents this one has a link up to for its own requests (balls), with the measured round trip.
     links: (agent.plane?.peers.connected() ?? []).map((id) => ({ agent: id, rttMs: agent.plane?.peers.rttMs(id) ?? null }))
   }
@@ -249,6 +240,8 @@ function location (agent: AgentView, url: URL): object {
   if (!node || !isFile(node)) throw new BadRequest(`${path} is not a regular file`)
   const chunkSize = node.chunkSize ?? agent.config.chunkSize
   const owners = binOwners([agent.report(), ...agent.pool.agents.values()])
+  const replicas = replicasOf(agent)
+  const { live } = liveness(agent)
   const where = (id: string): Array<Record<string, unknown>> => {
     const rec = agent.pool.balls.get(id)
     // The map of balls, and this agent's own bins as they are now (a copy may not be on the map yet).
@@ -278,7 +271,14 @@ function location (agent: AgentView, url: URL): object {
       const id = node.balls?.[index] ?? null
       const copies = (ball: string): object => {
         const bins = where(ball)
-        return { bins, hosts: [...new Set(bins.map((b) => b.host).filter((h) => h !== null))], cloud: agent.pool.inCloud(ball) }
+        const rec = agent.pool.balls.get(ball)
+        return {
+          bins,
+          hosts: [...new Set(bins.map((b) => b.host).filter((h) => h !== null))],
+          cloud: agent.pool.inCloud(ball),
+          // Fewer durable copies on agents alive than the replicas (as GET /api/v1/replication counts them).
+          underReplicated: rec !== undefined && rec.pooled !== true && liveHolders(rec, owners, live, true).size < replicas
+        }
       }
       return {
         index,
@@ -286,7 +286,7 @@ function location (agent: AgentView, url: URL): object {
         length: Math.max(0, Math.min(chunkSize, node.size - index * chunkSize)),
         id,
         hole: id === null,
-        ...(id === null ? { bins: [], hosts: [], cloud: false } : copies(id)),
+        ...(id === null ? { bins: [], hosts: [], cloud: false, underReplicated: false } : copies(id)),
         // A pooled slice's bytes are in the data pool, not in bins.
         slices: (node.slices?.[index] ?? []).map((s) => ({ at: s.at, length: s.len, id: s.ball, pooled: s.pooled === true, ...copies(s.ball) }))
       }
@@ -294,13 +294,31 @@ function location (agent: AgentView, url: URL): object {
   }
 }
 
+// The bins a new ball would go to now, by the cluster's allocator (or one
+// of another policy, for comparison), and the spread of the durable bins'
+// fill before and after it.
 function allocation (agent: AgentView, body: unknown): object {
-  const size = (body as { size?: unknown } | null)?.size
-  if (typeof size !== 'number' || !Number.isInteger(size) || size <= 0) {
-    throw new BadRequest('body must be JSON like {"size": 4194304} with a positive integer size')
+  const { size, policy: asked } = (body ?? {}) as { size?: unknown, policy?: unknown }
+  if (typeof body !== 'object' || body === null || Array.isArray(body) || typeof size !== 'number' || !Number.isInteger(size) || size <= 0) {
+    throw new BadRequest('body must be JSON like {"size": 4194304} with a positive integer size (and optionally "policy")')
   }
-  if (agent.plane) return { size, replicas: agent.config.cluster.replicas, policy: agent.config.cluster.policy, bins: agent.plane.allocate(size) }
-  return { size, bins: agent.store.placementFor(size).map((b) => ({ id: b.id, agent: agent.id, level: b.level, dir: b.dir })) }
+  if (asked !== undefined && !isPolicy(asked)) throw new BadRequest(`unknown policy ${JSON.stringify(asked)}: one of ${POLICIES.join(', ')}`)
+  const policy = asked ?? agent.policy
+  const candidates = durablePlacementBins(agent)
+  const before = spread(candidates)
+  let chosen: Array<{ id: string, agent: string, host?: string, level: string, dir: string }>
+  if (agent.plane && policy === agent.plane.allocator.policy) {
+    chosen = agent.plane.allocate(size)
+  } else {
+    // Another policy than the one in use, or an agent alone (its writes go to its freest bin): a fresh allocator answers.
+    const k = agent.plane ? agent.config.cluster.replicas : 1
+    const allocator = new Allocator({ policy, seed: 1 })
+    chosen = allocator.allocate(agent.plane?.bins() ?? candidates, { size, k, writerHost: agent.id })
+      .map((b) => ({ id: b.id, agent: b.agent, level: b.level, dir: b.dir }))
+  }
+  const picked = new Set(chosen.map((b) => b.id))
+  const after = spread(candidates.map((b) => picked.has(b.id) ? { capacity: b.capacity, used: b.used + size } : b))
+  return { size, replicas: replicasOf(agent), policy, bins: chosen, balance: { before, after } }
 }
 
 function intParam (url: URL, name: string, fallback: number): number {

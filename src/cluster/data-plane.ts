@@ -57,7 +57,8 @@ export interface Allocation {
 
 export class DataPlane implements RemoteBalls {
   readonly peers: Peers
-  readonly allocator: Allocator
+  /** Replaced when the cluster's policy changes (setPolicy). */
+  allocator: Allocator
   private readonly garbage = new Set<string>()
   private collecting?: Promise<void>
   private readonly unpins = new Set<string>()
@@ -273,6 +274,11 @@ export class DataPlane implements RemoteBalls {
     return this.allocator.allocate(this.bins(), { size, k: this.opts.replicas, writerHost: this.opts.agentId }).map((b) => ({
       id: b.id, agent: b.agent, host: hostOf(owners.get(b.id) ?? this.opts.self()), level: b.level, dir: b.dir
     }))
+  }
+
+  /** Places new balls by another policy from now on (the cluster's settings changed). */
+  setPolicy (policy: Policy): void {
+    if (policy !== this.allocator.policy) this.allocator = new Allocator({ policy, seed: Math.floor(Math.random() * 2 ** 31) })
   }
 
   /** The bins of the agents alive, for the allocator. */

@@ -44,6 +44,8 @@ export class Filesystem {
   // Each file's content (size and balls) when the kernel last saw it, for keepCache.
   private readonly seen = new Map<number, string>()
   private nextFd = 1
+  /** Bytes read and written through the mount since the start. */
+  readonly traffic = { bytesRead: 0, bytesWritten: 0 }
 
   constructor (private readonly opts: FilesystemOptions) {
     this.pool = opts.pool
@@ -244,13 +246,16 @@ export class Filesystem {
 
   async read (fd: number, target: Buffer, length: number, offset: number): Promise<number> {
     const file = this.fileOf(fd)
-    return await file.read(target, length, offset, file.size > this.opts.cacheSkipOver)
+    const n = await file.read(target, length, offset, file.size > this.opts.cacheSkipOver)
+    this.traffic.bytesRead += n
+    return n
   }
 
   /** `data` may be lent only until the first await (the kernel's request buffer): it is copied before. */
   async write (fd: number, data: Buffer, offset: number): Promise<number> {
     const n = data.length
     await this.fileOf(fd).write(data, offset)
+    this.traffic.bytesWritten += n
     return n
   }
 

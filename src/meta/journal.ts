@@ -11,10 +11,17 @@
 // write with sync costs several. A file of the journal is therefore emptied
 // only once LevelDB holds all of its records on stable storage.
 //
+// The files are laid out with zeros ahead of the records (a megabyte at a
+// time) and written in place: an fdatasync of a file that grew must also
+// commit the filesystem's own journal (its new size and blocks), which costs
+// about as much again as the data. Emptying a file only moves its end back
+// to 0; the old records left behind are not read again, as record numbers
+// only grow within a file.
+//
 // A record: length (u32 BE) | CRC-32 of the body (u32 BE) | body (msgpack of
 // [seq, [[key, value or null], ...]]). A torn or corrupt tail (a crash in the
 // middle of an append) ends the journal: that batch was never acknowledged.
-import { closeSync, fdatasync, fstatSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs'
+import { closeSync, constants, fdatasync, fstatSync, openSync, readSync, writeSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { crc32 } from 'node:zlib'
 import { pack, unpack } from 'msgpackr'
@@ -25,6 +32,8 @@ import type { BatchOp } from './batch-writer.ts'
 export const JOURNAL_SEQ_KEY = 'm!journal-seq'
 
 const HEAD = 8
+// Zeros laid out ahead of the records.
+const LAYOUT_STEP = 1024 * 1024
 const fdatasyncP = promisify(fdatasync)
 
 export interface JournalRecord { seq: number, ops: BatchOp[] }
@@ -38,26 +47,40 @@ export function encodeRecord (seq: number, ops: BatchOp[]): Buffer {
   return out
 }
 
-/** The whole records at the start of `buf`, up to the first torn or corrupt one. */
+/**
+ * The whole records at the start of `buf`, up to the first torn or corrupt
+ * one, the laid-out zeros after the last one, or an older record left from
+ * before the file was last emptied (numbers only grow within a file).
+ */
 export function decodeRecords (buf: Buffer): JournalRecord[] {
+  return scanRecords(buf).records
+}
+
+/** decodeRecords, and where the last whole record ends. */
+function scanRecords (buf: Buffer): { records: JournalRecord[], end: number } {
   const records: JournalRecord[] = []
-  for (let pos = 0; pos + HEAD <= buf.length;) {
+  let pos = 0
+  while (pos + HEAD <= buf.length) {
     const length = buf.readUInt32BE(pos)
     const body = buf.subarray(pos + HEAD, pos + HEAD + length)
-    if (body.length < length || crc32(body) !== buf.readUInt32BE(pos + 4)) break
+    if (length === 0 || body.length < length || crc32(body) !== buf.readUInt32BE(pos + 4)) break
     const [seq, pairs] = unpack(body) as [number, Array<[string, Uint8Array | null]>]
+    if (records.length > 0 && seq <= records[records.length - 1].seq) break
     records.push({
       seq,
       ops: pairs.map(([key, value]) => value === null ? { type: 'del', key } : { type: 'put', key, value: Buffer.from(value) })
     })
     pos += HEAD + length
   }
-  return records
+  return { records, end: pos }
 }
 
 // One of the journal's two files.
 class Segment {
+  /** Where the records end (the file is laid out further). */
   size: number
+  // How far the file is laid out.
+  private laidOut: number
   /** The number of the last record appended (0: none since it was emptied). */
   lastSeq = 0
   // Appends so far, and how many of them an fdatasync has made durable.
@@ -66,16 +89,24 @@ class Segment {
   private syncing?: { upTo: number, done: Promise<void> }
 
   constructor (readonly fd: number, readonly path: string) {
-    this.size = fstatSync(fd).size
+    this.laidOut = fstatSync(fd).size
+    const { records, end } = scanRecords(this.read(this.laidOut))
+    this.size = end
+    this.lastSeq = records.at(-1)?.seq ?? 0
+  }
+
+  /** The records up to the end of the last one. */
+  records (): JournalRecord[] {
+    return decodeRecords(this.read(this.size))
   }
 
   append (record: Buffer): void {
     let written = 0
     try {
-      while (written < record.length) written += writeSync(this.fd, record, written)
+      if (this.size + record.length > this.laidOut) this.layOut(this.size + record.length + LAYOUT_STEP)
+      while (written < record.length) written += writeSync(this.fd, record, written, record.length - written, this.size + written)
     } catch (err) {
-      // A partial record would end the journal at replay: cut it off so later records count.
-      if (written > 0) ftruncateSync(this.fd, this.size)
+      // A partial record ends the journal at replay, and the next append writes over it.
       throw new ChaacError((err as NodeJS.ErrnoException).code === 'ENOSPC' ? 'CHAAC_NO_SPACE' : 'CHAAC_META_FAILED',
         'the data pool could not write its journal', { cause: err })
     }
@@ -103,11 +134,29 @@ class Segment {
   }
 
   clear (): void {
-    ftruncateSync(this.fd, 0)
     this.size = 0
     this.lastSeq = 0
     // Its records are on stable storage in LevelDB: nothing left to flush.
     this.durable = this.appends
+  }
+
+  private read (length: number): Buffer {
+    const buf = Buffer.allocUnsafe(length)
+    let got = 0
+    while (got < length) {
+      const n = readSync(this.fd, buf, got, length - got, got)
+      if (n === 0) break
+      got += n
+    }
+    return buf.subarray(0, got)
+  }
+
+  // Zeros up to `bytes`: the next fdatasync commits the file's new size once for many records.
+  private layOut (bytes: number): void {
+    const zeros = Buffer.alloc(bytes - this.laidOut)
+    let written = 0
+    while (written < zeros.length) written += writeSync(this.fd, zeros, written, zeros.length - written, this.laidOut + written)
+    this.laidOut = bytes
   }
 }
 
@@ -129,7 +178,7 @@ export class Journal {
     const segment = (i: number): Segment => {
       const file = `${path}.${i}`
       try {
-        return new Segment(openSync(file, 'a+'), file)
+        return new Segment(openSync(file, constants.O_RDWR | constants.O_CREAT, 0o600), file)
       } catch (err) {
         throw new ChaacError('CHAAC_META_FAILED', `cannot open the data pool's journal ${file}`, { cause: err })
       }
@@ -139,7 +188,7 @@ export class Journal {
 
   /** Every whole record in the journal, in order. */
   records (): JournalRecord[] {
-    return this.segments.flatMap((s) => decodeRecords(readFileSync(s.path))).sort((a, b) => a.seq - b.seq)
+    return this.segments.flatMap((s) => s.records()).sort((a, b) => a.seq - b.seq)
   }
 
   /** Bytes in the journal now. */

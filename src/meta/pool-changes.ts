@@ -488,6 +488,21 @@ export abstract class PoolChanges extends PoolState {
     }, { sync: true })
   }
 
+  /**
+   * Changes the allocator policy of the stored settings (every agent
+   * follows them); returns the settings now stored, or undefined when the
+   * engine holds none (an agent alone that was never formatted).
+   */
+  async changePolicy (policy: string, by: string): Promise<ClusterSettings | undefined> {
+    return await this.run(() => {
+      const stored = this.settings
+      if (stored === undefined || stored.problem !== undefined || stored.policy === policy) return { ops: [], value: stored }
+      const next = { ...stored, policy, setBy: by }
+      this.settings = next
+      return { ops: [{ type: 'put', key: SETTINGS_KEY, value: encodeSettings(next) }], value: next }
+    }, { sync: true })
+  }
+
   // ---- helpers ----
 
   /** The root directory, made when the namespace has none. */

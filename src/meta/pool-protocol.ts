@@ -12,6 +12,7 @@ import { ChaacError } from '../errors.ts'
 import { bad, ball, bytes, count, flag, list, nullable, optional, shape, text, time, type Parse } from '../net/checks.ts'
 import type { BatchOp } from './batch-writer.ts'
 import type { Pool } from './pool.ts'
+import { isPolicy } from '../placement/types.ts'
 
 export const OP = {
   subscribe: 'pool.subscribe',
@@ -46,6 +47,11 @@ const context = shape({
 })
 const binReport = shape({ id: text, level: text, dir: text, capacity: count, used: count, balls: count })
 
+const policyName: Parse<string> = (v, what) => {
+  if (!isPolicy(v)) throw bad(what, 'an allocator policy')
+  return v
+}
+
 // The changes a replica may ask the pool to make, with the checks of their arguments.
 const CALLS: Partial<Record<keyof Pool, Array<Parse<unknown>>>> = {
   create: [count, text, shape({ mode: count, uid: count, gid: count, rdev: optional(count), target: optional(text) })],
@@ -76,8 +82,10 @@ const CALLS: Partial<Record<keyof Pool, Array<Parse<unknown>>>> = {
   keepBall: [ball],
   markNotInCloud: [ball],
   reportAgent: [shape({
-    id: text, peer: nullable(text), http: nullable(text), bins: list(binReport), context: nullable(context), startedAt: optional(time)
+    id: text, peer: nullable(text), http: nullable(text), bins: list(binReport), context: nullable(context), startedAt: optional(time),
+    counters: optional(shape({ at: time, localHit: count, remoteHit: count, miss: count, skip: count, bytesRead: count, bytesWritten: count }))
   })],
+  changePolicy: [policyName, text],
   sync: []
 }
 

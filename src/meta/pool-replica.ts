@@ -14,6 +14,7 @@ import {
   CLUSTER_MAX_FRAME_BYTES, OP, parseCallReply, parseChange, parseInline, parsePage, parsePooled, parseSeq, type Change
 } from './pool-protocol.ts'
 import { PoolState } from './pool-state.ts'
+import type { ClusterSettings } from './settings.ts'
 import { inlineHash, type AgentReport, type Inode } from './schema.ts'
 
 export interface ReplicaOptions {
@@ -330,6 +331,10 @@ export class PoolReplica extends PoolState implements Pool {
 
   async reportAgent (report: AgentReport): Promise<void> {
     await this.call('reportAgent', report)
+  }
+
+  async changePolicy (policy: string, by: string): Promise<ClusterSettings | undefined> {
+    return (await this.call('changePolicy', policy, by)) as ClusterSettings | undefined
   }
 
   async sync (): Promise<void> {

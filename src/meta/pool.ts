@@ -6,6 +6,7 @@
 import type { EventEmitter } from 'node:events'
 import type { BatchOp } from './batch-writer.ts'
 import type { AgentRecord, AgentReport, BallRecord, Inode } from './schema.ts'
+import type { ClusterSettings } from './settings.ts'
 import type { Slice } from './slices.ts'
 
 export interface NewNode {
@@ -91,6 +92,10 @@ export interface Pool extends EventEmitter<PoolEvents> {
   keepBall: (id: string) => Promise<void>
   markNotInCloud: (id: string) => Promise<void>
   reportAgent: (report: AgentReport) => Promise<void>
+  /** The cluster's settings as stored (undefined when the engine holds none). */
+  readonly settings?: ClusterSettings
+  /** Changes the stored settings' allocator policy; undefined when the engine holds no settings. */
+  changePolicy: (policy: string, by: string) => Promise<ClusterSettings | undefined>
   sync: () => Promise<void>
   close: () => Promise<void>
 }

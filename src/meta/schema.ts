@@ -104,6 +104,21 @@ export interface AgentReport {
   startedAt?: number
   /** Files no name refers to any more that the agent holds open: nobody deletes them while it is alive. */
   holds?: number[]
+  /** Its counters since it started (absent from older agents): every agent records the whole cluster's history from them. */
+  counters?: AgentCounters
+}
+
+/** An agent's cumulative counters since it started, as of `at` (its clock, ms since the epoch). */
+export interface AgentCounters {
+  at: number
+  /** Ball reads by outcome. */
+  localHit: number
+  remoteHit: number
+  miss: number
+  skip: number
+  /** Bytes read and written through the mount. */
+  bytesRead: number
+  bytesWritten: number
 }
 
 export interface AgentRecord extends AgentReport {

@@ -1,7 +1,7 @@
 // The data pool's journal: records read back whole, a torn or corrupt tail
 // ends it, and at open LevelDB gets the records it does not hold yet (and
 // only those: an old record never brings back an old value).
-import { appendFile, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
@@ -14,10 +14,21 @@ import { waitFor } from '../helpers/wait.ts'
 const FILE = { mode: S_IFREG | 0o644, uid: 0, gid: 0 }
 const JOURNAL = 'chaac-journal'
 
-/** Bytes in both files of a pool's journal. */
-async function journalBytes (dir: string): Promise<number> {
-  const sizes = await Promise.all(['0', '1'].map(async (i) => (await stat(join(dir, `${JOURNAL}.${i}`))).size))
-  return sizes[0] + sizes[1]
+/** The records in one file of a pool's journal (as a replay reads them, before it skips those LevelDB holds). */
+async function fileRecords (dir: string, i: number): Promise<number[]> {
+  return decodeRecords(await readFile(join(dir, `${JOURNAL}.${i}`))).map((r) => r.seq)
+}
+
+/** The records a replay of the pool's journal would write to LevelDB (the pool closed). */
+async function toReplay (dir: string): Promise<number[]> {
+  const stored = await lastSeq(dir)
+  return [...await fileRecords(dir, 0), ...await fileRecords(dir, 1)].filter((seq) => seq > stored)
+}
+
+/** Whether the journal's files hold a record that writes `key`. */
+async function holds (dir: string, key: string): Promise<boolean> {
+  const files = await Promise.all([0, 1].map(async (i) => decodeRecords(await readFile(join(dir, `${JOURNAL}.${i}`)))))
+  return files.flat().some((r) => r.ops.some((op) => op.key === key))
 }
 
 async function poolDir (t: Test): Promise<string> {
@@ -51,7 +62,7 @@ t.test('journal - LevelDB gets the records it misses at open; the journal is emp
   const f = await pool.create(ROOT_INO, 'f', FILE)
   await pool.commitFile(f.ino, { size: 3, balls: [], chunkSize: 4 << 20, inline: Buffer.from('abc') })
   await pool.close()
-  t.equal(await journalBytes(dir), 0, 'a clean close leaves an empty journal')
+  t.same(await toReplay(dir), [], 'a clean close leaves nothing to replay')
   // As if the agent died after appending two records LevelDB never got.
   const applied = await lastSeq(dir)
   // In both files, as after a switch from one to the other.
@@ -63,8 +74,9 @@ t.test('journal - LevelDB gets the records it misses at open; the journal is emp
   t.teardown(async () => await pool.close().catch(() => {}))
   t.equal(pool.lookup(ROOT_INO, 'g'), 99, 'the name from the journal')
   t.equal(pool.get(99)?.size, 7, 'the later record last')
-  t.equal(await journalBytes(dir), 0, 'emptied once LevelDB holds it')
   t.equal(await lastSeq(dir, pool), applied + 2)
+  await pool.close()
+  t.same(await toReplay(dir), [], 'emptied once LevelDB holds it')
 })
 
 t.test('journal - a record LevelDB already holds is not written again', async (t) => {
@@ -75,8 +87,11 @@ t.test('journal - a record LevelDB already holds is not written again', async (t
   await pool.commitFile(f.ino, { size: 2, balls: [], chunkSize: 4 << 20, inline: Buffer.from('ab') })
   await pool.close()
   const applied = await lastSeq(dir)
-  // An old record (its number already applied) that would set the size back.
-  await appendFile(join(dir, `${JOURNAL}.0`), encodeRecord(applied - 1, [{ type: 'put', key: inodeKey(f.ino), value: encode({ ...inode(f.ino, 1) }) }]))
+  // An old record (its number already applied) that would set the size back, where the next append would go.
+  const file = await open(join(dir, `${JOURNAL}.0`), 'r+')
+  await file.write(encodeRecord(applied - 1, [{ type: 'put', key: inodeKey(f.ino), value: encode({ ...inode(f.ino, 1) }) }]), 0, undefined, 0)
+  await file.close()
+  t.same(await fileRecords(dir, 0), [applied - 1], 'the old record is read')
   pool = await DataPool.open(dir)
   t.teardown(async () => await pool.close().catch(() => {}))
   t.equal(pool.get(f.ino)?.size, 2)
@@ -89,7 +104,7 @@ t.test('journal - changes are in the journal before LevelDB has them, and in Lev
   t.teardown(async () => await pool.close().catch(() => {}))
   const f = await pool.create(ROOT_INO, 'f', FILE)
   await pool.commitFile(f.ino, { size: 5, balls: [], chunkSize: 4 << 20, inline: Buffer.from('hello') })
-  t.ok(await journalBytes(dir) > 0, 'appended at once')
+  t.ok(await holds(dir, inodeKey(f.ino)), 'appended at once')
   t.same(await pool.readInline(f.ino), Buffer.from('hello'), 'a reader of LevelDB waits for it to catch up')
   const page = await pool.records('', 1 << 20)
   t.ok(page.records.some(([key]) => key === inodeKey(f.ino)), 'a snapshot page holds every change announced')
@@ -126,11 +141,11 @@ t.test('journal - the commit of an fsync is durable once the journal is flushed,
   await pool.commitFile(f.ino, { size: 1, balls: [], chunkSize: 4 << 20, inline: Buffer.from('a') }, { sync: true })
   await pool.sync()
   t.same(written, [], 'both returned while LevelDB had nothing yet')
-  t.ok(await journalBytes(dir) > 0, 'the journal holds the commit')
+  t.ok(await holds(dir, inodeKey(f.ino)), 'the journal holds the commit')
   open()
   await pool.close()
   t.equal(written.at(-1), true, 'close wrote LevelDB with sync')
-  t.equal(await journalBytes(dir), 0, 'then emptied the journal')
+  t.same(await toReplay(dir), [], 'then emptied the journal')
   const again = await DataPool.open(dir)
   t.equal(again.get(f.ino)?.size, 1)
   await again.close()
@@ -141,22 +156,42 @@ t.test('journal - two files: appends move to the other once one is full, and a f
   const journal = Journal.open(join(dir, JOURNAL), { segmentBytes: 1000 })
   t.teardown(() => journal.close())
   const op = (i: number): BatchOp[] => [{ type: 'put', key: `k${i}`, value: Buffer.alloc(300, i) }]
+  const seqs = (): number[] => journal.records().map((r) => r.seq)
   for (let i = 1; i <= 4; i++) journal.append(i, op(i))
-  const size = async (i: number): Promise<number> => (await stat(join(dir, `${JOURNAL}.${i}`))).size
-  t.ok(await size(0) >= 1000, 'the first file filled up')
-  t.equal(await size(1), 0)
+  t.same(await fileRecords(dir, 0), [1, 2, 3, 4], 'the first file filled up')
+  t.same(await fileRecords(dir, 1), [])
   journal.append(5, op(5))
-  t.ok(await size(1) > 0, 'then the second takes the appends')
+  t.same(await fileRecords(dir, 1), [5], 'then the second takes the appends')
   journal.applied(3)
-  t.ok(await size(0) > 0, 'not emptied while LevelDB misses a record in it')
+  t.same(seqs(), [1, 2, 3, 4, 5], 'not emptied while LevelDB misses a record in it')
   journal.applied(4)
-  t.equal(await size(0), 0, 'emptied once LevelDB holds all of it, though the other file is not applied yet')
-  t.same(journal.records().map((r) => r.seq), [5])
+  t.same(seqs(), [5], 'emptied once LevelDB holds all of it, though the other file is not applied yet')
   for (let i = 6; i <= 9; i++) journal.append(i, op(i))
   journal.append(10, op(10))
-  t.ok(await size(0) > 0, 'back to the first file once the second filled up')
-  t.same(journal.records().map((r) => r.seq), [5, 6, 7, 8, 9, 10], 'records from both files, in order')
+  t.same(await fileRecords(dir, 0), [9, 10], 'back to the first file once the second filled up, written from its start')
+  t.same(seqs(), [5, 6, 7, 8, 9, 10], 'records from both files, in order')
   journal.applied(10)
-  t.equal(await size(1), 0, 'the full file is emptied')
-  t.ok(await size(0) > 0, 'the one being written stays until it is big')
+  t.same(seqs(), [9, 10], 'the full file is emptied; the one being written stays until it is big')
+})
+
+t.test('journal - its files are laid out ahead of the records and written in place: fsyncs rarely find a file grown', async (t) => {
+  const dir = await poolDir(t)
+  const journal = Journal.open(join(dir, JOURNAL), { segmentBytes: 4096 })
+  const sizes = async (): Promise<string> => (await Promise.all([0, 1].map(async (i) => (await stat(join(dir, `${JOURNAL}.${i}`))).size))).join(',')
+  const seen = new Set<string>()
+  for (let i = 1; i <= 60; i++) {
+    journal.append(i, [{ type: 'put', key: `k${i}`, value: Buffer.alloc(200, i) }])
+    await journal.sync()
+    journal.applied(i - 1)
+    seen.add(await sizes())
+  }
+  t.ok(seen.size <= 2, `the files grew only when first written, each by a megabyte of zeros (sizes seen: ${[...seen].join(' ')})`)
+  t.same(journal.records().at(-1)?.seq, 60)
+  journal.close()
+  // Reopened as after a crash: each file's records end where its numbers stop growing.
+  const again = Journal.open(join(dir, JOURNAL), { segmentBytes: 4096 })
+  const seqs = again.records().map((r) => r.seq)
+  again.close()
+  t.same(seqs.filter((seq) => seq > 59), [60], 'the last record is read back')
+  t.ok(seqs.every((seq, i) => i === 0 || seq > seqs[i - 1]), 'in order, no record twice')
 })
