@@ -34,7 +34,11 @@ export async function loadHistory (metrics, agent) {
 }
 
 function formatter (kind) {
-  return kind === 'bytes' ? bytes : kind === 'ratio' ? percent : count
+  if (kind === 'bytes') return bytes
+  if (kind === 'ratio') return percent
+  if (kind === 'byterate') return (v) => `${bytes(v)}/s`
+  // Reads per second: small fractions matter on a quiet cluster.
+  return (v) => `${typeof v === 'number' ? (Math.abs(v) < 10 ? v.toFixed(2).replace(/\.?0+$/, '') : count(Math.round(v))) : '–'}/s`
 }
 
 /**
@@ -60,10 +64,11 @@ export function chart (title, series, kind) {
   const opts = {
     width: 600,
     height: 200,
-    legend: { show: true, live: true },
+    // The figure's own legend below (latest values) stays readable with many series.
+    legend: { show: false },
     cursor: { drag: { x: false, y: false } },
     scales: kind === 'ratio' ? { y: { range: [0, 1] } } : {},
-    axes: [{}, { values: (_u, ticks) => ticks.map(fmt), size: 70 }],
+    axes: [{}, { values: (_u, ticks) => ticks.map(fmt), size: 90 }],
     series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true, value: (_u, v) => v === null ? '–' : fmt(v) }))]
   }
   // Drawn once the figure is in the page and has a width.
@@ -94,9 +99,11 @@ function sweep () {
 
 /** The latest value of each series as text: what a screen reader (or a test) reads of the chart. */
 function latest (series, fmt) {
-  return h('ul', { class: 'latest' }, series.map((s) => {
+  return h('ul', { class: 'latest' }, series.map((s, i) => {
     const last = s.points[s.points.length - 1]
-    return h('li', { dataset: { series: s.label } }, `${s.label}: `, h('span', { class: 'num' }, last ? fmt(last[1]) : '–'))
+    return h('li', { dataset: { series: s.label } },
+      h('span', { class: 'swatch', style: `background:${COLORS[i % COLORS.length]}`, 'aria-hidden': 'true' }), ` ${s.label}: `,
+      h('span', { class: 'num' }, last ? fmt(last[1]) : '–'))
   }))
 }
 
@@ -108,6 +115,18 @@ export function pick (answer, metrics, { byAgent = true } = {}) {
     label: several && byAgent ? `${LABELS[s.metric] ?? s.metric} · ${agentLabel(s.agent)}` : LABELS[s.metric] ?? s.metric,
     points: s.points
   }))
+}
+
+/** One series per metric: the sum over the agents at each sampling time (the whole cluster's traffic). */
+export function total (answer, metrics) {
+  return metrics.map((metric) => {
+    const sums = new Map()
+    for (const s of answer.series) {
+      if (s.metric !== metric) continue
+      for (const [t, v] of s.points) sums.set(t, (sums.get(t) ?? 0) + v)
+    }
+    return { label: LABELS[metric] ?? metric, points: [...sums].sort((a, b) => a[0] - b[0]) }
+  }).filter((s) => s.points.length > 0)
 }
 
 /** The agents the answer has series of, in order of appearance. */

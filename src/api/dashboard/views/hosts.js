@@ -45,8 +45,8 @@ export function mount (root, route) {
         await drawHistory(history, [...READS, ...BYTES, ...FACTORS, ...FREE], id, (answer) => [
           chart('Context', pick(answer, FACTORS), 'ratio'),
           chart('Free space', pick(answer, FREE), 'bytes'),
-          chart('Read outcomes', pick(answer, READS), 'count'),
-          chart('Bytes read and written', pick(answer, BYTES), 'bytes')
+          chart('Read outcomes (balls)', pick(answer, READS), 'rate'),
+          chart('Bytes read and written', pick(answer, BYTES), 'byterate')
         ])
       }
     }

@@ -1,6 +1,7 @@
-// Traffic over the last hour: read outcomes, bytes read and written, and each
-// host's context, from GET /api/v1/history (redrawn every 10 s).
-import { BYTES, FACTORS, FREE, READS, agentsOf, chart, drawHistory, pick } from '../charts.js'
+// Traffic over the last hour: read outcomes and bytes read and written (the
+// whole cluster's; each agent's on its host page) and each host's context,
+// from GET /api/v1/history (redrawn every 10 s).
+import { BYTES, FACTORS, FREE, READS, agentsOf, chart, drawHistory, pick, total } from '../charts.js'
 import { h, replace } from '../dom.js'
 import { agentLabel } from '../format.js'
 import { loadAgents } from './hosts.js'
@@ -15,8 +16,8 @@ export function mount (root) {
       // For the agents' names in the legends.
       await loadAgents().catch(() => {})
       await drawHistory(charts, [...READS, ...BYTES, ...FACTORS, ...FREE], undefined, (answer) => [
-        chart('Read outcomes (balls)', pick(answer, READS), 'count'),
-        chart('Bytes read and written', pick(answer, BYTES), 'bytes'),
+        chart('Read outcomes (balls), all agents', total(answer, READS), 'rate'),
+        chart('Bytes read and written, all agents', total(answer, BYTES), 'byterate'),
         chart('Free space', pick(answer, FREE), 'bytes'),
         ...agentsOf({ series: answer.series.filter((s) => FACTORS.includes(s.metric)) }).map((agent) =>
           chart(`Context of ${agentLabel(agent)}`, pick({ series: answer.series.filter((s) => s.agent === agent) }, FACTORS), 'ratio'))
