@@ -68,7 +68,7 @@ export function chart (title, series, kind) {
     legend: { show: false },
     cursor: { drag: { x: false, y: false } },
     scales: kind === 'ratio' ? { y: { range: [0, 1] } } : {},
-    axes: [{}, { values: (_u, ticks) => ticks.map(fmt), size: 90 }],
+    axes: [{}, { values: (_u, ticks) => kind === 'bytes' || kind === 'byterate' ? byteTicks(ticks, kind === 'byterate' ? '/s' : '') : ticks.map(fmt), size: 90 }],
     series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true, value: (_u, v) => v === null ? '–' : fmt(v) }))]
   }
   // Drawn once the figure is in the page and has a width.
@@ -95,6 +95,16 @@ function sweep () {
     d.plot.destroy()
     drawn.delete(d)
   }
+}
+
+/** Byte ticks in one unit, with as many decimals as their step needs (4.055, 4.06, 4.065 GiB rather than 4.06 three times). */
+function byteTicks (ticks, suffix) {
+  const top = Math.max(...ticks.map(Math.abs))
+  const power = top < 1024 ? 0 : Math.min(5, Math.floor(Math.log2(top) / 10))
+  const unit = 1024 ** power
+  const step = ticks.length > 1 ? Math.abs(ticks[1] - ticks[0]) / unit : 1
+  const decimals = power === 0 ? 0 : Math.max(0, Math.min(3, Math.ceil(-Math.log10(step))))
+  return ticks.map((v) => `${(v / unit).toFixed(decimals)} ${['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'][power]}${suffix}`)
 }
 
 /** The latest value of each series as text: what a screen reader (or a test) reads of the chart. */

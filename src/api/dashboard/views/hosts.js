@@ -97,7 +97,7 @@ function card (a) {
       h('tr', { dataset: { bin: b.id } },
         h('td', { class: 'mono nowrap', title: b.id }, short(b.id, 8)),
         h('td', {}, b.level),
-        h('td', { class: 'path' }, b.container ? `container ${b.container.name ?? b.container}` : `directory ${b.dir}`),
+        h('td', { class: 'path' }, h('span', { class: 'muted' }, b.container ? 'container ' : 'directory '), b.container ? b.container.name ?? b.container : b.dir),
         h('td', { class: 'num', dataset: { field: 'capacity', value: b.capacity } }, bytes(b.capacity)),
         h('td', { class: 'used', dataset: { field: 'used', value: b.used } }, bar(b.capacity > 0 ? b.used / b.capacity : 0, `used of bin ${b.id}`), ' ', h('span', { class: 'num' }, bytes(b.used))),
         h('td', { class: 'num', dataset: { field: 'balls', value: b.balls } }, count(b.balls)))), { class: 'bins' }))
