@@ -5,6 +5,7 @@
 // only with the admin token, the page says when its agent is unreachable and
 // recovers by itself, and every view has its own URL.
 import { access } from 'node:fs/promises'
+import { request } from 'node:http'
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import { chromium, type Browser, type Page } from 'playwright-core'
@@ -30,6 +31,20 @@ async function until<T> (page: Page, what: string, fn: () => T, timeoutMs = 20_0
   return await waitFor(async () => await page.evaluate(fn), { timeoutMs, intervalMs: 250, what })
 }
 
+async function rawGet (hostPort: string, path: string): Promise<{ status: number, body: string }> {
+  const [host, port] = hostPort.split(':')
+  return await new Promise((resolve, reject) => {
+    const req = request({ host, port: Number(port), path, method: 'GET', timeout: 5000 }, (res) => {
+      let body = ''
+      res.on('data', (d) => { body += String(d) })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+    })
+    req.on('timeout', () => req.destroy(new Error(`GET ${path}: no answer within 5 s`)))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
 // Skipping is not allowed: a machine without Chromium fails here, saying how to get it.
 const chromiumMissing = await access(CHROMIUM).then(() => false, () => true)
 if (chromiumMissing) {
@@ -42,6 +57,33 @@ if (chromiumMissing) {
     })
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true })
     t.teardown(async () => await browser.close())
+  })
+
+  t.test('dashboard - the agent serves the page\'s own files with their types, and no other file', OPTS, async (t) => {
+    const base = cluster.agents[0].url
+    const page = await fetch(`${base}/`)
+    t.equal(page.status, 200)
+    t.match(page.headers.get('content-type'), /^text\/html/)
+    t.equal(page.headers.get('cache-control'), 'no-cache')
+    t.match(page.headers.get('content-security-policy'), /default-src 'self'/, 'nothing from another origin')
+    t.match(await page.text(), /<script type="module" src="\/ui\/app.js">/)
+    for (const [path, type] of [['/ui/app.js', /^text\/javascript/], ['/ui/style.css', /^text\/css/], ['/ui/vendor/uPlot.esm.js', /^text\/javascript/]] as const) {
+      const res = await fetch(base + path)
+      t.equal(res.status, 200, path)
+      t.match(res.headers.get('content-type'), type, `${path}: its content type`)
+      t.match(res.headers.get('cache-control'), /max-age=\d+/)
+    }
+    const head = await fetch(`${base}/ui/app.js`, { method: 'HEAD' })
+    t.equal(head.status, 200)
+    t.equal(await head.text(), '', 'HEAD: no body')
+    // Raw request lines, as a client that does not normalise paths sends them.
+    for (const path of ['/ui/../../../../etc/passwd', '/ui/%2e%2e/%2e%2e/package.json', '/ui/views/../../../package.json', '/ui/', '/ui/app.js/', '/ui/APP.JS', '/index.html', '/src/api/dashboard/app.js']) {
+      const { status, body } = await rawGet(cluster.agents[0].http, path)
+      t.equal(status, 404, `${path}: 404`)
+      t.notMatch(body, /root:|"name": "chaac"/, `${path}: no file content`)
+    }
+    t.equal((await fetch(`${base}/`, { method: 'POST' })).status, 404, 'only GET and HEAD')
+    t.equal((await cluster.agents[0].json('/status')).agent.id.length > 0, true, 'the JSON API as before')
   })
 
   t.test('dashboard - every view has its own URL, reachable with the keyboard, readable at phone width', OPTS, async (t) => {

@@ -83,5 +83,10 @@ onReachability((ok) => {
   replace(banner, ok ? null : `Agent unreachable, retrying every ${TICK_MS / 1000} s. ${lastAnswer ? `Showing what it said at ${time(lastAnswer)}.` : ''}`)
 })
 
+// The skip link moves the focus without touching the fragment, which names the view.
+document.getElementById('skip').addEventListener('click', (event) => {
+  event.preventDefault()
+  main.focus()
+})
 window.addEventListener('hashchange', () => show(true))
 show(false)

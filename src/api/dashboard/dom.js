@@ -40,7 +40,7 @@ export function replace (container, ...children) {
 }
 
 function keyOf (el) {
-  return el.dataset?.key ?? el.getAttribute('href') ?? el.id ?? null
+  return el.dataset?.key || el.getAttribute('href') || el.id || null
 }
 
 /** A horizontal bar for a fraction 0..1, readable by screen readers as a meter. */
@@ -52,7 +52,8 @@ export function bar (fraction, label, { warnAt = 0.7, badAt = 0.9 } = {}) {
 }
 
 export function table (caption, headers, rows, attrs = {}) {
-  return h('div', { class: 'scroll' },
+  // Focusable, so that a keyboard can scroll a wide table sideways on a phone.
+  return h('div', { class: 'scroll', tabindex: 0, role: 'region', 'aria-label': caption ?? 'table', dataset: { key: `table:${caption}` } },
     h('table', attrs,
       caption ? h('caption', {}, caption) : null,
       h('thead', {}, h('tr', {}, headers.map((t) => h('th', { scope: 'col' }, t)))),

@@ -44,17 +44,20 @@ async function stat (path) {
   }
 }
 
+// A file of many balls (40 GiB: 10,000) would make a table too long to redraw every 2 s.
+const MAX_BALL_ROWS = 1000
+
 function listing (path, dir) {
   if (dir.entries.length === 0) return notice('empty directory')
   const child = (name) => (path === '/' ? '' : path) + '/' + name
   const sorted = [...dir.entries].sort((a, b) => (a.type === 'dir') === (b.type === 'dir') ? a.name.localeCompare(b.name) : a.type === 'dir' ? -1 : 1)
-  return table(`${count(dir.entries.length)} entries in ${path}`, ['name', 'type', 'size', 'modified', 'mode'], sorted.map((e) =>
+  return [dir.truncated ? notice(`Only the first ${count(dir.entries.length)} entries are listed.`, 'warn') : null, table(`${count(dir.entries.length)} entries in ${path}`, ['name', 'type', 'size', 'modified', 'mode'], sorted.map((e) =>
     h('tr', { dataset: { entry: e.name } },
       h('td', {}, e.type === 'dir' || e.type === 'file' ? h('a', { href: fileLink(child(e.name)) }, e.type === 'dir' ? e.name + '/' : e.name) : e.name),
       h('td', {}, e.type),
       h('td', { class: 'num', dataset: { value: e.size } }, e.type === 'dir' ? '' : bytes(e.size)),
       h('td', {}, time(e.mtime)),
-      h('td', { class: 'mono' }, mode(e.mode, e.type)))), { class: 'entries' })
+      h('td', { class: 'mono' }, mode(e.mode, e.type)))), { class: 'entries' })]
 }
 
 async function fileView (path, file) {
@@ -68,7 +71,8 @@ async function fileView (path, file) {
   const under = loc.balls.filter((b) => b.underReplicated).length
   return [facts,
     under > 0 ? notice(`${under} of this file's balls are under-replicated.`, 'warn') : null,
-    table(`Balls of ${path}`, ['#', 'offset', 'length', 'ball', 'copies', 'cloud tier', 'state'], loc.balls.map((b) =>
+    loc.balls.length > MAX_BALL_ROWS ? notice(`The first ${count(MAX_BALL_ROWS)} of ${count(loc.balls.length)} balls:`) : null,
+    table(`Balls of ${path}`, ['#', 'offset', 'length', 'ball', 'copies', 'cloud tier', 'state'], loc.balls.slice(0, MAX_BALL_ROWS).map((b) =>
       h('tr', { class: b.underReplicated ? 'under' : '', dataset: { ball: b.id ?? '', index: b.index } },
         h('td', { class: 'num' }, b.index),
         h('td', { class: 'num' }, bytes(b.offset)),

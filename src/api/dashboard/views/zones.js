@@ -8,8 +8,8 @@ import { loadAgents } from './hosts.js'
 const ZONE_COLORS = ['#2563eb', '#16a34a', '#dc2626', '#9333ea', '#ea580c', '#0891b2', '#a16207', '#db2777']
 
 export function mount (root, route) {
-  const k = Math.max(1, Math.min(32, Number.parseInt(route.params.get('k') ?? '3', 10) || 3))
-  const input = h('input', { id: 'zones-k', type: 'number', min: 1, max: 32, value: String(k), required: true })
+  const k = Math.max(1, Math.min(64, Number.parseInt(route.params.get('k') ?? '3', 10) || 3))
+  const input = h('input', { id: 'zones-k', type: 'number', min: 1, max: 64, value: String(k), required: true })
   const body = h('div', {})
   replace(root, h('h1', {}, 'Zones'),
     h('form', { class: 'inline', onsubmit: (e) => { e.preventDefault(); location.hash = `#/zones?k=${input.value}` } },
