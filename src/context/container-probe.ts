@@ -1,7 +1,8 @@
 // The containers' share of a host's context, from the Docker engine through
 // dockerode where one answers: how many run, the CPU they use (in cores,
 // from the change of each container's CPU time since the last sample) and
-// their memory. No engine, no figures: the context then has none.
+// their memory. No engine, no figures: the context then has none, and
+// `engine` says why (GET /status shows it).
 import Docker from 'dockerode'
 
 export interface ContainerUse {
@@ -9,6 +10,15 @@ export interface ContainerUse {
   /** Cores' worth of CPU the running containers used since the last sample. */
   cpuCores: number
   memoryBytes: number
+}
+
+/** Whether a Docker engine answered the last sample: its version, or why not. */
+export interface DockerEngine {
+  available: boolean
+  /** The engine's unix socket. */
+  socket: string
+  version?: string
+  reason?: string
 }
 
 // Per container: its CPU time and the host's, both in ns, at the last sample.
@@ -19,8 +29,10 @@ const MAX_CONTAINERS = 64
 export class ContainerProbe {
   private readonly docker: Docker
   private marks = new Map<string, CpuMark>()
+  /** The engine as the last sample found it; undefined before the first. */
+  engine?: DockerEngine
 
-  constructor (socketPath = process.env.DOCKER_HOST?.replace(/^unix:\/\//, '') ?? '/var/run/docker.sock', timeoutMs = 3000) {
+  constructor (private readonly socketPath = process.env.DOCKER_HOST?.replace(/^unix:\/\//, '') ?? '/var/run/docker.sock', timeoutMs = 3000) {
     this.docker = new Docker({ socketPath, timeout: timeoutMs })
   }
 
@@ -28,8 +40,14 @@ export class ContainerProbe {
     let list: Docker.ContainerInfo[]
     try {
       list = await this.docker.listContainers()
-    } catch {
+    } catch (err) {
+      this.engine = { available: false, socket: this.socketPath, reason: (err as Error).message }
       return undefined
+    }
+    // The version is asked once per time the engine comes (back).
+    if (this.engine?.available !== true) {
+      const version = await this.docker.version().then((v) => v.Version, () => undefined)
+      this.engine = { available: true, socket: this.socketPath, version }
     }
     const marks = new Map<string, CpuMark>()
     let cpuCores = 0
