@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { shOk, type RunningAgent } from '../helpers/agent.ts'
+import { shOk, testMeta, type RunningAgent } from '../helpers/agent.ts'
 import { startCluster, waitReachable } from '../helpers/cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -146,7 +146,7 @@ t.test('PUT /api/v1/scheme - 403 without an admin token, 401, 400, then every ag
   }
 })
 
-t.test('replication and states - a killed agent is gone and its balls are under-replicated', OPTS, async (t) => {
+t.test('replication and states - a stopped agent is suspect, a killed one gone, and its balls under-replicated', OPTS, async (t) => {
   const healthy = await waitFor(async () => {
     const r = await ok(agents[0], '/api/v1/replication')
     return r.balls >= 8 && r.underReplicated === 0 ? r : undefined
@@ -156,6 +156,14 @@ t.test('replication and states - a killed agent is gone and its balls are under-
   t.ok(loc.balls.every((b: any) => b.underReplicated === false))
   const onTwo = loc.balls.filter((b: any) => b.bins.some((x: any) => x.agent === ids[2] && !x.cached)).length
   t.ok(onTwo > 0, `${onTwo} balls have a copy on agent 2`)
+  if (testMeta() === undefined) {
+    // A stopped process keeps its link to the pool open but reports no more: suspect after two reports, before gone.
+    process.kill(agents[2].pid, 'SIGSTOP')
+    await waitFor(async () => {
+      const list = (await ok(agents[0], '/api/v1/agents')).agents as any[]
+      return list.find((a) => a.id === ids[2])?.state === 'suspect'
+    }, { timeoutMs: 20_000, intervalMs: 250, what: 'agent 2 to be suspect' })
+  }
   await agents[2].kill9()
   await waitFor(async () => {
     const list = (await ok(agents[0], '/api/v1/agents')).agents as any[]
