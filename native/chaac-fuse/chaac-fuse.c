@@ -10,12 +10,16 @@
 // later, with one of the reply functions. Nothing here blocks the JS thread.
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <fuse_lowlevel.h>
 #include <node_api.h>
@@ -846,6 +850,44 @@ static napi_value inval_attrs (napi_env env, napi_callback_info info) {
   return result(env, fuse_lowlevel_notify_inval_inode(s->ch, (fuse_ino_t) ino, -1, 0));
 }
 
+// notify(path, message) -> 0 or a negative errno: one datagram to a unix
+// socket, as systemd's sd_notify sends its state to NOTIFY_SOCKET (Node has
+// no unix datagram sockets). A path starting with '@' names the abstract
+// namespace. Non-blocking: a receiver that does not read costs EAGAIN, never
+// the event loop.
+static napi_value notify (napi_env env, napi_callback_info info) {
+  ARGS(2)
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof(addr));
+  addr.sun_family = AF_UNIX;
+  // One byte more than sun_path holds, so that a path too long shows as one.
+  char path[sizeof(addr.sun_path) + 1];
+  size_t plen, mlen;
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof(path), &plen) != napi_ok) THROW(env, "the socket path must be a string");
+  if (napi_get_value_string_utf8(env, argv[1], NULL, 0, &mlen) != napi_ok) THROW(env, "the message must be a string");
+  if (plen == 0 || plen >= sizeof(addr.sun_path)) return result(env, -EINVAL);
+  char *msg = malloc(mlen + 1);
+  if (msg == NULL) return result(env, -ENOMEM);
+  if (napi_get_value_string_utf8(env, argv[1], msg, mlen + 1, &mlen) != napi_ok) {
+    free(msg);
+    THROW(env, "the message must be a string");
+  }
+  memcpy(addr.sun_path, path, plen);
+  if (path[0] == '@') addr.sun_path[0] = '\0';
+  // An abstract name is exactly its bytes; a file path may carry its NUL.
+  socklen_t len = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + plen + (path[0] == '@' ? 0 : 1));
+  int rc = 0;
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    rc = -errno;
+  } else {
+    if (sendto(fd, msg, mlen, MSG_NOSIGNAL, (struct sockaddr *) &addr, len) < 0) rc = -errno;
+    close(fd);
+  }
+  free(msg);
+  return result(env, rc);
+}
+
 NAPI_MODULE_INIT () {
   napi_property_descriptor fns[] = {
     { "mount", NULL, mount, NULL, NULL, NULL, napi_default, NULL },
@@ -861,6 +903,7 @@ NAPI_MODULE_INIT () {
     { "replyStatfs", NULL, reply_statfs, NULL, NULL, NULL, napi_default, NULL },
     { "replyDirents", NULL, reply_dirents, NULL, NULL, NULL, napi_default, NULL },
     { "invalAttrs", NULL, inval_attrs, NULL, NULL, NULL, napi_default, NULL },
+    { "notify", NULL, notify, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);
   return exports;

@@ -14,7 +14,7 @@ import { Allocator } from '../placement/allocator.ts'
 import { isPolicy, POLICIES } from '../placement/types.ts'
 import { isLoopback } from '../net/peer-server.ts'
 import type { AgentView } from './agent-view.ts'
-import { agents, clusterBins, durablePlacementBins, liveHolders, liveness, ReplicationCache, replicasOf, spread } from './cluster-state.ts'
+import { agentRecords, agents, clusterBins, durablePlacementBins, liveHolders, liveness, ReplicationCache, replicasOf, spread } from './cluster-state.ts'
 import { badPath, files } from './files.ts'
 import { history } from './history-api.ts'
 import { BadRequest, HttpError } from './http-error.ts'
@@ -313,8 +313,11 @@ function allocation (agent: AgentView, body: unknown): object {
     // Another policy than the one in use, or an agent alone (its writes go to its freest bin): a fresh allocator answers.
     const k = agent.plane ? agent.config.cluster.replicas : 1
     const allocator = new Allocator({ policy, seed: 1 })
-    chosen = allocator.allocate(agent.plane?.bins() ?? candidates, { size, k, writerHost: agent.id })
-      .map((b) => ({ id: b.id, agent: b.agent, level: b.level, dir: b.dir }))
+    const owners = binOwners(agentRecords(agent))
+    chosen = allocator.allocate(agent.plane?.bins() ?? candidates, { size, k, writerHost: agent.id }).map((b) => {
+      const owner = owners.get(b.id)
+      return { id: b.id, agent: b.agent, host: owner ? hostOf(owner) : b.agent, level: b.level, dir: b.dir }
+    })
   }
   const picked = new Set(chosen.map((b) => b.id))
   const after = spread(candidates.map((b) => picked.has(b.id) ? { capacity: b.capacity, used: b.used + size } : b))

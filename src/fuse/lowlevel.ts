@@ -78,6 +78,8 @@ export interface Binding {
   replyDirents: (req: Req, size: number, names: string[], inoModes: Float64Array, firstOffset: number) => number
   /** Makes the kernel drop the attributes it cached of an inode; its pages stay. Returns 0 or a negative errno. */
   invalAttrs: (session: SessionHandle, ino: number) => number
+  /** Sends one datagram to a unix socket ('@name': the abstract namespace), as sd_notify does. Returns 0 or a negative errno. */
+  notify: (path: string, message: string) => number
 }
 
 export const binding = createRequire(import.meta.url)('../../native/chaac-fuse/build/Release/chaac_fuse.node') as Binding

@@ -77,7 +77,9 @@ export class ClusterHistory {
     readonly intervalMs: number
   ) {}
 
+  /** Takes a first round now (the counters to compute the next round's rates from), then one every interval. */
   start (): void {
+    this.sampleNow()
     this.timer = setInterval(() => this.sampleNow(), this.intervalMs)
     this.timer.unref()
   }

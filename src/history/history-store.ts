@@ -1,7 +1,8 @@
 // Time series kept for a while (an hour): points [time ms, value] by series,
 // a series being a metric of one subject (an agent, a container...). Held in
-// memory, bounded (points per series by the retention over the sampling
-// interval, and a most number of series), and kept across restarts in a
+// memory in a ring of two Float64Arrays per series, bounded (points per
+// series by the retention over the sampling interval, 16 bytes each, and a
+// most number of series), and kept across restarts in a
 // JSON Lines file: one line per sampling round, appended, rewritten from
 // memory once it holds as many rounds again as are kept. A line that cannot
 // be read (a crash mid-append, a corrupt file) is skipped with a warning.
@@ -36,10 +37,54 @@ export interface HistoryStoreOptions {
 // One sampling round as stored: its time and [metric, agent, value] triples.
 interface Round { t: number, s: Array<[string, string, number]> }
 
+// The points of one series, oldest first, in a ring.
+class Ring {
+  private readonly times: Float64Array
+  private readonly values: Float64Array
+  private start = 0
+  length = 0
+
+  constructor (readonly metric: string, readonly agent: string, capacity: number) {
+    this.times = new Float64Array(capacity)
+    this.values = new Float64Array(capacity)
+  }
+
+  time (i: number): number {
+    return this.times[(this.start + i) % this.times.length]
+  }
+
+  value (i: number): number {
+    return this.values[(this.start + i) % this.values.length]
+  }
+
+  /** Adds a point after the last (the oldest goes when the ring is full). */
+  push (t: number, v: number): void {
+    if (this.length === this.times.length) this.drop()
+    const at = (this.start + this.length) % this.times.length
+    this.times[at] = t
+    this.values[at] = v
+    this.length++
+  }
+
+  drop (): void {
+    this.start = (this.start + 1) % this.times.length
+    this.length--
+  }
+
+  points (since = -Infinity): Point[] {
+    const out: Point[] = []
+    for (let i = 0; i < this.length; i++) if (this.time(i) >= since) out.push([this.time(i), this.value(i)])
+    return out
+  }
+}
+
+/** Points a series keeps at most, whatever the interval (a test's short one keeps less than the retention). */
+const MAX_POINTS = 3601
+
 const keyOf = (metric: string, agent: string): string => `${metric}\0${agent}`
 
 export class HistoryStore {
-  private readonly series = new Map<string, Series>()
+  private readonly series = new Map<string, Ring>()
   private readonly maxPoints: number
   private readonly now: () => number
   // Rounds appended to the file since it was last rewritten.
@@ -49,7 +94,7 @@ export class HistoryStore {
   private warnedWrite = false
 
   constructor (private readonly opts: HistoryStoreOptions) {
-    this.maxPoints = Math.ceil(opts.retentionMs / opts.intervalMs) + 1
+    this.maxPoints = Math.min(MAX_POINTS, Math.ceil(opts.retentionMs / opts.intervalMs) + 1)
     this.now = opts.now ?? Date.now
   }
 
@@ -103,7 +148,7 @@ export class HistoryStore {
     const out: Series[] = []
     for (const s of this.series.values()) {
       if (!wanted.has(s.metric) || (agent !== undefined && s.agent !== agent)) continue
-      const points = s.points.filter(([t]) => t >= since)
+      const points = s.points(since)
       if (points.length > 0) out.push({ metric: s.metric, agent: s.agent, points })
     }
     return out.sort((a, b) => metrics.indexOf(a.metric) - metrics.indexOf(b.metric) || (a.agent < b.agent ? -1 : a.agent > b.agent ? 1 : 0))
@@ -125,13 +170,11 @@ export class HistoryStore {
           this.warnedFull = true
           continue
         }
-        s = { metric, agent, points: [] }
+        s = new Ring(metric, agent, this.maxPoints)
         this.series.set(key, s)
       }
-      const last = s.points[s.points.length - 1]
-      if (last !== undefined && last[0] >= t) continue
-      s.points.push([t, value])
-      if (s.points.length > this.maxPoints) s.points.splice(0, s.points.length - this.maxPoints)
+      if (s.length > 0 && s.time(s.length - 1) >= t) continue
+      s.push(t, value)
     }
   }
 
@@ -139,9 +182,8 @@ export class HistoryStore {
   private trim (): void {
     const oldest = this.now() - this.opts.retentionMs
     for (const [key, s] of this.series) {
-      const keep = s.points.findIndex(([t]) => t >= oldest)
-      if (keep === -1) this.series.delete(key)
-      else if (keep > 0) s.points.splice(0, keep)
+      while (s.length > 0 && s.time(0) < oldest) s.drop()
+      if (s.length === 0) this.series.delete(key)
     }
   }
 
@@ -152,7 +194,7 @@ export class HistoryStore {
     this.appended = 0
     const rounds = new Map<number, Array<[string, string, number]>>()
     for (const s of this.series.values()) {
-      for (const [t, v] of s.points) {
+      for (const [t, v] of s.points()) {
         let r = rounds.get(t)
         if (r === undefined) rounds.set(t, r = [])
         r.push([s.metric, s.agent, v])

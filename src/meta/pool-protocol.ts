@@ -43,7 +43,9 @@ const context = shape({
   diskFree: time,
   netBytesPerSec: time,
   sampledAt: time,
-  containers: optional(shape({ running: count, cpuCores: time, memoryBytes: time }))
+  containers: optional(shape({
+    running: count, cpuCores: time, memoryBytes: time, list: optional(list(shape({ id: text, name: text, cpu: time, memory: time })))
+  }))
 })
 const binReport = shape({ id: text, level: text, dir: text, capacity: count, used: count, balls: count })
 

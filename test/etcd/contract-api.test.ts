@@ -4,5 +4,5 @@ import t from 'tap'
 import { runOnEtcd } from '../helpers/contract.ts'
 
 t.test('contract - the api tests with the metadata on etcd', { timeout: 590_000 }, async (t) => {
-  await runOnEtcd(t, ['mount/http-api', 'mount/mixed-writers'])
+  await runOnEtcd(t, ['mount/http-api', 'mount/mixed-writers', 'api/dashboard-api'])
 })

@@ -4,5 +4,5 @@ import t from 'tap'
 import { runOnEtcd } from '../helpers/contract.ts'
 
 t.test('contract - the cluster tests with the metadata on etcd', { timeout: 590_000 }, async (t) => {
-  await runOnEtcd(t, ['cluster/namespace', 'cluster/data-plane', 'cluster/membership', 'cluster/data-faults'])
+  await runOnEtcd(t, ['cluster/namespace', 'cluster/data-plane', 'cluster/membership', 'cluster/data-faults', 'cluster/dashboard-api'])
 })

@@ -31,8 +31,8 @@ export interface RunningAgent {
   /** HOST:PORT of the HTTP API */
   http: string
   log: () => string
-  /** SIGTERM and wait for a clean exit (unmounts). */
-  stop: () => Promise<number | null>
+  /** SIGTERM (or the signal given) and wait for a clean exit (unmounts). */
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>
   /** SIGKILL: the mount is left behind, as after a crash. */
   kill9: () => Promise<void>
   json: (path: string) => Promise<any>
@@ -93,9 +93,9 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
     url,
     http,
     log: () => out,
-    stop: async () => {
+    stop: async (signal = 'SIGTERM') => {
       if (gone) return child.exitCode
-      child.kill('SIGTERM')
+      child.kill(signal)
       return await withDeadline(exited, 60_000, 'agent shutdown')
     },
     kill9: async () => {

@@ -164,7 +164,7 @@ async function imageExists (image: string): Promise<boolean> {
 }
 
 /** Writes a root filesystem holding busybox, a symlink per applet, and the usual directories. */
-async function buildBusyboxRoot (root: string): Promise<void> {
+export async function buildBusyboxRoot (root: string): Promise<void> {
   const list = await run(BUSYBOX, ['--list'])
   if (list.code !== 0) throw new Error(`${BUSYBOX} --list failed (is busybox-static installed?): ${list.stderr}`)
   await mkdir(join(root, 'bin'), { recursive: true })

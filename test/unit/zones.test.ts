@@ -1,5 +1,7 @@
 import t from 'tap'
+import { zoneInputs } from '../../src/api/zones-api.ts'
 import { kmeans, loadScore, zonesOf, type ZoneInput } from '../../src/api/zones.ts'
+import type { AgentRecord } from '../../src/meta/schema.ts'
 import { W_CPU, W_FILE_SYSTEM, W_MEMORY, W_NET } from '../../src/placement/cost.ts'
 
 const host = (id: string, uf: number, net = uf): ZoneInput => ({
@@ -43,4 +45,25 @@ t.test('zones - k is clipped to the members; none gives no zones', async (t) => 
   t.equal(z.k, 2)
   t.equal(z.zones.length, 2)
   t.same(zonesOf([], 3), { k: 0, members: [], zones: [] })
+})
+
+t.test('zones - members: hosts alive with a context, and their containers with the host\'s disk and network', async (t) => {
+  const ctx = (uf: number, list?: Array<{ id: string, name: string, cpu: number, memory: number }>): any => ({
+    ufCPU: uf, ufMemory: uf, ufFileSystem: 0.3, ufNet: 0.4, memFree: 0, diskFree: 0, netBytesPerSec: 0, sampledAt: 0,
+    ...(list ? { containers: { running: list.length, cpuCores: 0, memoryBytes: 0, list } } : {})
+  })
+  const rec = (id: string, seenAt: number, context: any, goneAt?: number): AgentRecord => ({
+    id, peer: `ws://127.0.0.${id}:1`, http: null, bins: [], context, seenAt, ...(goneAt !== undefined ? { goneAt } : {})
+  })
+  const now = 100_000
+  const inputs = zoneInputs([
+    rec('2', now, ctx(0.1, [{ id: 'abcdef123456', name: 'web', cpu: 0.5, memory: 0.25 }])),
+    rec('3', now, null),
+    rec('4', now - 60_000, ctx(0.2)),
+    rec('5', now, ctx(0.2), now - 1)
+  ], '2', now, 5000)
+  t.same(inputs, [
+    { kind: 'host', id: '2', agent: '2', name: '127.0.0.2', context: { ufCPU: 0.1, ufMemory: 0.1, ufFileSystem: 0.3, ufNet: 0.4 } },
+    { kind: 'container', id: 'abcdef123456', agent: '2', name: 'web', context: { ufCPU: 0.5, ufMemory: 0.25, ufFileSystem: 0.3, ufNet: 0.4 } }
+  ], 'no context, silent or gone: left out')
 })
