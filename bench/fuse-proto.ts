@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { commandLine, filesystemOf, machineBasics, sourceState } from './lib/machine.ts'
 import {
-  ddRate, dropKernelCaches, killChildren, log, makeTempFolders, median, onInterrupt, printLogTails,
+  cpuSecondsOf, ddRate, dropKernelCaches, killChildren, log, makeTempFolders, median, onInterrupt, printLogTails,
   removeTempFolders, run, runBench, waitFor, writeRandomFile
 } from './lib/proc.ts'
 import { format, formatRatio } from './lib/report.ts'
@@ -87,15 +87,18 @@ interface Mounted {
   logFile?: string
   /** The mount's read_ahead_kb as measured. */
   readAheadKb?: number
+  /** The server's CPU seconds when last asked. */
+  cpuSeen?: number
 }
 
 // --------------------------------------------------------------- workloads
 
 interface Workload { id: string, label: string, unit: string }
 
+const SIZE_LABEL = SIZE % 1024 ** 3 === 0 ? `${SIZE / 1024 ** 3} GiB` : `${SIZE / MiB} MiB`
 const WORKLOADS: Workload[] = [
-  { id: 'seqCold', label: 'sequential read 1 GiB, cold (dd bs=1M)', unit: 'MB/s' },
-  { id: 'seqHot', label: 'sequential re-read 1 GiB, hot (dd bs=1M)', unit: 'MB/s' },
+  { id: 'seqCold', label: `sequential read ${SIZE_LABEL}, cold (dd bs=1M)`, unit: 'MB/s' },
+  { id: 'seqHot', label: `sequential re-read ${SIZE_LABEL}, hot (dd bs=1M)`, unit: 'MB/s' },
   { id: 'dio1', label: `4 KiB random reads, O_DIRECT, QD1, 1 job, ${RANDOM_SECONDS} s`, unit: 'IOPS' },
   { id: 'dio4', label: `4 KiB random reads, O_DIRECT, QD1, 4 jobs, ${RANDOM_SECONDS} s`, unit: 'IOPS' },
   { id: 'bufRand', label: `4 KiB random reads, buffered, from cold, ${RANDOM_SECONDS} s`, unit: 'IOPS' }
@@ -103,8 +106,9 @@ const WORKLOADS: Workload[] = [
 
 // samples[workload][target] = one value a round
 const samples = new Map<string, Map<string, number[]>>(WORKLOADS.map((w) => [w.id, new Map(TARGETS.map((t) => [t.id, []]))]))
-// What fuse-proto served during each workload, all rounds together: READ requests, bytes, and fio's reads (O_DIRECT).
-interface Served { reads: number, bytes: number, max: number, fioReads: number }
+// What each FUSE server did during each workload, all rounds together: READ
+// requests and bytes (fuse-proto only), CPU seconds (user and system), and fio's reads.
+interface Served { reads: number, bytes: number, max: number, cpu: number, fioReads: number }
 const served = new Map<string, Served>()
 // The load average (1, 5, 15 min) and running tasks before each round and at the end.
 const loads: string[] = []
@@ -130,23 +134,32 @@ async function fioRandRead (file: string, opts: { direct: boolean, jobs: number 
 
 // --------------------------------------------------- fuse-proto and the floor
 
-/** Asks fuse-proto for what it served since it was last asked (SIGUSR1; a line in its log). */
+/**
+ * What the server did since it was last asked: its CPU time, and for
+ * fuse-proto the READs it served (SIGUSR1; it answers with a line in its log).
+ */
 async function servedSince (m: Mounted): Promise<Omit<Served, 'fioReads'> | undefined> {
   const pid = m.client?.daemon?.pid
-  if (m.def.proto === undefined || pid === undefined || m.logFile === undefined) return undefined
+  if (pid === undefined) return undefined
+  const cpuNow = await cpuSecondsOf([pid])
+  const cpu = cpuNow - (m.cpuSeen ?? 0)
+  m.cpuSeen = cpuNow
+  if (m.def.proto === undefined || m.logFile === undefined) return { reads: 0, bytes: 0, max: 0, cpu }
   const lines = async (): Promise<string[]> => (await readFile(m.logFile as string, 'utf8')).split('\n').filter((l) => l.startsWith('fuse-proto: reads '))
   const before = (await lines()).length
   process.kill(pid, 'SIGUSR1')
   await waitFor(`${m.def.id} to report`, async () => (await lines()).length > before, 10_000)
   const [, reads, bytes, max] = /reads (\d+) bytes (\d+) max (\d+)/.exec((await lines())[before]) as RegExpExecArray
-  return { reads: Number(reads), bytes: Number(bytes), max: Number(max) }
+  return { reads: Number(reads), bytes: Number(bytes), max: Number(max), cpu }
 }
 
 function addServed (workload: string, target: string, s: Omit<Served, 'fioReads'> | undefined, fioReads = 0): void {
   if (s === undefined) return
   const key = `${workload}/${target}`
-  const sum = served.get(key) ?? { reads: 0, bytes: 0, max: 0, fioReads: 0 }
-  served.set(key, { reads: sum.reads + s.reads, bytes: sum.bytes + s.bytes, max: Math.max(sum.max, s.max), fioReads: sum.fioReads + fioReads })
+  const sum = served.get(key) ?? { reads: 0, bytes: 0, max: 0, cpu: 0, fioReads: 0 }
+  served.set(key, {
+    reads: sum.reads + s.reads, bytes: sum.bytes + s.bytes, max: Math.max(sum.max, s.max), cpu: sum.cpu + s.cpu, fioReads: sum.fioReads + fioReads
+  })
 }
 
 /** The bdi of the mount at `dir` (major:minor from mountinfo: the mount itself is never touched). */
@@ -288,6 +301,19 @@ function servedTable (): string {
   return [head, sep, ...rows].join('\n')
 }
 
+function cpuTable (): string {
+  const servers = TARGETS.filter((t) => t.id !== 'local')
+  const head = `| workload | ${servers.map((t) => t.label).join(' | ')} |`
+  const sep = `| --- | ${servers.map(() => '---:').join(' | ')} |`
+  const rows = WORKLOADS.map((w) => `| ${w.label} | ${servers.map((t) => {
+    const s = served.get(`${w.id}/${t.id}`)
+    if (s === undefined) return '-'
+    const gib = (samples.get(w.id)?.get(t.id)?.length ?? 0) * SIZE / 1024 ** 3
+    return s.fioReads > 0 ? `${format(s.cpu / s.fioReads * 1e6)} us/read` : `${format(s.cpu / gib)} s/GiB`
+  }).join(' | ')} |`)
+  return [head, sep, ...rows].join('\n')
+}
+
 /** The section written by hand from an earlier run's file, kept when the results are rewritten. */
 async function keptConclusions (file: string): Promise<string> {
   const old = await readFile(file, 'utf8').catch(() => '')
@@ -315,7 +341,7 @@ ${Object.entries(facts).map(([k, v]) => `- ${k}: ${v}`).join('\n')}
 Load before each round and at the end: ${loads.join('; ')}.
 
 Every workload ran on every target in turn, ${ROUNDS} round${ROUNDS === 1 ? '' : 's'}, the order rotated by one target each round.
-Medians over the rounds; MB = 10^6 bytes. All targets but the floor read the same ${SIZE / MiB} MiB file of random bytes on the local disk.
+Medians over the rounds; MB = 10^6 bytes. All targets but the floor read the same ${SIZE_LABEL} file of random bytes on the local disk.
 
 | target | what | read_ahead_kb |
 | --- | --- | ---: |
@@ -342,6 +368,13 @@ READ requests seen by fuse-proto (SIGUSR1 after each workload), all rounds toget
 size; for the fio runs also READs per fio read.
 
 ${servedTable()}
+
+## The servers' CPU time
+
+User and system time of the server process (all its threads; not the kernel's work on the reader's side), all rounds
+together, per GiB read or per fio read. /proc counts it in 10 ms ticks.
+
+${cpuTable()}
 
 ## Every round
 
@@ -401,7 +434,7 @@ async function main (): Promise<void> {
       await oneRound(round, order)
     }
     loads.push(`end: ${await loadNow()}`)
-    console.log('\n' + mainTable() + '\n\n' + ratioTable() + '\n\n' + servedTable() + '\n')
+    console.log('\n' + mainTable() + '\n\n' + ratioTable() + '\n\n' + servedTable() + '\n\n' + cpuTable() + '\n')
     const file = await writeResults(facts, mounted, started, (performance.now() - t0) / 1000)
     log(`results: ${file}`)
   } catch (err) {

@@ -17,6 +17,7 @@ import { formatCommand, metaCommand } from './meta-commands.ts'
 import { MAX_INLINE_BYTES } from './meta/schema.ts'
 import { SETTING_NAMES, type GivenSettings } from './meta/settings.ts'
 import { POLICIES } from './placement/types.ts'
+import { serviceManager } from './service/notify.ts'
 import { formatSize, parseSize } from './units.ts'
 import { VERSION } from './version.ts'
 
@@ -342,6 +343,7 @@ async function runAgent (flags: AgentFlags, given: GivenSettings): Promise<void>
   const log = pino({ level: flags.logLevel, base: { pid: process.pid } }, pino.destination(2))
   const probe = process.env.CHAAC_TEST_CONTEXT_FILE ? new OverrideProbe(new SiProbe(), process.env.CHAAC_TEST_CONTEXT_FILE) : new SiProbe()
   const agent = await Agent.start(config, log, probe)
+  const manager = serviceManager(log)
   const addr = agent.http.address
   const http = addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : ''
   console.log(`chaac agent ${agent.id} is running
@@ -350,11 +352,13 @@ async function runAgent (flags: AgentFlags, given: GivenSettings): Promise<void>
   containers:  docker run --rm -v ${config.mount}:/data busybox ls /data
                (to keep the mount across agent restarts, bind its parent folder with rslave: see README)
 Press Ctrl-C to stop (the chaac path is unmounted cleanly).`)
+  manager.notify({ READY: 1, STATUS: `serving the chaac path ${config.mount}` })
   let stopping = false
   const stop = (signal: string): void => {
     if (stopping) return
     stopping = true
     log.info({ signal }, 'stopping')
+    manager.notify({ STOPPING: 1, STATUS: `stopping (${signal}): unmounting ${config.mount}` })
     agent.close().then(() => process.exit(0), (err) => {
       log.error({ err }, 'shutdown failed')
       process.exit(1)
@@ -362,6 +366,8 @@ Press Ctrl-C to stop (the chaac path is unmounted cleanly).`)
   }
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('SIGTERM', () => stop('SIGTERM'))
+  // A closed terminal (or systemd's SendSIGHUP=) sends it: the same clean stop; there is nothing to reload.
+  process.on('SIGHUP', () => stop('SIGHUP'))
 }
 
 // Output piped into a reader that stopped early (`chaac status | head`) ends the command quietly;

@@ -214,7 +214,8 @@ function status (agent: AgentView): object {
       ? { location: agent.store.cloud.location, writePolicy: agent.store.writePolicy, uploadQueue: agent.uploader.depth, garbage: agent.collector.pending }
       : null,
     files: agent.pool.inodeCount,
-    context: agent.context.latest ?? null
+    context: agent.context.latest ?? null,
+    docker: agent.context.docker
   }
 }
 
