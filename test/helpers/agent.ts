@@ -148,7 +148,7 @@ export async function shOk (command: string, opts: { cwd?: string, timeoutMs?: n
 }
 
 /** Python one-off in a child process, for exact syscalls and errno checks. */
-export async function py (code: string, opts: { cwd?: string } = {}): Promise<string> {
+export async function py (code: string, opts: { cwd?: string, timeoutMs?: number } = {}): Promise<string> {
   const file = join(await mkdtemp(join(tmpdir(), 'chaac-py-')), 'script.py')
   await writeFile(file, code)
   try {

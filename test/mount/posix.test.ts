@@ -387,14 +387,15 @@ out(res)
 })
 
 // On etcd each of the 20,000 creates and unlinks is a transaction on a quorum's disks.
-t.test('readdir - a directory of 10,000 entries lists every one', { timeout: testMeta() === undefined ? 180_000 : 400_000 }, async (t) => {
+t.test('readdir - a directory of 10,000 entries lists every one', { timeout: testMeta() === undefined ? 180_000 : 500_000 }, async (t) => {
+  const timeoutMs = testMeta() === undefined ? 120_000 : 200_000
   const d = await dir('many')
   await py(`
 import os
 D = ${JSON.stringify(join(mnt, d))}
 for i in range(10000):
     os.close(os.open(os.path.join(D, 'entry-%05d' % i), os.O_CREAT | os.O_WRONLY, 0o644))
-`)
+`, { timeoutMs })
   const cwd = join(mnt, d)
   t.equal((await shOk('ls | wc -l', { cwd })).trim(), '10000')
   t.equal((await shOk('ls -f | wc -l', { cwd })).trim(), '10002', 'ls -f adds . and ..')
@@ -403,7 +404,7 @@ for i in range(10000):
   t.equal(names[0], 'entry-00000')
   t.equal(names[9999], 'entry-09999')
   t.equal(new Set(names).size, 10000, 'no duplicates')
-  await shOk(`rm -r ${d}`, { cwd: mnt, timeoutMs: 120_000 })
+  await shOk(`rm -r ${d}`, { cwd: mnt, timeoutMs })
   t.equal((await sh(`ls ${d}`, { cwd: mnt })).code, 2, 'removed')
 })
 
