@@ -34,6 +34,7 @@ export const JOURNAL_SEQ_KEY = 'm!journal-seq'
 const HEAD = 8
 // Zeros laid out ahead of the records.
 const LAYOUT_STEP = 1024 * 1024
+const PAGE_OF_ZEROS = Buffer.alloc(4096)
 const fdatasyncP = promisify(fdatasync)
 
 export interface JournalRecord { seq: number, ops: BatchOp[] }
@@ -151,11 +152,13 @@ class Segment {
     return buf.subarray(0, got)
   }
 
-  // Zeros up to `bytes`: the next fdatasync commits the file's new size once for many records.
+  // Zeros up to `bytes`: the next fdatasync commits the file's new size once
+  // for many records. A page at a time: the page cache keeps the file in
+  // folios as large as the writes that made them, and writes back a dirty
+  // folio whole, so zeros laid out in one large write made each small record
+  // after them cost up to a megabyte at its fdatasync (measured: 6x the bytes).
   private layOut (bytes: number): void {
-    const zeros = Buffer.alloc(bytes - this.laidOut)
-    let written = 0
-    while (written < zeros.length) written += writeSync(this.fd, zeros, written, zeros.length - written, this.laidOut + written)
+    for (let pos = this.laidOut; pos < bytes;) pos += writeSync(this.fd, PAGE_OF_ZEROS, 0, Math.min(PAGE_OF_ZEROS.length, bytes - pos), pos)
     this.laidOut = bytes
   }
 }
