@@ -112,8 +112,12 @@ export class FuseOps {
         return this.answer(r, op, ino, () => fs.statfs(), (s) => native.replyStatfs(r, Float64Array.of(
           s.bsize, s.frsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.favail, s.fsid, s.flag, s.namemax)))
       case Op.CREATE:
-        // Another agent's file of that name may be opened (and truncated) instead.
-        return this.answer(r, op, ino, async () => await this.changing(ino, async () => await fs.create(ino, a[0], a[1], a[2], { uid: a[3], gid: a[4] })),
+        return this.answer(r, op, ino, async () => {
+          const c = await fs.create(ino, a[0], a[1], a[2], { uid: a[3], gid: a[4] })
+          // Another agent's file of that name may have been opened (and truncated, or reloaded) instead.
+          this.dropPlans(c.stat.ino)
+          return c
+        },
           (c) => native.replyCreate(r, attrs(c.stat), c.fd, false),
           async (c) => {
             await fs.release(c.fd)
@@ -158,7 +162,7 @@ export class FuseOps {
     }
   }
 
-  dropPlans (ino: number): void {
+  private dropPlans (ino: number): void {
     if (this.session) native.dropReadPlans(this.session, ino)
   }
 
