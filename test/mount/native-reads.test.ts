@@ -7,6 +7,7 @@ import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import t from 'tap'
 import { cleanupAgent, py, startAgent, type RunningAgent } from '../helpers/agent.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const MiB = 1024 * 1024
 
@@ -225,4 +226,35 @@ with open('${p}', 'rb') as f:
 print('ok')
 `)
   t.equal(out.trim(), 'ok')
+})
+
+t.test('native reads - an agent stopped while readers are at work exits cleanly', async (t) => {
+  const own = await startAgent({ args: ['--cloud', 'none'] })
+  t.teardown(async () => await cleanupAgent(own))
+  const p = `${own.mount}/busy.bin`
+  await py(`with open('${p}', 'wb') as f: f.write(bytes(range(256)) * 32768)`)
+  // Four readers that read until the mount goes away (or 30 s pass).
+  const reader = `${PRELUDE}
+import time
+src = bytes(range(256)) * 32768
+fd = dopen('${p}')
+end = time.time() + 30
+n = 0
+try:
+    while time.time() < end:
+        off = random.randrange(0, len(src) - 4096)
+        assert dread(fd, off, 4096) == src[off:off + 4096], 'wrong bytes'
+        n += 1
+except OSError as e:
+    print('stopped', e.errno, n)
+else:
+    print('done', n)
+`
+  const readers = [1, 2, 3, 4].map(async () => await py(reader))
+  await waitFor(async () => (await own.json('/status')).mount.nativeReads.reads > 1000, { timeoutMs: 20_000, what: 'native reads' })
+  const code = await own.stop()
+  const outs = await Promise.all(readers)
+  t.comment(outs.map((o) => o.trim()).join('; '))
+  t.equal(code, 0, 'the agent exited cleanly')
+  t.notMatch(own.log(), /Segmentation|Assertion|core dumped|FATAL/, 'no crash in the log')
 })
