@@ -79,6 +79,8 @@ function workloads (): WorkloadDef[] {
     { id: 'seqReadCold', label: `sequential read ${SEQ_LABEL}, cold (dd bs=1M)`, unit: 'MB/s', aim: 'match' },
     { id: 'seqReadHot', label: `sequential re-read ${SEQ_LABEL}, hot (dd bs=1M)`, unit: 'MB/s', aim: 'beat' },
     { id: 'randRead', label: `4 KiB random reads, ${RANDOM_SECONDS} s from cold (fio psync QD1)`, unit: 'IOPS', aim: 'match' },
+    { id: 'randReadDirect', label: `4 KiB random reads O_DIRECT, ${RANDOM_SECONDS} s (fio psync QD1)`, unit: 'IOPS', aim: 'match' },
+    { id: 'randReadDirect4', label: `4 KiB random reads O_DIRECT, 4 jobs, ${RANDOM_SECONDS} s (fio psync QD1 each)`, unit: 'IOPS', aim: 'match' },
     { id: 'create', label: `${FILES} small files (4 KiB): create`, unit: 'ops/s', aim: 'beat' },
     { id: 'stat', label: `${FILES} small files: stat`, unit: 'ops/s', aim: 'beat' },
     { id: 'read', label: `${FILES} small files: read`, unit: 'ops/s', aim: 'beat' },
@@ -114,6 +116,14 @@ async function randRead (file: string): Promise<number> {
   const { stdout } = await run('fio', ['--name=randread', `--filename=${file}`, '--readonly', '--rw=randread', '--bs=4k',
     `--size=${SEQ_MIB}M`, '--ioengine=psync', '--iodepth=1', '--time_based', `--runtime=${RANDOM_SECONDS}`,
     '--output-format=json'], { timeoutMs: (RANDOM_SECONDS + 300) * 1000 })
+  return (JSON.parse(stdout) as { jobs: Array<{ read: { iops: number } }> }).jobs[0].read.iops
+}
+
+// O_DIRECT: every read reaches the file system (on a FUSE mount, the agent), none the page cache of the file read.
+async function randReadDirect (file: string, jobs: number): Promise<number> {
+  const { stdout } = await run('fio', ['--name=randread-direct', `--filename=${file}`, '--readonly', '--rw=randread', '--bs=4k',
+    `--size=${SEQ_MIB}M`, '--direct=1', '--ioengine=psync', '--iodepth=1', `--numjobs=${jobs}`, '--group_reporting',
+    '--time_based', `--runtime=${RANDOM_SECONDS}`, '--output-format=json'], { timeoutMs: (RANDOM_SECONDS + 300) * 1000 })
   return (JSON.parse(stdout) as { jobs: Array<{ read: { iops: number } }> }).jobs[0].read.iops
 }
 
@@ -235,6 +245,17 @@ async function pass (tag: number | string, ctx: Ctx, targets: Target[], onGroup?
         const v = await randRead(seqFile(t))
         record('randRead', t.id, v)
         step(tag, t, '4k randread', v, 'IOPS')
+      })
+    }
+  })
+  await group('4 KiB random reads O_DIRECT', async () => {
+    for (const t of targets) {
+      await attempt('random reads O_DIRECT', t, async () => {
+        for (const [id, jobs] of [['randReadDirect', 1], ['randReadDirect4', 4]] as const) {
+          const v = await randReadDirect(seqFile(t), jobs)
+          record(id, t.id, v)
+          step(tag, t, `4k randread direct x${jobs}`, v, 'IOPS')
+        }
       })
     }
   })
@@ -415,6 +436,7 @@ ${targetsUsed.map((t) => `- **${TARGET_NAMES[t.id]}**: ${t.describe}`).join('\n'
 - Sequential write: \`dd if=<${SEQ_LABEL} of fresh random bytes on tmpfs> of=F bs=1M conv=fsync\`; MB/s from dd's own clock (after fsync and close).
 - Cold: the target's own caches emptied (FUSE clients remounted; the Chaac agent restarted with its memory-level bin emptied), then \`sync; echo 3 > /proc/sys/vm/drop_caches\`. Hot: the same dd again right away.
 - 4 KiB random reads: from cold, \`fio --rw=randread --bs=4k --ioengine=psync --iodepth=1\` (buffered), ${RANDOM_SECONDS} s over the file.
+- 4 KiB random reads O_DIRECT: right after those, \`fio --rw=randread --bs=4k --direct=1 --ioengine=psync --iodepth=1\`, ${RANDOM_SECONDS} s over the same file, with \`--numjobs=1\` and then \`--numjobs=4 --group_reporting\` (IOPS of all jobs). Every read reaches the target (on Chaac, the agent: its native read path when the file's balls are local); on the local disk the device itself.
 - Small files: \`chaac bench DIR --only small-files --files ${FILES} --file-size 4KiB --json\` (src/bench/workloads.ts, Node fs/promises, one file at a time), its own process.
 - cp -a / rm -rf: \`cp -a ${TREE} DIR/tree\`, then \`rm -rf DIR/tree\`, files per second.
 - untar + git status: a git repository made once from a copy of ${TREE} (one commit, \`git gc\`), tarred; \`tar -xf\` into the target, then \`git status --porcelain\` (which re-reads every file: the index's inode and ctime no longer match), files per second; the status must be clean.

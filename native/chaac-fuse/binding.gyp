@@ -1,10 +1,10 @@
 {
   "targets": [{
     "target_name": "chaac_fuse",
-    "sources": ["chaac-fuse.c"],
+    "sources": ["chaac-fuse.c", "native-reads.c"],
     "include_dirs": ["/usr/include/fuse"],
     "defines": ["FUSE_USE_VERSION=29", "_FILE_OFFSET_BITS=64", "NAPI_VERSION=8"],
-    "libraries": ["-lfuse"],
+    "libraries": ["-lfuse", "-lpthread"],
     "cflags": ["-g", "-O2", "-Wall", "-Wno-unused-parameter"]
   }]
 }

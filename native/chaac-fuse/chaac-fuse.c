@@ -8,6 +8,8 @@
 // each to JS at once: no thread hop between the kernel and the agent, which
 // is most of the cost of a small request. JS answers each request once,
 // later, with one of the reply functions. Nothing here blocks the JS thread.
+// Reads of handles with a read plan are the exception: a few C threads serve
+// them from local ball files, without JS (native-reads.c).
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -25,10 +27,15 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include "native-reads.h"
+
+// Worker threads of the native read path.
+#define READERS 4
+
 enum {
   OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK, OP_RMDIR,
   OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE, OP_FSYNC,
-  OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_FSYNCDIR, OP_STATFS, OP_CREATE, OP_STOPPED
+  OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_FSYNCDIR, OP_STATFS, OP_CREATE, OP_STOPPED, OP_BALL_READS
 };
 
 // Values of a setattr, in the order JS reads them.
@@ -54,6 +61,12 @@ typedef struct {
   int spin;
   // Requests handed to JS and not answered yet.
   int pending;
+  // The native read path, and how its workers hand back reads they could not serve.
+  readers_t *readers;
+  uv_async_t forward;
+  // The kernel ended the session: reads handed back are refused, no longer sent to JS.
+  int stopped;
+  int open_handles;
 } session_t;
 
 static int64_t now_ns (void) {
@@ -159,7 +172,14 @@ static void ll_getattr (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
   enqueue(req, r);
 }
 
+// A change of a file's bytes arrived: reads from now on go to JS, which sees it.
+static void drop_plans (fuse_req_t req, fuse_ino_t ino) {
+  session_t *s = fuse_req_userdata(req);
+  readers_drop_ino(s->readers, ino);
+}
+
 static void ll_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
+  if (to_set & FUSE_SET_ATTR_SIZE) drop_plans(req, ino);
   request_t *r = request(OP_SETATTR, req, ino);
   if (r) {
     set_fh(r, fi);
@@ -238,12 +258,15 @@ static void ll_link (fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const
 }
 
 static void ll_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  if (fi->flags & O_TRUNC) drop_plans(req, ino);
   request_t *r = request(OP_OPEN, req, ino);
   if (r) r->flags = fi->flags;
   enqueue(req, r);
 }
 
 static void ll_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  session_t *s = fuse_req_userdata(req);
+  if (fi != NULL && readers_take(s->readers, req, fi->fh, size, off)) return;
   request_t *r = request(OP_READ, req, ino);
   if (r) {
     set_fh(r, fi);
@@ -254,6 +277,7 @@ static void ll_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, str
 }
 
 static void ll_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  drop_plans(req, ino);
   request_t *r = request(OP_WRITE, req, ino);
   if (r) {
     set_fh(r, fi);
@@ -271,6 +295,8 @@ static void ll_flush (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 static void ll_release (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  session_t *s = fuse_req_userdata(req);
+  readers_drop_fh(s->readers, fi->fh);
   request_t *r = request(OP_RELEASE, req, ino);
   if (r) set_fh(r, fi);
   enqueue(req, r);
@@ -470,7 +496,7 @@ static void call_js (session_t *s, request_t *r) {
       argv[argc++] = num(env, r->uid);
       argv[argc++] = num(env, r->gid);
       break;
-    case OP_STATFS: case OP_READLINK: case OP_STOPPED:
+    case OP_STATFS: case OP_READLINK: case OP_STOPPED: case OP_BALL_READS:
       break;
   }
   request_free(r);
@@ -526,14 +552,86 @@ static void on_readable (uv_poll_t *handle, int status, int events) {
       continue;
     }
     uv_poll_stop(&s->poll);
+    s->stopped = 1;
     request_t *r = request(OP_STOPPED, NULL, 0);
     if (r != NULL) call_js(s, r);
     return;
   }
 }
 
+// dispatch(BALL_READS, null, 0, ids, counts): how often the read threads
+// read each ball lately, for the store's use counts (see native-reads.c).
+static void call_js_ball_reads (session_t *s) {
+  enum { MAX_NOTES = 1024 };
+  char id[65];
+  uint32_t reads;
+  uint32_t n = 0;
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value argv[5], ab;
+  void *raw;
+  napi_create_array(env, &argv[3]);
+  napi_create_arraybuffer(env, MAX_NOTES * sizeof(double), &raw, &ab);
+  double *counts = raw;
+  while (n < MAX_NOTES && readers_note(s->readers, id, &reads)) {
+    napi_set_element(env, argv[3], n, str(env, id));
+    counts[n++] = reads;
+  }
+  if (n > 0) {
+    argv[0] = num(env, OP_BALL_READS);
+    napi_get_null(env, &argv[1]);
+    argv[2] = num(env, 0);
+    napi_create_typedarray(env, napi_float64_array, n, ab, 0, &argv[4]);
+    napi_value dispatch, global;
+    napi_get_reference_value(env, s->dispatch, &dispatch);
+    napi_get_global(env, &global);
+    if (napi_make_callback(env, s->async_context, global, dispatch, 5, argv, NULL) == napi_pending_exception) {
+      napi_value err;
+      napi_get_and_clear_last_exception(env, &err);
+      napi_fatal_exception(env, err);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+  // More than one call takes: the rest on the next turn.
+  if (n == MAX_NOTES) uv_async_send(&s->forward);
+}
+
+// Reads the workers handed back (see native-reads.c): to JS, as any read;
+// and the counts of reads they served.
+static void on_forward (uv_async_t *handle) {
+  session_t *s = handle->data;
+  if (!s->stopped) call_js_ball_reads(s);
+  fuse_req_t req;
+  fuse_ino_t ino;
+  uint64_t fh;
+  size_t size;
+  off_t off;
+  while (readers_forwarded(s->readers, &req, &ino, &fh, &size, &off)) {
+    if (s->stopped) {
+      fuse_reply_err(req, EIO);
+      continue;
+    }
+    request_t *r = request(OP_READ, req, ino);
+    if (r) {
+      r->fh = fh;
+      r->has_fh = 1;
+      r->size = size;
+      r->off = off;
+    }
+    enqueue(req, r);
+  }
+}
+
+static void wake_forward (void *arg) {
+  session_t *s = arg;
+  uv_async_send(&s->forward);
+}
+
+// Called for each of the session's two handles once closed.
 static void free_session (uv_handle_t *handle) {
   session_t *s = handle->data;
+  if (--s->open_handles > 0) return;
   free(s->buf);
   free(s);
 }
@@ -655,8 +753,24 @@ static napi_value mount (napi_env env, napi_callback_info info) {
     free(s);
     THROW(env, "could not watch /dev/fuse");
   }
-  s->env = env;
   s->poll.data = s;
+  s->forward.data = s;
+  s->open_handles = 1;
+  if (uv_async_init(loop, &s->forward, on_forward) == 0) {
+    s->open_handles = 2;
+    s->readers = readers_new(READERS, wake_forward, s);
+  }
+  if (s->readers == NULL) {
+    // Initialised handles are freed through uv_close; the last one frees the session.
+    fuse_session_destroy(s->se);
+    fuse_unmount(mnt, NULL);
+    int both = s->open_handles == 2;
+    uv_close((uv_handle_t *) &s->poll, free_session);
+    if (both) uv_close((uv_handle_t *) &s->forward, free_session);
+    THROW(env, "could not start the read threads");
+  }
+  uv_unref((uv_handle_t *) &s->forward);
+  s->env = env;
   napi_value name;
   napi_create_string_utf8(env, "chaac-fuse", NAPI_AUTO_LENGTH, &name);
   napi_async_init(env, NULL, name, &s->async_context);
@@ -675,11 +789,19 @@ static napi_value destroy (napi_env env, napi_callback_info info) {
   session_t *s = NULL;
   napi_get_value_external(env, argv[0], (void **) &s);
   if (s == NULL) THROW(env, "not a session");
+  // The workers finish the reads they have (the kernel refuses the answers
+  // of a session that ended), then reads handed back meanwhile are refused.
+  readers_stop(s->readers);
+  s->stopped = 1;
+  on_forward(&s->forward);
+  readers_free(s->readers);
+  s->readers = NULL;
   // The poll stopped when the session ended, before its fd closes here.
   fuse_session_destroy(s->se); // also closes the channel
   napi_async_destroy(env, s->async_context);
   napi_delete_reference(env, s->dispatch);
   uv_close((uv_handle_t *) &s->poll, free_session);
+  uv_close((uv_handle_t *) &s->forward, free_session);
   return NULL;
 }
 
@@ -888,6 +1010,103 @@ static napi_value notify (napi_env env, napi_callback_info info) {
   return result(env, rc);
 }
 
+static session_t *session_of (napi_env env, napi_value v) {
+  session_t *s = NULL;
+  napi_get_value_external(env, v, (void **) &s);
+  return s != NULL && s->readers != NULL ? s : NULL;
+}
+
+static int u32_prop (napi_env env, napi_value obj, const char *key, uint32_t *out) {
+  napi_value v;
+  double d;
+  if (napi_get_named_property(env, obj, key, &v) != napi_ok || napi_get_value_double(env, v, &d) != napi_ok) return 0;
+  if (!(d >= 0 && d <= 4294967295.0) || d != floor(d)) return 0;
+  *out = (uint32_t) d;
+  return 1;
+}
+
+static char *str_prop (napi_env env, napi_value obj, const char *key) {
+  napi_value v;
+  size_t len;
+  if (napi_get_named_property(env, obj, key, &v) != napi_ok || napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
+  char *out = malloc(len + 1);
+  if (out != NULL) napi_get_value_string_utf8(env, v, out, len + 1, &len);
+  return out;
+}
+
+// setReadPlan(session, fh, ino, fileSize, chunkSize, skipCache, chunks): reads
+// of the handle are served by the read threads from now on, until a change of
+// the file drops the plan. chunks: [{ index, id, path, headerLength, blockSize, size, hashes, reportAt }].
+static napi_value set_read_plan (napi_env env, napi_callback_info info) {
+  ARGS(7)
+  session_t *s = session_of(env, argv[0]);
+  double fh, ino, file_size;
+  uint32_t chunk_size, count;
+  bool skip_cache;
+  if (s == NULL) THROW(env, "not a session");
+  if (napi_get_value_double(env, argv[1], &fh) != napi_ok || napi_get_value_double(env, argv[2], &ino) != napi_ok ||
+      napi_get_value_double(env, argv[3], &file_size) != napi_ok || napi_get_value_uint32(env, argv[4], &chunk_size) != napi_ok ||
+      chunk_size == 0 || napi_get_value_bool(env, argv[5], &skip_cache) != napi_ok ||
+      napi_get_array_length(env, argv[6], &count) != napi_ok) THROW(env, "bad read plan");
+  plan_chunk_t *chunks = calloc(count + 1, sizeof(plan_chunk_t));
+  if (chunks == NULL) THROW(env, "out of memory");
+  const char *bad = NULL;
+  for (uint32_t i = 0; i < count && bad == NULL; i++) {
+    napi_value c;
+    plan_chunk_t *pc = &chunks[i];
+    void *hashes;
+    size_t hashes_len;
+    napi_value hv;
+    if (napi_get_element(env, argv[6], i, &c) != napi_ok || !u32_prop(env, c, "index", &pc->index) ||
+        !u32_prop(env, c, "headerLength", &pc->header_len) || !u32_prop(env, c, "blockSize", &pc->block_size) ||
+        !u32_prop(env, c, "size", &pc->size) || !u32_prop(env, c, "reportAt", &pc->report_at) ||
+        napi_get_named_property(env, c, "hashes", &hv) != napi_ok ||
+        napi_get_buffer_info(env, hv, &hashes, &hashes_len) != napi_ok) {
+      bad = "bad read plan chunk";
+      break;
+    }
+    pc->hashes = hashes;
+    pc->id = str_prop(env, c, "id");
+    pc->path = str_prop(env, c, "path");
+    if (pc->id == NULL || pc->path == NULL || strlen(pc->id) != 64 || pc->block_size == 0 || pc->size == 0 ||
+        pc->size > chunk_size || (uint64_t) pc->index * chunk_size >= (uint64_t) file_size ||
+        hashes_len != 32 * (((uint64_t) pc->size + pc->block_size - 1) / pc->block_size)) bad = "bad read plan chunk";
+  }
+  int rc = bad == NULL ? readers_set_plan(s->readers, (uint64_t) fh, (fuse_ino_t) ino, (uint64_t) file_size, chunk_size, skip_cache, chunks, count) : 0;
+  for (uint32_t i = 0; i < count; i++) {
+    free((char *) chunks[i].id);
+    free((char *) chunks[i].path);
+  }
+  free(chunks);
+  if (bad != NULL) THROW(env, bad);
+  if (rc != 0) THROW(env, "out of memory");
+  return NULL;
+}
+
+// dropReadPlans(session, ino): reads of the inode's handles go to JS from now on.
+static napi_value drop_read_plans (napi_env env, napi_callback_info info) {
+  ARGS(2)
+  session_t *s = session_of(env, argv[0]);
+  double ino;
+  if (s == NULL) THROW(env, "not a session");
+  napi_get_value_double(env, argv[1], &ino);
+  readers_drop_ino(s->readers, (fuse_ino_t) ino);
+  return NULL;
+}
+
+// readStats(session) -> Float64Array [reads served, ball reads, bytes, reads handed to JS, blocks verified]
+static napi_value read_stats (napi_env env, napi_callback_info info) {
+  ARGS(1)
+  session_t *s = session_of(env, argv[0]);
+  if (s == NULL) THROW(env, "not a session");
+  napi_value ab, out;
+  void *raw;
+  napi_create_arraybuffer(env, 5 * sizeof(double), &raw, &ab);
+  readers_stats(s->readers, raw);
+  napi_create_typedarray(env, napi_float64_array, 5, ab, 0, &out);
+  return out;
+}
+
 NAPI_MODULE_INIT () {
   napi_property_descriptor fns[] = {
     { "mount", NULL, mount, NULL, NULL, NULL, napi_default, NULL },
@@ -904,6 +1123,9 @@ NAPI_MODULE_INIT () {
     { "replyDirents", NULL, reply_dirents, NULL, NULL, NULL, napi_default, NULL },
     { "invalAttrs", NULL, inval_attrs, NULL, NULL, NULL, napi_default, NULL },
     { "notify", NULL, notify, NULL, NULL, NULL, napi_default, NULL },
+    { "setReadPlan", NULL, set_read_plan, NULL, NULL, NULL, napi_default, NULL },
+    { "dropReadPlans", NULL, drop_read_plans, NULL, NULL, NULL, napi_default, NULL },
+    { "readStats", NULL, read_stats, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);
   return exports;

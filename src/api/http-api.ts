@@ -200,16 +200,21 @@ function cluster (agent: AgentView): object {
   }
 }
 
+// Read outcomes, with the ball reads of the binding's read threads (local cache hits all).
+function reads (agent: AgentView): object {
+  return { ...agent.store.outcomes, localHit: agent.store.outcomes.localHit + agent.mount.nativeReads().balls }
+}
+
 function status (agent: AgentView): object {
   return {
     agent: { id: agent.id, version: agent.version, pid: process.pid, uptimeSeconds: Math.round((Date.now() - agent.startedAt) / 1000) },
-    mount: { path: agent.config.mount, errors: agent.mount.errors.summary() },
+    mount: { path: agent.config.mount, errors: agent.mount.errors.summary(), nativeReads: agent.mount.nativeReads() },
     http: agent.http.address ? `${agent.http.address.address}:${agent.http.address.port}` : null,
     chunkSize: agent.config.chunkSize,
     cacheSkipOver: agent.config.cacheSkipOver,
     bins: bins(agent).map(({ context, seenAt, alive, ...rest }) => rest),
     cluster: cluster(agent),
-    reads: { ...agent.store.outcomes },
+    reads: reads(agent),
     cloud: agent.store.cloud
       ? { location: agent.store.cloud.location, writePolicy: agent.store.writePolicy, uploadQueue: agent.uploader.depth, garbage: agent.collector.pending }
       : null,

@@ -14,10 +14,20 @@ export function buildMetrics (agent: AgentView): Registry {
     registers: [registry],
     collect () {
       this.reset()
-      this.inc({ outcome: 'local_hit' }, outcomes.localHit)
+      // Reads the binding's read threads served are local cache hits too.
+      this.inc({ outcome: 'local_hit' }, outcomes.localHit + agent.mount.nativeReads().balls)
       this.inc({ outcome: 'remote_hit' }, outcomes.remoteHit)
       this.inc({ outcome: 'miss' }, outcomes.miss)
       this.inc({ outcome: 'skip' }, outcomes.skip)
+    }
+  })
+  new Counter({
+    name: 'chaac_native_reads_total',
+    help: 'Reads served by the FUSE binding\'s own threads from local ball files, without the JS thread (their ball reads count as local hits above)',
+    registers: [registry],
+    collect () {
+      this.reset()
+      this.inc(agent.mount.nativeReads().reads)
     }
   })
   new Counter({

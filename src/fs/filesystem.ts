@@ -10,7 +10,7 @@ import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, inlineHash, isDir, isFile,
 import type { Slice } from '../meta/slices.ts'
 import type { BallStore } from '../store/ball-store.ts'
 import { OpenFile } from './open-file.ts'
-import type { AttrChanges, Caller, DirEntry, Opened, Stat, StatFs } from './types.ts'
+import type { AttrChanges, Caller, DirEntry, Opened, PlanChunk, ReadPlan, Stat, StatFs } from './types.ts'
 
 const S_ISGID = 0o2000
 const NAME_MAX = 255
@@ -18,6 +18,8 @@ const PATH_MAX = 4096
 const O_ACCMODE = 3
 const O_EXCL = 0o200
 const O_TRUNC = 0o1000
+// Chunks a read plan covers at most (16 GiB in 4 MiB chunks).
+const MAX_PLAN_BALLS = 4096
 
 // A directory handle lists the entries it had when read from the start, so
 // that offsets stay valid while the directory changes.
@@ -249,6 +251,58 @@ export class Filesystem {
     const n = await file.read(target, length, offset, file.size > this.opts.cacheSkipOver)
     this.traffic.bytesRead += n
     return n
+  }
+
+  /**
+   * A plan for reading the handle's file outside JS, when every chunk with
+   * data is one ball with a copy in a local bin and nothing is pending;
+   * chunks whose ball is not here are left out. Undefined when the file is
+   * not that simple, or changed while the plan was being made.
+   */
+  async readPlan (fd: number): Promise<ReadPlan | undefined> {
+    const h = this.handles.get(fd)
+    const file = h && this.open.get(h.ino)
+    // Beyond the first MAX_PLAN_BALLS chunks reads stay on the JS path: an open reads the header of every ball it plans.
+    const plain = file?.plainBalls()?.filter((c) => c.index < MAX_PLAN_BALLS)
+    if (!h || !file || !plain || plain.length === 0) return undefined
+    const epoch = file.epoch
+    const copies = await Promise.all(plain.map(async (c) => await this.store.localCopy(c.ball)))
+    if (!this.handles.has(fd) || file.epoch !== epoch || file.busy) return undefined
+    const chunks: PlanChunk[] = []
+    const skipCache = file.size > this.opts.cacheSkipOver
+    plain.forEach((c, i) => {
+      const copy = copies[i]
+      // A ball cut shorter than its chunk reads as zeros past its end: the JS path does that.
+      if (copy && copy.header.size === c.length) {
+        chunks.push({
+          index: c.index,
+          id: c.ball,
+          path: copy.path,
+          headerLength: copy.header.length,
+          blockSize: copy.header.blockSize,
+          size: c.length,
+          hashes: copy.header.hashes,
+          reportAt: skipCache ? 0 : copy.readsToPromote
+        })
+      }
+    })
+    if (chunks.length === 0) return undefined
+    return { ino: h.ino, epoch, size: file.size, chunkSize: file.chunkSize, skipCache, chunks }
+  }
+
+  /** Reads of balls served outside JS (by read plans): the store's use counts take them. */
+  noteBallReads (ids: string[], counts: Float64Array): void {
+    ids.forEach((id, i) => this.store.noteLocalReads(id, counts[i]))
+  }
+
+  /** The content epoch of an open file (-1 when not open): it changes with every write, truncate and reload. */
+  epochOf (ino: number): number {
+    return this.open.get(ino)?.epoch ?? -1
+  }
+
+  /** Whether a file or directory handle is open. */
+  isOpen (fd: number): boolean {
+    return this.handles.has(fd)
   }
 
   /** `data` may be lent only until the first await (the kernel's request buffer): it is copied before. */

@@ -114,6 +114,8 @@ export class OpenFile {
   private readonly inlineMax: number
   private readonly readPooled: (id: string) => Promise<Buffer>
   private error: unknown
+  /** Bumped by every change of the bytes a reader sees (write, truncate, reload): a read plan of an older epoch is stale. */
+  epoch = 0
   /** Bumped by every change; a commit clears `changed` only if nothing came after it. */
   private version = 0
   private committedVersion = 0
@@ -140,6 +142,7 @@ export class OpenFile {
     this.inline = undefined
     this.fetchInline = fetchInline
     this.lastBallRead = -2
+    this.epoch++
   }
 
   get changed (): boolean {
@@ -156,6 +159,7 @@ export class OpenFile {
    */
   async write (data: Buffer, offset: number): Promise<void> {
     this.throwPending()
+    this.epoch++
     const C = this.chunkSize
     for (let pos = 0; pos < data.length;) {
       const abs = offset + pos
@@ -279,6 +283,7 @@ export class OpenFile {
 
   async truncate (size: number): Promise<void> {
     this.throwPending()
+    this.epoch++
     const C = this.chunkSize
     const keep = Math.ceil(size / C)
     for (const idx of [...this.dirty.keys(), ...this.sealing.keys()]) {
@@ -360,6 +365,23 @@ export class OpenFile {
     const pinned = this.pinned
     this.pinned = []
     return pinned
+  }
+
+  /**
+   * The chunks whose bytes are exactly one ball's, when the whole content is
+   * stored and simple: nothing pending, not inline, no slices anywhere.
+   * Holes are left out (their reads stay on the JS path); undefined otherwise.
+   */
+  plainBalls (): Array<{ index: number, ball: string, length: number }> | undefined {
+    if (this.busy || this.closing || this.compacting.size > 0 || this.inline !== undefined || this.fetchInline !== undefined) return undefined
+    if (this.slices.some((list) => list !== null && list.length > 0)) return undefined
+    const out: Array<{ index: number, ball: string, length: number }> = []
+    const chunks = Math.ceil(this.size / this.chunkSize)
+    for (let i = 0; i < Math.min(chunks, this.balls.length); i++) {
+      const ball = this.balls[i]
+      if (ball != null) out.push({ index: i, ball, length: Math.min(this.chunkSize, this.size - i * this.chunkSize) })
+    }
+    return out
   }
 
   /** Whether the file's current content (committed or not) uses the ball. */

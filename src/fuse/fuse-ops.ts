@@ -3,14 +3,16 @@
 import { constants } from 'node:os'
 import { notFound } from '../errors.ts'
 import type { Filesystem } from '../fs/filesystem.ts'
-import type { AttrChanges, Stat } from '../fs/types.ts'
+import type { AttrChanges, Opened, Stat } from '../fs/types.ts'
 import type { FsErrors } from './fs-errors.ts'
-import { binding as native, OP_NAMES, Op, SA, SetAttr, type Req } from './lowlevel.ts'
+import { binding as native, OP_NAMES, Op, SA, SetAttr, type Req, type SessionHandle } from './lowlevel.ts'
 
 /** Milliseconds before an unanswered request gets ETIMEDOUT, by op name. */
 export type OpTimeouts = { default: number } & Record<string, number>
 
 const { ETIMEDOUT } = constants.errno
+const O_ACCMODE = 3
+const O_WRONLY = 1
 
 function attrs (st: Stat): Float64Array {
   return Float64Array.of(st.ino, st.mode, st.nlink, st.uid, st.gid, st.rdev, st.size, st.blocks, st.atime, st.mtime, st.ctime, st.blksize)
@@ -41,6 +43,8 @@ export class FuseOps {
   // timer per request costs more than many a request.
   private readonly waiting = new Set<{ deadline: number, expire: () => void }>()
   private sweeper?: NodeJS.Timeout
+  /** The session whose read threads take read plans; unset before it is destroyed. */
+  session?: SessionHandle
 
   constructor (
     private readonly fs: Filesystem,
@@ -68,7 +72,8 @@ export class FuseOps {
         return
       case Op.GETATTR: return this.answer(r, op, ino, () => fs.getattr(ino), (st) => native.replyAttr(r, attrs(st)))
       case Op.SETATTR:
-        return this.answer(r, op, ino, async () => await fs.setattr(ino, changes(a[0], a[1]), a[2] ?? undefined), (st) => native.replyAttr(r, attrs(st)))
+        return this.answer(r, op, ino, async () => await this.changing(ino, async () => await fs.setattr(ino, changes(a[0], a[1]), a[2] ?? undefined)),
+          (st) => native.replyAttr(r, attrs(st)))
       case Op.READLINK: return this.answer(r, op, ino, () => fs.readlink(ino), (target) => native.replyReadlink(r, target))
       case Op.MKNOD: return this.entry(r, op, ino, async () => await fs.mknod(ino, a[0], a[1], a[2], { uid: a[3], gid: a[4] }))
       case Op.MKDIR: return this.entry(r, op, ino, async () => await fs.mkdir(ino, a[0], a[1], { uid: a[2], gid: a[3] }))
@@ -78,8 +83,11 @@ export class FuseOps {
       case Op.RENAME: return this.done(r, op, ino, async () => await fs.rename(ino, a[0], a[1], a[2]))
       case Op.LINK: return this.entry(r, op, ino, async () => await fs.link(ino, a[0], a[1]))
       case Op.OPEN:
-        return this.answer(r, op, ino, async () => await fs.openFile(ino, a[0]), (o) => native.replyOpen(r, o.fd, o.keepCache),
-          async (o) => await fs.release(o.fd))
+        return this.answer(r, op, ino, async () => await this.open(ino, a[0]), (o) => native.replyOpen(r, o.fd, o.keepCache),
+          async (o) => {
+            this.dropPlans(ino)
+            await fs.release(o.fd)
+          })
       case Op.READ:
         return this.answer(r, op, ino, async () => {
           const buf = Buffer.allocUnsafe(a[1])
@@ -104,16 +112,63 @@ export class FuseOps {
         return this.answer(r, op, ino, () => fs.statfs(), (s) => native.replyStatfs(r, Float64Array.of(
           s.bsize, s.frsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.favail, s.fsid, s.flag, s.namemax)))
       case Op.CREATE:
-        return this.answer(r, op, ino, async () => await fs.create(ino, a[0], a[1], a[2], { uid: a[3], gid: a[4] }),
+        return this.answer(r, op, ino, async () => {
+          const c = await fs.create(ino, a[0], a[1], a[2], { uid: a[3], gid: a[4] })
+          // Another agent's file of that name may have been opened (and truncated, or reloaded) instead.
+          this.dropPlans(c.stat.ino)
+          return c
+        },
           (c) => native.replyCreate(r, attrs(c.stat), c.fd, false),
           async (c) => {
             await fs.release(c.fd)
             await fs.forget(c.stat.ino, 1)
           })
       case Op.STOPPED: return this.onStopped()
+      case Op.BALL_READS: return fs.noteBallReads(a[0], a[1])
       default:
         native.replyErr(r, constants.errno.ENOSYS)
     }
+  }
+
+  // An open answers with a read plan installed when the file is simple
+  // enough for the binding's read threads. The plan is made and installed
+  // within the open's own turn of the event loop after the file's content
+  // epoch is checked, so no change can come in between.
+  private async open (ino: number, flags: number): Promise<Opened> {
+    const o = await this.changing(ino, async () => await this.fs.openFile(ino, flags))
+    const session = this.session
+    if (!session || (flags & O_ACCMODE) === O_WRONLY) return o
+    try {
+      const plan = await this.fs.readPlan(o.fd)
+      if (plan && this.session === session && this.fs.isOpen(o.fd) && this.fs.epochOf(ino) === plan.epoch) {
+        native.setReadPlan(session, o.fd, ino, plan.size, plan.chunkSize, plan.skipCache, plan.chunks)
+      }
+    } catch {
+      // Only a speed-up (a ball header unreadable, say): the JS path serves the handle's reads.
+    }
+    return o
+  }
+
+  // Runs work that may change an open file's bytes (a truncate, a reload of
+  // a version committed elsewhere): if it did, the read plans of the file's
+  // handles go before the answer, so that no read after it sees old bytes.
+  // (The binding drops them itself when a write or a truncation arrives.)
+  private async changing<T> (ino: number, work: () => Promise<T>): Promise<T> {
+    const epoch = this.fs.epochOf(ino)
+    try {
+      return await work()
+    } finally {
+      if (this.fs.epochOf(ino) !== epoch) this.dropPlans(ino)
+    }
+  }
+
+  private dropPlans (ino: number): void {
+    if (this.session) native.dropReadPlans(this.session, ino)
+  }
+
+  /** [reads served by the read threads, ball reads, bytes, reads handed to JS, blocks verified] */
+  readStats (): Float64Array | undefined {
+    return this.session ? native.readStats(this.session) : undefined
   }
 
   private lookup (req: Req, parent: number, name: string): void {

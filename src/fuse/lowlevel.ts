@@ -2,6 +2,7 @@
 // Kernel requests arrive by inode number through one dispatch function; each
 // is answered exactly once, possibly later, with one of the reply functions.
 import { createRequire } from 'node:module'
+import type { PlanChunk } from '../fs/types.ts'
 
 /** Request kinds, as native/chaac-fuse numbers them. */
 export const Op = {
@@ -30,7 +31,9 @@ export const Op = {
   STATFS: 22,
   CREATE: 23,
   /** Not a request: the session ended (the chaac path was unmounted). */
-  STOPPED: 24
+  STOPPED: 24,
+  /** Not a request: how often the binding's read threads read each ball lately (ids, counts). */
+  BALL_READS: 25
 } as const
 
 export const OP_NAMES = Object.fromEntries(Object.entries(Op).map(([name, op]) => [op, name.toLowerCase()])) as Record<number, string>
@@ -80,6 +83,12 @@ export interface Binding {
   invalAttrs: (session: SessionHandle, ino: number) => number
   /** Sends one datagram to a unix socket ('@name': the abstract namespace), as sd_notify does. Returns 0 or a negative errno. */
   notify: (path: string, message: string) => number
+  /** Reads of the handle are served by the binding's read threads from now on (native-reads.c), until a change drops the plan. */
+  setReadPlan: (session: SessionHandle, fh: number, ino: number, fileSize: number, chunkSize: number, skipCache: boolean, chunks: PlanChunk[]) => void
+  /** Reads of the inode's handles go to JS from now on. */
+  dropReadPlans: (session: SessionHandle, ino: number) => void
+  /** [reads served by the read threads, ball reads (local cache hits), bytes, reads handed to JS, blocks verified] */
+  readStats: (session: SessionHandle) => Float64Array
 }
 
 export const binding = createRequire(import.meta.url)('../../native/chaac-fuse/build/Release/chaac_fuse.node') as Binding

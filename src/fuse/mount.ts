@@ -42,9 +42,24 @@ export async function lazyUnmount (dir: string): Promise<void> {
 // with files still open elsewhere ends it only when they are closed.
 const STOP_WAIT_MS = 5_000
 
+/** Reads served by the binding's read threads (native-reads.c), without JS. */
+export interface NativeReads {
+  reads: number
+  /** Ball reads among them: local cache hits, like those of the JS path. */
+  balls: number
+  bytes: number
+  /** Reads the threads handed to the JS path (a failed check, a ball file gone, ...). */
+  handedBack: number
+  /** Blocks checked against their hash. */
+  blocksVerified: number
+}
+
 export class ChaacMount {
   private session?: SessionHandle
   private stopped?: Promise<void>
+  private ops?: FuseOps
+  // The counts of the last session, once it is gone.
+  private lastStats: Float64Array = new Float64Array(5)
 
   /** Failures programs saw (EIO, ETIMEDOUT), logged and counted; for /metrics and /status. */
   readonly errors: FsErrors
@@ -68,6 +83,7 @@ export class ChaacMount {
       // Shorter than any client's patience; longer than the agent's own network deadlines.
       default: 30_000, flush: 120_000, fsync: 120_000, release: 120_000, write: 60_000
     }, () => onStopped(), this.opts.negativeEntries)
+    this.ops = ops
     const mountOptions = [
       'fsname=chaac', 'subtype=chaac',
       // Other users and containers reach the mount; the kernel checks modes and owners.
@@ -79,10 +95,13 @@ export class ChaacMount {
     const session = binding.mount(resolve(this.dir), mountOptions, 'max_write=1048576,max_readahead=1048576',
       this.opts.attrTimeout, this.opts.attrTimeout, ops.dispatch, this.opts.busyPollUs)
     this.session = session
+    ops.session = session
     // Once the kernel ended the session, free it as soon as no request waits for a reply.
     void this.stopped.then(async () => {
       await ops.drained()
       if (this.session === session) this.session = undefined
+      this.lastStats = binding.readStats(session)
+      ops.session = undefined
       binding.destroy(session)
     })
   }
@@ -100,10 +119,22 @@ export class ChaacMount {
     pool.on('synced', () => this.invalidate(this.fs.knownInodes()))
   }
 
+  // Read plans of a file changed elsewhere go too, though its open handles
+  // keep reading the version they opened (close-to-open) either way.
   private invalidate (inos: Iterable<number | undefined>): void {
     const session = this.session
     if (!session) return
-    for (const ino of inos) if (ino !== undefined && this.fs.knows(ino)) binding.invalAttrs(session, ino)
+    for (const ino of inos) {
+      if (ino === undefined) continue
+      binding.dropReadPlans(session, ino)
+      if (this.fs.knows(ino)) binding.invalAttrs(session, ino)
+    }
+  }
+
+  /** Reads served by the binding's read threads so far. */
+  nativeReads (): NativeReads {
+    const s = this.ops?.readStats() ?? this.lastStats
+    return { reads: s[0], balls: s[1], bytes: s[2], handedBack: s[3], blocksVerified: s[4] }
   }
 
   async unmount (): Promise<void> {

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events'
 import type { CloudTier } from '../cloud/cloud-tier.ts'
 import { ChaacError, isChaacError } from '../errors.ts'
-import { checkBall } from './ball-codec.ts'
+import { checkBall, type BallHeader } from './ball-codec.ts'
 import type { Bin, EvictionPolicy } from './bin.ts'
 import { Hasher } from './hasher.ts'
 import { Lru } from './lru.ts'
@@ -261,6 +261,44 @@ export class BallStore extends EventEmitter<StoreEvents> {
 
   private peerFailed (id: string, source: RemoteSource, err: unknown): void {
     this.opts.log?.warn({ ball: id, peer: source.agent, err: (err as Error).message }, 'could not read a ball from a peer; trying the next copy')
+  }
+
+  /**
+   * The file of the copy a read would take first (the fastest level's) with
+   * the ball's checked header, for a reader that reads and verifies the
+   * blocks itself (the binding's native read path), and after how many of its
+   * reads the store would promote the copy; undefined when no bin holds the
+   * ball or its header cannot be read.
+   */
+  async localCopy (id: string): Promise<{ path: string, header: BallHeader, readsToPromote: number } | undefined> {
+    const bin = this.bins.find((b) => b.has(id))
+    if (!bin) return undefined
+    try {
+      const header = await this.reader.header(bin, id)
+      return { path: bin.pathOf(id), header, readsToPromote: this.readsToPromote(bin, id) }
+    } catch {
+      return undefined
+    }
+  }
+
+  // Reads of a disk copy after which it is promoted into the memory level (0: never).
+  private readsToPromote (bin: Bin, id: string): number {
+    if (bin.level !== 'disk' || !this.bins.some((b) => b.level === 'mem')) return 0
+    return Math.max(1, (this.opts.promoteAfterReads ?? 64) - (bin.entries.get(id)?.uses ?? 0))
+  }
+
+  /**
+   * Reads of a ball's local copy served outside the store (the binding's
+   * native read path, from the copy localCopy named): counted in the bin's
+   * use counts, which order eviction and promote a ball read often into the
+   * memory level, as the store's own reads are. Their outcomes are counted
+   * where they were served.
+   */
+  noteLocalReads (id: string, reads: number): void {
+    const bin = this.bins.find((b) => b.has(id))
+    if (!bin) return
+    const uses = bin.noteUses(id, reads)
+    if (bin.level === 'disk' && uses >= (this.opts.promoteAfterReads ?? 64)) this.promote(id)
   }
 
   /** Whether a bin of this agent holds the ball. */

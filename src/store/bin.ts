@@ -167,6 +167,15 @@ export class Bin implements BallSource {
     }))
   }
 
+  /** Counts reads of a ball made outside readRaw; the ball's uses now. */
+  noteUses (id: string, reads: number): number {
+    const entry = this.entries.get(id)
+    if (!entry) return 0
+    entry.lastUse = ++useClock
+    entry.uses += reads
+    return entry.uses
+  }
+
   async readRaw (id: string, start: number, length: number, into?: Buffer): Promise<Buffer> {
     const entry = this.entries.get(id)
     if (!entry) throw new ChaacError('CHAAC_BALL_MISSING', `bin ${this.dir}: no ball ${id}`, { ball: id })
@@ -224,7 +233,8 @@ export class Bin implements BallSource {
     this.fds.clear()
   }
 
-  private pathOf (id: string): string {
+  /** The ball's file in this bin. */
+  pathOf (id: string): string {
     return join(this.dir, id.slice(0, 2), id)
   }
 }
