@@ -30,7 +30,7 @@ import { differences, settingsOf, settle, type ClusterSettings } from './meta/se
 import { isPolicy, type Policy } from './placement/types.ts'
 import { Membership, isAlive } from './meta/membership.ts'
 import type { Pool } from './meta/pool.ts'
-import { SETTINGS_KEY, type AgentReport } from './meta/schema.ts'
+import { SETTINGS_KEY, type AgentCounters, type AgentReport } from './meta/schema.ts'
 import { CLUSTER_MAX_FRAME_BYTES } from './meta/pool-protocol.ts'
 import { EtcdPool } from './meta/etcd-pool.ts'
 import { PoolReplica } from './meta/pool-replica.ts'
@@ -267,6 +267,19 @@ export class Agent {
     this.usePolicy(isPolicy(stored?.policy) ? stored.policy : policy)
   }
 
+  /** Read outcomes and bytes through the mount so far, with the reads the binding's read threads served (local cache hits all). */
+  counters (): AgentCounters {
+    const native = this.mount.nativeReads()
+    const outcomes = this.store.outcomes
+    return {
+      at: Date.now(),
+      ...outcomes,
+      localHit: outcomes.localHit + native.balls,
+      bytesRead: this.fs.traffic.bytesRead + native.bytes,
+      bytesWritten: this.fs.traffic.bytesWritten
+    }
+  }
+
   /** What this agent tells the data pool about itself. */
   report (): AgentReport {
     const addr = this.http.address
@@ -277,7 +290,7 @@ export class Agent {
       bins: this.store.bins.map((b) => ({ id: b.id, level: b.level, dir: b.dir, capacity: b.capacity, used: b.used, balls: b.entries.size })),
       context: this.context.latest ?? null,
       startedAt: this.startedAt,
-      counters: { at: Date.now(), ...this.store.outcomes, ...this.fs.traffic },
+      counters: this.counters(),
       ...(this.worker !== undefined ? { holds: this.fs.heldOrphans() } : {})
     }
   }

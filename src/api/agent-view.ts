@@ -8,7 +8,7 @@ import type { ClusterHistory } from '../history/cluster-history.ts'
 import type { ChaacMount } from '../fuse/mount.ts'
 import type { DataPlane } from '../cluster/data-plane.ts'
 import type { Pool } from '../meta/pool.ts'
-import type { AgentReport } from '../meta/schema.ts'
+import type { AgentCounters, AgentReport } from '../meta/schema.ts'
 import type { Policy } from '../placement/types.ts'
 import type { BallStore } from '../store/ball-store.ts'
 import type { HttpApi } from './http-api.ts'
@@ -32,6 +32,8 @@ export interface AgentView {
   readonly plane?: DataPlane
   /** The election of the background worker, in a cluster on etcd. */
   readonly worker?: { readonly elected: boolean }
+  /** Read outcomes and bytes through the mount so far (the binding's own reads included). */
+  counters: () => AgentCounters
   /** This agent as it reports itself to the data pool. */
   report: () => AgentReport
   /** The cluster's history, sampled here. */

@@ -200,9 +200,9 @@ function cluster (agent: AgentView): object {
   }
 }
 
-// Read outcomes, with the ball reads of the binding's read threads (local cache hits all).
 function reads (agent: AgentView): object {
-  return { ...agent.store.outcomes, localHit: agent.store.outcomes.localHit + agent.mount.nativeReads().balls }
+  const { localHit, remoteHit, miss, skip } = agent.counters()
+  return { localHit, remoteHit, miss, skip }
 }
 
 function status (agent: AgentView): object {

@@ -6,7 +6,6 @@ export function buildMetrics (agent: AgentView): Registry {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry, prefix: 'chaac_' })
   registry.setDefaultLabels({ agent: agent.id })
-  const outcomes = agent.store.outcomes
   new Counter({
     name: 'chaac_ball_reads_total',
     help: 'Ball reads by outcome: local cache hit, remote cache hit, cache miss (cloud tier), cache skip',
@@ -15,7 +14,8 @@ export function buildMetrics (agent: AgentView): Registry {
     collect () {
       this.reset()
       // Reads the binding's read threads served are local cache hits too.
-      this.inc({ outcome: 'local_hit' }, outcomes.localHit + agent.mount.nativeReads().balls)
+      const outcomes = agent.counters()
+      this.inc({ outcome: 'local_hit' }, outcomes.localHit)
       this.inc({ outcome: 'remote_hit' }, outcomes.remoteHit)
       this.inc({ outcome: 'miss' }, outcomes.miss)
       this.inc({ outcome: 'skip' }, outcomes.skip)

@@ -290,8 +290,9 @@ export class Filesystem {
     return { ino: h.ino, epoch, size: file.size, chunkSize: file.chunkSize, skipCache, chunks }
   }
 
-  /** Reads of balls served outside JS (by read plans): the store's use counts take them. */
-  noteBallReads (ids: string[], counts: Float64Array): void {
+  /** Reads of balls served outside JS (by read plans), `bytes` in all: the store's use counts take them. */
+  noteBallReads (ids: string[], counts: Float64Array, bytes: number): void {
+    this.store.noteLocalBytes(bytes)
     ids.forEach((id, i) => this.store.noteLocalReads(id, counts[i]))
   }
 

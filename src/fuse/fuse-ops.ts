@@ -45,6 +45,8 @@ export class FuseOps {
   private sweeper?: NodeJS.Timeout
   /** The session whose read threads take read plans; unset before it is destroyed. */
   session?: SessionHandle
+  // The read threads' bytes served when their ball reads were last noted.
+  private nativeBytes = 0
 
   constructor (
     private readonly fs: Filesystem,
@@ -124,7 +126,7 @@ export class FuseOps {
             await fs.forget(c.stat.ino, 1)
           })
       case Op.STOPPED: return this.onStopped()
-      case Op.BALL_READS: return fs.noteBallReads(a[0], a[1])
+      case Op.BALL_READS: return fs.noteBallReads(a[0], a[1], this.nativeBytesSince())
       default:
         native.replyErr(r, constants.errno.ENOSYS)
     }
@@ -167,6 +169,14 @@ export class FuseOps {
   }
 
   /** [reads served by the read threads, ball reads, bytes, reads handed to JS, blocks verified] */
+  // Bytes the read threads served since the last call: the notes of ball reads carry counts only.
+  private nativeBytesSince (): number {
+    const bytes = this.readStats()?.[2] ?? this.nativeBytes
+    const since = bytes - this.nativeBytes
+    this.nativeBytes = bytes
+    return since
+  }
+
   readStats (): Float64Array | undefined {
     return this.session ? native.readStats(this.session) : undefined
   }

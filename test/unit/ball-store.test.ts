@@ -174,7 +174,7 @@ t.test('ball store - a bin never exceeds its capacity under many concurrent puts
   }
 })
 
-t.test('ball store - a ball enters the mem level only after repeated reads from disk', async (t) => {
+t.test('ball store - a ball enters the mem level only after repeated reads from disk that add up to its size', async (t) => {
   const { store, bins: [mem] } = await setup(t, { bins: [['mem', 1024 * KiB], ['disk', 4096 * KiB]], promoteAfterReads: 10 })
   const data = randomBytes(200 * KiB)
   const id = await store.put(data)
@@ -182,7 +182,9 @@ t.test('ball store - a ball enters the mem level only after repeated reads from 
   for (let i = 0; i < 5; i++) await store.read(id, 0, 4096, false)
   t.notOk(mem.has(id), 'a few reads leave the mem level alone')
   for (let i = 0; i < 5; i++) await store.read(id, 0, 4096, false)
-  t.equal(await cached, id, 'promoted once read often')
+  t.notOk(mem.has(id), 'read often, in pieces far smaller than the ball: copying it whole would cost more than the reads')
+  await store.read(id, 0, data.length, false)
+  t.equal(await cached, id, 'promoted once the bytes read from the disk level add up to it')
 })
 
 t.test('ball store - a small mem level caching a bigger working set stays within capacity', async (t) => {
@@ -403,7 +405,7 @@ t.test('ball store - a bin reopened with a smaller capacity is brought within it
     first.store.unpin(id)
     balls.push(id)
     const cached = nextCopyInto(first.store, first.bins[0])
-    await first.store.read(id, 0, 10, false)
+    await first.store.read(id, 0, data.length, false)
     await cached
   }
   t.equal(first.bins[0].entries.size, 8)
