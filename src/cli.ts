@@ -348,6 +348,7 @@ async function runAgent (flags: AgentFlags, given: GivenSettings): Promise<void>
   const http = addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : ''
   console.log(`chaac agent ${agent.id} is running
   chaac path:  ${config.mount}
+  dashboard:   ${http}/
   status:      ${http}/status   (or: npx chaac status --http ${addr?.address}:${addr?.port})${clusterLine(agent)}
   containers:  docker run --rm -v ${config.mount}:/data busybox ls /data
                (to keep the mount across agent restarts, bind its parent folder with rslave: see README)
