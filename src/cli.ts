@@ -131,6 +131,7 @@ interface Status {
   cloud: { location: string, writePolicy: string, uploadQueue: number, garbage: number } | null
   files: number
   context: { ufCPU: number, ufMemory: number, ufFileSystem: number, ufNet: number } | null
+  docker: { available: boolean, version?: string, reason?: string } | null
   cluster: { role: string, peer: string | null, pool: string | null, meta: string, worker: boolean | null, reachable: boolean, agents: Array<{ id: string, alive: boolean }> }
 }
 
@@ -186,6 +187,7 @@ function printStatus (s: Status): void {
   if (s.context) {
     console.log(`context: cpu ${pct(s.context.ufCPU)}, memory ${pct(s.context.ufMemory)}, filesystem ${pct(s.context.ufFileSystem)}, net ${pct(s.context.ufNet)}`)
   }
+  if (s.docker) console.log(s.docker.available ? `docker: engine ${s.docker.version ?? ''} answers: containers' context sampled` : `docker: ${s.docker.reason ?? 'no engine'}`)
 }
 
 interface AgentFlags {

@@ -10,7 +10,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { cleanupAgent, startAgent, type RunningAgent } from '../helpers/agent.ts'
+import { cleanupAgent, shOk, startAgent, type RunningAgent } from '../helpers/agent.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 // Prints one JSON line per datagram; a path starting with '@' is in the abstract namespace.
@@ -130,5 +130,7 @@ t.test('agent without Docker - runs on the host context, says so once in its log
     { timeoutMs: 20_000, what: 'a second context sample' })
   const lines = agent.log().split('\n').filter((l) => l.includes(`"msg":"no Docker engine at ${socket}: host context only"`))
   t.equal(lines.length, 1, 'the log says so once')
+  t.match(await shOk(`node ${join(import.meta.dirname, '..', '..', 'bin', 'chaac.mjs')} status --http ${agent.http}`),
+    `docker: no Docker engine at ${socket}`, 'chaac status says so too')
   t.equal(await agent.stop(), 0, 'the agent stops cleanly')
 })
