@@ -39,6 +39,8 @@ import { BackgroundWorker } from './cluster/worker.ts'
 import { listenPeers, type PeerServer } from './net/peer-server.ts'
 import { BallStore } from './store/ball-store.ts'
 import { Bin } from './store/bin.ts'
+import { ContainerBins } from './containers/container-bins.ts'
+import { DockerEngine } from './containers/docker-engine.ts'
 import { VERSION } from './version.ts'
 
 export class Agent {
@@ -90,6 +92,9 @@ export class Agent {
   repairer?: Repairer
   /** The election of the agent that does the background work of a cluster on etcd. */
   worker?: BackgroundWorker
+  /** The Docker engine of this host, and the data containers that are this agent's bins. */
+  readonly engine = new DockerEngine()
+  containerBins?: ContainerBins
 
   static async start (config: AgentConfig, log: Logger, probe: HostProbe = new SiProbe()): Promise<Agent> {
     await mkdir(config.data, { recursive: true })
@@ -172,6 +177,7 @@ export class Agent {
       await mount.mount()
       await agent.http.listen(agent, config.http.host, config.http.port)
       await agent.membership.join()
+      agent.followContainers()
       agent.history.start()
       if (pool instanceof EtcdPool && plane) {
         agent.worker = new BackgroundWorker({
@@ -244,6 +250,34 @@ export class Agent {
 
   private readonly orphansSeen = new Map<number, number>()
 
+  // Data containers labelled chaac.bin on this host become bins of this agent while they run.
+  private followContainers (): void {
+    const { store, pool, log } = this
+    this.containerBins = new ContainerBins({
+      engine: this.engine,
+      agentId: this.id,
+      log,
+      attach: async (spec, dir) => {
+        const bin = new Bin({ level: spec.level, dir, capacity: spec.capacity })
+        await bin.open()
+        try {
+          store.addBin(bin)
+        } catch (err) {
+          await bin.close()
+          throw err
+        }
+        await store.reconcile(pool.balls, [bin])
+        this.membership.reportNow()
+        return bin
+      },
+      detach: async (bin) => {
+        await store.removeBin(bin)
+        this.membership.reportNow()
+      }
+    })
+    this.containerBins.start()
+  }
+
   /** Applies a change of the cluster's stored allocator policy. */
   followSettings (): void {
     const policy = this.pool.settings?.policy
@@ -287,7 +321,16 @@ export class Agent {
       id: this.id,
       peer: this.peerUrl,
       http: addr ? hostPort(addr.address, addr.port) : null,
-      bins: this.store.bins.map((b) => ({ id: b.id, level: b.level, dir: b.dir, capacity: b.capacity, used: b.used, balls: b.entries.size })),
+      bins: [
+        ...this.store.bins.map((b) => {
+          const container = this.containerBins?.containerOf(b.id)?.info
+          return {
+            id: b.id, level: b.level, dir: b.dir, capacity: b.capacity, used: b.used, balls: b.entries.size,
+            ...(container ? { container } : {}), ...(b.draining ? { draining: true } : {})
+          }
+        }),
+        ...this.containerBins?.offline() ?? []
+      ],
       context: this.context.latest ?? null,
       startedAt: this.startedAt,
       counters: this.counters(),
@@ -302,6 +345,7 @@ export class Agent {
       await fn()
     }
     this.closing ??= (async () => {
+      await step('data containers', async () => this.containerBins?.close())
       await step('unmount', async () => await this.mount.unmount())
       await step('commit open files', async () => await this.fs.commitAll()
         .catch((err) => this.log.error({ err }, 'could not commit open files at shutdown')))

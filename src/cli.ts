@@ -126,7 +126,7 @@ interface Status {
   agent: { id: string, version: string, uptimeSeconds: number }
   mount: { path: string }
   http: string
-  bins: Array<{ level: string, dir: string, capacity: number, used: number, balls: number }>
+  bins: Array<{ level: string, dir: string, capacity: number, used: number, balls: number, container: { name: string, path: string } | null, offline: number | null, draining: boolean }>
   reads: Record<string, number>
   cloud: { location: string, writePolicy: string, uploadQueue: number, garbage: number } | null
   files: number
@@ -173,7 +173,9 @@ function printStatus (s: Status): void {
   console.log(`chaac path: ${s.mount.path}    files: ${s.files}    http: ${s.http}`)
   console.log('bins:')
   for (const b of s.bins) {
-    console.log(`  ${b.level.padEnd(4)} ${formatSize(b.used).padStart(10)} of ${formatSize(b.capacity).padEnd(10)} ${String(b.balls).padStart(6)} balls  ${b.dir}`)
+    const where = b.container ? `container ${b.container.name}:${b.container.path}` : b.dir
+    const state = b.offline !== null ? '  (container stopped: offline)' : b.draining ? '  (being emptied)' : ''
+    console.log(`  ${b.level.padEnd(4)} ${formatSize(b.used).padStart(10)} of ${formatSize(b.capacity).padEnd(10)} ${String(b.balls).padStart(6)} balls  ${where}${state}`)
   }
   const r = s.reads
   console.log(`ball reads: ${r.localHit} local cache hits, ${r.remoteHit} remote cache hits, ${r.miss} cache misses, ${r.skip} cache skips`)

@@ -1,7 +1,7 @@
 // The cluster as the HTTP API shows it: each agent with its state, context
 // and bins, and the count of balls short of copies. Read from the membership
 // records and the map of balls this agent holds (a replica's, on a joined agent).
-import { binOwners, placementBins, type ClusterBin } from '../cluster/view.ts'
+import { binOwners, offlineBins, placementBins, type ClusterBin } from '../cluster/view.ts'
 import { isAlive } from '../meta/membership.ts'
 import { freeBytes } from '../history/cluster-history.ts'
 import { durableCopies, type AgentRecord, type AgentReport, type BallRecord } from '../meta/schema.ts'
@@ -42,6 +42,10 @@ function binsOf (agent: AgentView, rec: AgentRecord, now: number): Array<Record<
       used: b.used,
       free: local?.free ?? Math.max(0, b.capacity - b.used),
       balls: b.balls,
+      kind: b.container ? 'container' : 'directory',
+      container: b.container ?? null,
+      offline: b.offline ?? null,
+      draining: b.draining === true,
       context: rec.context,
       seenAt: rec.seenAt,
       alive: self || isAlive(rec, now, agent.config.contextIntervalMs)
@@ -80,22 +84,23 @@ export function replicasOf (agent: AgentView): number {
   return agent.plane ? agent.config.cluster.replicas : 1
 }
 
-/** The live agents among the owners of a ball's copies (durable ones only, or any). */
-export function liveHolders (rec: BallRecord, owners: Map<string, AgentReport>, live: Set<string>, durable: boolean): Set<string> {
+/** The live agents among the owners of a ball's copies (durable ones only, or any), leaving out bins whose container is stopped. */
+export function liveHolders (rec: BallRecord, owners: Map<string, AgentReport>, live: Set<string>, durable: boolean, offline?: Map<string, number>): Set<string> {
   const out = new Set<string>()
   for (const bin of durable ? durableCopies(rec) : rec.bins) {
+    if (offline?.has(bin) === true) continue
     const owner = owners.get(bin)?.id
     if (owner !== undefined && live.has(owner)) out.add(owner)
   }
   return out
 }
 
-/** The agents alive now (this one always) and who owns each bin. */
-export function liveness (agent: AgentView): { live: Set<string>, owners: Map<string, AgentReport> } {
+/** The agents alive now (this one always), who owns each bin, and the bins whose container is stopped. */
+export function liveness (agent: AgentView): { live: Set<string>, owners: Map<string, AgentReport>, offline: Map<string, number> } {
   const now = Date.now()
   const records = agentRecords(agent)
   const live = new Set(records.filter((r) => r.id === agent.id || isAlive(r, now, agent.config.contextIntervalMs)).map((r) => r.id))
-  return { live, owners: binOwners(records) }
+  return { live, owners: binOwners(records), offline: offlineBins(records) }
 }
 
 export interface ReplicationCount {
@@ -117,16 +122,16 @@ export const REPLICATION_CACHE_MS = 3000
  */
 export function countReplication (agent: AgentView): ReplicationCount {
   const replicas = replicasOf(agent)
-  const { live, owners } = liveness(agent)
+  const { live, owners, offline } = liveness(agent)
   let balls = 0
   let underReplicated = 0
   let missing = 0
   for (const rec of agent.pool.balls.values()) {
     if (rec.refs <= 0 || rec.pooled === true) continue
     balls++
-    if (liveHolders(rec, owners, live, true).size >= replicas) continue
+    if (liveHolders(rec, owners, live, true, offline).size >= replicas) continue
     underReplicated++
-    if (!rec.cloud && liveHolders(rec, owners, live, false).size === 0) missing++
+    if (!rec.cloud && liveHolders(rec, owners, live, false, offline).size === 0) missing++
   }
   return { replicas, balls, underReplicated, missing, checkedAt: Date.now() }
 }

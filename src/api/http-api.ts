@@ -247,7 +247,7 @@ function location (agent: AgentView, url: URL): object {
   const chunkSize = node.chunkSize ?? agent.config.chunkSize
   const owners = binOwners([agent.report(), ...agent.pool.agents.values()])
   const replicas = replicasOf(agent)
-  const { live } = liveness(agent)
+  const { live, offline } = liveness(agent)
   const where = (id: string): Array<Record<string, unknown>> => {
     const rec = agent.pool.balls.get(id)
     // The map of balls, and this agent's own bins as they are now (a copy may not be on the map yet).
@@ -283,7 +283,7 @@ function location (agent: AgentView, url: URL): object {
           hosts: [...new Set(bins.map((b) => b.host).filter((h) => h !== null))],
           cloud: agent.pool.inCloud(ball),
           // Fewer durable copies on agents alive than the replicas (as GET /api/v1/replication counts them).
-          underReplicated: rec !== undefined && rec.pooled !== true && liveHolders(rec, owners, live, true).size < replicas
+          underReplicated: rec !== undefined && rec.pooled !== true && liveHolders(rec, owners, live, true, offline).size < replicas
         }
       }
       return {

@@ -3,13 +3,20 @@
 // order to ask them in, and the balls that lack copies. Pure: records in,
 // decisions out. One agent runs per host, so a host is named by its agent id.
 import { goneSince, isAlive } from '../meta/membership.ts'
-import { durableCopies, type AgentRecord, type AgentReport, type BallRecord } from '../meta/schema.ts'
+import { binUsable, durableCopies, type AgentRecord, type AgentReport, type BallRecord } from '../meta/schema.ts'
 import type { PlacementBin, Utilisation } from '../placement/types.ts'
 
 export interface ClusterBin extends PlacementBin {
   /** The agent that owns the bin (also its `host`). */
   agent: string
   dir: string
+}
+
+/** The bins of a data container that is stopped or gone: their copies cannot be read until it starts again. */
+export function offlineBins (agents: Iterable<AgentReport>): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const agent of agents) for (const bin of agent.bins) if (bin.offline !== undefined) out.set(bin.id, bin.offline)
+  return out
 }
 
 /** Which agent owns each bin. */
@@ -26,7 +33,7 @@ export function binOwners (agents: Iterable<AgentReport>): Map<string, AgentRepo
 export function placementBins (agents: Iterable<AgentRecord>, self: AgentReport, now: number, intervalMs: number): ClusterBin[] {
   const live: AgentReport[] = [self]
   for (const rec of agents) if (rec.id !== self.id && isAlive(rec, now, intervalMs)) live.push(rec)
-  return live.flatMap((agent) => agent.bins.map((b) => ({
+  return live.flatMap((agent) => agent.bins.filter(binUsable).map((b) => ({
     id: b.id,
     host: agent.id,
     agent: agent.id,
@@ -61,8 +68,10 @@ export function rankPeers<C extends PeerCandidate> (candidates: C[]): C[] {
 /** Agents alive other than `self` that hold a copy of the ball (any copy with `cached`, else only durable ones). */
 export function holders (rec: BallRecord, agents: ReadonlyMap<string, AgentRecord>, self: string, now: number, intervalMs: number, cached = true): AgentRecord[] {
   const owners = binOwners(agents.values())
+  const offline = offlineBins(agents.values())
   const out = new Map<string, AgentRecord>()
   for (const binId of cached ? rec.bins : durableCopies(rec)) {
+    if (offline.has(binId)) continue
     const owner = owners.get(binId)
     const agent = owner && agents.get(owner.id)
     if (agent && agent.id !== self && isAlive(agent, now, intervalMs)) out.set(agent.id, agent)
@@ -100,11 +109,13 @@ export interface RepairInput {
  */
 export function repairPlan ({ balls, agents, now, intervalMs, graceMs, replicas }: RepairInput): RepairJob[] {
   const owners = binOwners(agents.values())
-  const counts = (agent: AgentRecord): boolean => {
-    const since = goneSince(agent, now, intervalMs)
+  // A data container's bin stopped counts as its agent gone would: for the grace period.
+  const offline = offlineBins(agents.values())
+  const counts = (agent: AgentRecord, binId: string): boolean => {
+    const since = goneSince(agent, now, intervalMs) ?? offline.get(binId)
     return since === undefined || now - since < graceMs
   }
-  const alive = [...agents.values()].filter((a) => isAlive(a, now, intervalMs) && a.bins.some((b) => b.level !== 'mem'))
+  const alive = [...agents.values()].filter((a) => isAlive(a, now, intervalMs) && a.bins.some((b) => b.level !== 'mem' && binUsable(b)))
   const k = Math.min(replicas, alive.length)
   const jobs: RepairJob[] = []
   for (const [id, rec] of balls) {
@@ -112,13 +123,13 @@ export function repairPlan ({ balls, agents, now, intervalMs, graceMs, replicas 
     const counted = new Set<string>()
     for (const binId of durableCopies(rec)) {
       const agent = agents.get(owners.get(binId)?.id ?? '')
-      if (agent && counts(agent)) counted.add(agent.id)
+      if (agent && counts(agent, binId)) counted.add(agent.id)
     }
     if (counted.size >= k) continue
     const sources = new Set<string>()
     for (const binId of rec.bins) {
       const agent = agents.get(owners.get(binId)?.id ?? '')
-      if (agent && isAlive(agent, now, intervalMs)) sources.add(agent.id)
+      if (agent && isAlive(agent, now, intervalMs) && !offline.has(binId)) sources.add(agent.id)
     }
     if (sources.size === 0 && !rec.cloud) continue
     jobs.push({ id, bytes: rec.bytes, missing: k - counted.size, counted: [...counted], sources: [...sources], cloud: rec.cloud })

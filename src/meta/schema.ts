@@ -89,7 +89,16 @@ export interface BinReport {
   capacity: number
   used: number
   balls: number
+  /** A data container's bin: the container (short id, name, the bin's directory inside it, made by the launcher). */
+  container?: { id: string, name: string, path: string, launched: boolean }
+  /** Since when the bin's container is stopped or gone (the agent's clock, ms since the epoch); absent while it runs. */
+  offline?: number
+  /** Being emptied before it is removed: no new balls go there. */
+  draining?: boolean
 }
+
+/** Whether a bin can take new balls now (its container runs, and it is not being emptied). */
+export const binUsable = (b: BinReport): boolean => b.offline === undefined && b.draining !== true
 
 /** What an agent tells the data pool about itself every few seconds. */
 export interface AgentReport {

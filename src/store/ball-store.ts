@@ -108,10 +108,72 @@ export class BallStore extends EventEmitter<StoreEvents> {
 
   constructor (private readonly opts: BallStoreOptions) {
     super()
-    // Faster levels first: that is the order reads try them in.
-    this.bins = [...opts.bins].sort((a, b) => Number(a.level === 'disk') - Number(b.level === 'disk'))
+    this.bins = [...opts.bins]
+    this.sortBins()
     this.cloud = opts.cloud
     this.writePolicy = opts.cloud ? opts.writePolicy : 'none'
+  }
+
+  // Faster levels first: that is the order reads try them in.
+  private sortBins (): void {
+    this.bins.sort((a, b) => Number(a.level === 'disk') - Number(b.level === 'disk'))
+  }
+
+  /** Takes an open bin into the store (a data container that started); reconcile then tells the map of balls what it holds. */
+  addBin (bin: Bin): void {
+    if (this.bins.some((b) => b.id === bin.id)) throw new ChaacError('CHAAC_EXISTS', `bin ${bin.id} (${bin.dir}) is already one of this agent's bins`)
+    this.bins.push(bin)
+    this.sortBins()
+  }
+
+  /**
+   * Takes a bin out of the store (its container stopped): its balls stay on
+   * the map of balls, where the cluster sees the bin offline.
+   */
+  async removeBin (bin: Bin): Promise<void> {
+    const at = this.bins.indexOf(bin)
+    if (at >= 0) this.bins.splice(at, 1)
+    await bin.close()
+  }
+
+  /**
+   * Empties a bin before it is removed: every durable copy it holds first
+   * gets another, in another bin of this agent with room or else through
+   * `elsewhere` (the data plane: another host's), so that no ball has fewer
+   * copies; then the bin's copies go. No new ball goes to it meanwhile.
+   */
+  async drain (bin: Bin, elsewhere?: (ball: NewBall) => Promise<void>): Promise<{ moved: number, dropped: number }> {
+    bin.draining = true
+    let moved = 0
+    let dropped = 0
+    try {
+      for (const [id, entry] of [...bin.entries]) {
+        if (!entry.cached) {
+          const raw = await bin.readRaw(id, 0, entry.bytes)
+          const ball = checkBall(id, raw)
+          if (!ball) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the copy in bin ${bin.dir} fails its hash`, { ball: id })
+          await this.copyAway({ id, ...ball }, elsewhere)
+          moved++
+        } else {
+          dropped++
+        }
+        await bin.delete(id)
+        await this.note(bin, id, entry.bytes, false)
+      }
+    } catch (err) {
+      bin.draining = false
+      throw err
+    }
+    return { moved, dropped }
+  }
+
+  private async copyAway (ball: NewBall, elsewhere?: (ball: NewBall) => Promise<void>): Promise<void> {
+    try {
+      await this.storeDurable(ball)
+    } catch (err) {
+      if (!isChaacError(err, 'CHAAC_NO_SPACE') || !elsewhere) throw err
+      await elsewhere(ball)
+    }
   }
 
   get diskBins (): Bin[] {
@@ -440,6 +502,11 @@ export class BallStore extends EventEmitter<StoreEvents> {
     return disk.length > 0 ? disk : this.bins
   }
 
+  // Where new durable copies may go: the durable bins not being emptied.
+  private targetBins (): Bin[] {
+    return this.durableBins().filter((b) => !b.draining)
+  }
+
   // A copy may be dropped when another durable copy exists: in the cloud
   // tier or another disk bin; a memory-level copy when any disk copy exists;
   // a cache also when an agent alive holds a copy that is not one.
@@ -462,7 +529,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
 
   /** The bins a new ball of `bytes` would go to now, best first: the freest durable bins. */
   placementFor (bytes: number): Bin[] {
-    return this.durableBins()
+    return this.targetBins()
       .filter((b) => b.capacity >= bytes)
       .sort((a, b) => b.free / b.capacity - a.free / a.capacity)
   }
@@ -489,7 +556,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
   async pull (id: string, fetch: () => Promise<Buffer>, opts: { bin?: string, writer?: string } = {}): Promise<string> {
     this.pin(id)
     try {
-      if (this.durableBins().some((b) => b.has(id))) return await this.storeLocal({ id, header: Buffer.alloc(0), data: Buffer.alloc(0) }, opts)
+      if (this.targetBins().some((b) => b.has(id))) return await this.storeLocal({ id, header: Buffer.alloc(0), data: Buffer.alloc(0) }, opts)
       const raw = await fetch()
       const ball = checkBall(id, raw)
       if (!ball) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the fetched copy fails its hash`, { ball: id })
@@ -522,9 +589,9 @@ export class BallStore extends EventEmitter<StoreEvents> {
    * Brings the map of balls in step with the bins, which are the truth about
    * which copies exist, and takes from it which local copies are caches.
    */
-  async reconcile (balls: ReadonlyMap<string, { bytes: number, bins: string[], cached?: string[] }>): Promise<void> {
+  async reconcile (balls: ReadonlyMap<string, { bytes: number, bins: string[], cached?: string[] }>, bins: Bin[] = this.bins): Promise<void> {
     const durable = this.durableBins()
-    for (const bin of this.bins) {
+    for (const bin of bins) {
       for (const [id, entry] of bin.entries) {
         const rec = balls.get(id)
         // A copy the map does not list (its record was lost in a crash) is a cache until a placement says otherwise.
@@ -532,7 +599,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
         await this.note(bin, id, entry.bytes, true, { cached: entry.cached })
       }
     }
-    const local = new Map(this.bins.map((b) => [b.id, b]))
+    const local = new Map(bins.map((b) => [b.id, b]))
     for (const [id, rec] of balls) {
       for (const binId of rec.bins) {
         const bin = local.get(binId)
@@ -545,7 +612,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
   private async storeLocal (ball: NewBall, opts: { bin?: string, writer?: string } = {}): Promise<string> {
     const { id, header, data } = ball
     const kind = { writer: opts.writer }
-    const held = this.durableBins().find((b) => b.has(id))
+    const held = this.targetBins().find((b) => b.has(id))
     const entry = held?.entries.get(id)
     if (held && entry) {
       entry.cached = false

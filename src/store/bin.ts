@@ -38,6 +38,8 @@ export class Bin implements BallSource {
   readonly dir: string
   readonly capacity: number
   id = ''
+  /** Being emptied before it is removed: new balls go elsewhere. */
+  draining = false
   readonly entries = new Map<string, BallEntry>()
   used = 0
   private reserved = 0
