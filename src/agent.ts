@@ -41,6 +41,10 @@ import { BallStore } from './store/ball-store.ts'
 import { Bin } from './store/bin.ts'
 import { ContainerBins } from './containers/container-bins.ts'
 import { DockerEngine } from './containers/docker-engine.ts'
+import { Launcher } from './containers/launcher.ts'
+import { AutoBins } from './containers/auto-bins.ts'
+import { placementBins } from './cluster/view.ts'
+import { requestJson } from './http-client.ts'
 import { VERSION } from './version.ts'
 
 export class Agent {
@@ -95,6 +99,9 @@ export class Agent {
   /** The Docker engine of this host, and the data containers that are this agent's bins. */
   readonly engine = new DockerEngine()
   containerBins?: ContainerBins
+  launcher?: Launcher
+  /** --auto-bins, where this agent runs the cluster's background work (or is alone). */
+  autoBins?: AutoBins
 
   static async start (config: AgentConfig, log: Logger, probe: HostProbe = new SiProbe()): Promise<Agent> {
     await mkdir(config.data, { recursive: true })
@@ -178,6 +185,7 @@ export class Agent {
       await agent.http.listen(agent, config.http.host, config.http.port)
       await agent.membership.join()
       agent.followContainers()
+      if (role === 'single' || role === 'pool') agent.autoBins = agent.startAutoBins()
       agent.history.start()
       if (pool instanceof EtcdPool && plane) {
         agent.worker = new BackgroundWorker({
@@ -201,11 +209,13 @@ export class Agent {
     const { replicas, rereplicateAfterMs: graceMs } = this.config.cluster
     const repairer = new Repairer(this.pool, plane, { replicas, graceMs, intervalMs: this.config.contextIntervalMs, log: this.log })
     repairer.start()
+    const autoBins = this.startAutoBins()
     if (this.store.cloud) this.collector.start()
     const liveness = setInterval(() => { void this.markExpired().then(async () => await this.purgeOrphans()) }, this.config.contextIntervalMs)
     liveness.unref()
     return async () => {
       clearInterval(liveness)
+      await autoBins?.close()
       await repairer.close()
       await this.collector.stop()
     }
@@ -276,6 +286,39 @@ export class Agent {
       }
     })
     this.containerBins.start()
+    const plane = this.plane
+    this.launcher = new Launcher({
+      engine: this.engine, bins: this.containerBins, store, agentId: this.id, log, elsewhere: plane && (async (ball) => await plane.copyElsewhere(ball))
+    })
+  }
+
+  // With --auto-bins: launches a disk bin on the least loaded host when the disk bins fill up.
+  private startAutoBins (): AutoBins | undefined {
+    const auto = this.config.autoBins
+    if (auto === undefined) return undefined
+    const autoBins = new AutoBins({
+      threshold: auto.fill,
+      capacity: auto.capacity,
+      bins: () => this.plane?.bins() ?? placementBins([], this.report(), Date.now(), this.config.contextIntervalMs),
+      agents: () => this.liveReports(),
+      launch: async (agent, capacity) => await this.launchDiskBin(agent, capacity),
+      intervalMs: this.config.contextIntervalMs,
+      log: this.log
+    })
+    autoBins.start()
+    return autoBins
+  }
+
+  // A disk bin on an agent's host: here by the launcher, elsewhere through that agent's HTTP API (with this agent's admin token).
+  private async launchDiskBin (agent: string, capacity: number): Promise<string> {
+    if (agent === this.id) {
+      if (!this.launcher) throw new ChaacError('CHAAC_NOT_SUPPORTED', 'the launcher is not running yet')
+      return (await this.launcher.create({ level: 'disk', capacity })).id
+    }
+    const http = this.pool.agents.get(agent)?.http
+    if (http === null || http === undefined) throw new ChaacError('CHAAC_NOT_FOUND', `agent ${agent} has no HTTP API`)
+    const answer = await requestJson(http, '/api/v1/bins', { method: 'POST', body: { level: 'disk', capacity }, token: this.config.adminToken, timeoutMs: 600_000 })
+    return (answer as { id: string }).id
   }
 
   /** Applies a change of the cluster's stored allocator policy. */
@@ -355,6 +398,7 @@ export class Agent {
       await step('context', async () => this.context.close())
       await step('history', async () => await this.history.close())
       await step('membership', async () => await this.membership.close())
+      await step('auto bins', async () => await this.autoBins?.close())
       await step('re-replication', async () => await this.repairer?.close())
       await step('background worker', async () => await this.worker?.close())
       await step('data plane', async () => await this.plane?.close())

@@ -9,11 +9,14 @@ import { benchCommand } from './bench/command.ts'
 import { OverrideProbe } from './context/override-probe.ts'
 import { SiProbe } from './context/si-probe.ts'
 import {
-  DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, checkExposure, defaultBins, oneOf, parseBin, parseCloud, parseHostPort, parsePoolUrl, parseSeconds,
+  DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, checkExposure, defaultBins, oneOf, parseBin, parseCloud, parseFill, parseHostPort, parsePoolUrl, parseSeconds,
   type AgentConfig, type CloudSpec, type ClusterConfig
 } from './config.ts'
 import { describeEtcd, etcdSpec, parseMetaUrl, type EtcdSpec } from './meta/etcd-client.ts'
 import { formatCommand, metaCommand } from './meta-commands.ts'
+import { binCommand } from './bin-commands.ts'
+import { MIN_CAPACITY } from './containers/launcher.ts'
+import { requestJson } from './http-client.ts'
 import { MAX_INLINE_BYTES } from './meta/schema.ts'
 import { SETTING_NAMES, type GivenSettings } from './meta/settings.ts'
 import { POLICIES } from './placement/types.ts'
@@ -74,6 +77,8 @@ program.command('agent')
   .addOption(new Option('--peer-timeout <seconds>', 'deadline of a request to a peer agent (a ball gets 1 s more per 10 MB); then the next copy is tried').env('CHAAC_PEER_TIMEOUT').default(DEFAULTS.peerTimeout))
   .addOption(new Option('--secret <secret>', 'the cluster secret every agent of the cluster shares; needed to listen beyond loopback (prefer the variable: a flag shows in ps)').env('CHAAC_SECRET'))
   .addOption(new Option('--admin-token <token>', 'the token that allows changes through the HTTP API (PUT /api/v1/scheme, as Authorization: Bearer <token>); none: the API is read-only (prefer the variable: a flag shows in ps)').env('CHAAC_ADMIN_TOKEN'))
+  .addOption(new Option('--auto-bins <fill>', 'when the disk bins are fuller than this together (0..1, e.g. 0.8), the cluster\'s background worker launches a disk bin (a data container) on the least loaded host').env('CHAAC_AUTO_BINS'))
+  .addOption(new Option('--auto-bins-capacity <size>', 'the capacity of a bin --auto-bins launches').env('CHAAC_AUTO_BINS_CAPACITY').default(DEFAULTS.autoBinsCapacity))
   .addOption(new Option('--log-level <level>', 'how much to log (to stderr, as JSON lines)').env('CHAAC_LOG_LEVEL').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .action(async (flags: AgentFlags, cmd: Command) => await runAgent(flags, givenSettings(cmd)))
 
@@ -121,6 +126,7 @@ program.command('locate')
 program.addCommand(benchCommand())
 program.addCommand(formatCommand())
 program.addCommand(metaCommand())
+program.addCommand(binCommand())
 
 interface Status {
   agent: { id: string, version: string, uptimeSeconds: number }
@@ -154,17 +160,8 @@ interface Location {
 }
 
 async function getJson (http: string, path: string): Promise<unknown> {
-  const { host, port } = check('--http', () => parseHostPort(http))
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}${path}`
-  let res: Response
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(5000) })
-  } catch (err) {
-    throw new Error(`no agent answers at ${http} (${(err as Error).message}); start one with 'npm start' or 'chaac agent'`)
-  }
-  const body = await res.json() as { error?: string }
-  if (!res.ok) throw new Error(body.error ?? `HTTP ${res.status}`)
-  return body
+  check('--http', () => parseHostPort(http))
+  return await requestJson(http, path)
 }
 
 function printStatus (s: Status): void {
@@ -228,6 +225,8 @@ interface AgentFlags {
   peerTimeout: string
   logLevel: string
   adminToken?: string
+  autoBins?: string
+  autoBinsCapacity: string
 }
 
 // The cluster's settings the user gave, by flag or variable: only those may contradict the stored ones.
@@ -285,8 +284,17 @@ function configFromFlags (f: AgentFlags, given: GivenSettings = {}): AgentConfig
     historyIntervalMs: historyInterval(process.env.CHAAC_HISTORY_INTERVAL_MS),
     cluster,
     adminToken: f.adminToken === undefined || f.adminToken === '' ? undefined : f.adminToken,
+    autoBins: f.autoBins === undefined || f.autoBins === ''
+      ? undefined
+      : { fill: check('--auto-bins', () => parseFill(f.autoBins as string)), capacity: autoBinsCapacity(f.autoBinsCapacity) },
     settings: { given, cloudFor }
   }
+}
+
+function autoBinsCapacity (text: string): number {
+  const bytes = check('--auto-bins-capacity', () => parseSize(text))
+  if (bytes < MIN_CAPACITY) throw new InvalidArgumentError(`--auto-bins-capacity must be at least ${formatSize(MIN_CAPACITY)}`)
+  return bytes
 }
 
 // Tests sample faster through CHAAC_HISTORY_INTERVAL_MS; users keep the 10 s.

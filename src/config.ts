@@ -37,6 +37,8 @@ export interface AgentConfig {
   cluster: ClusterConfig
   /** How often the cluster's history is sampled (ms). */
   historyIntervalMs: number
+  /** --auto-bins: launch a disk bin of `capacity` when the disk bins are fuller than `fill` together. */
+  autoBins?: { fill: number, capacity: number }
   /** The bearer token that allows changes through the HTTP API (PUT /api/v1/scheme); none: read-only. */
   adminToken?: string
   /**
@@ -94,7 +96,8 @@ export const DEFAULTS = {
   replicas: '2',
   policy: 'context',
   rereplicateAfter: '60',
-  peerTimeout: '5'
+  peerTimeout: '5',
+  autoBinsCapacity: '1GiB'
 } as const
 
 /** Where the S3 settings come from when no flag gives them: the usual AWS variables. */
@@ -152,6 +155,13 @@ function onOff (what: string, text: string): boolean {
   if (/^(on|yes|true|1)$/i.test(text)) return true
   if (/^(off|no|false|0)$/i.test(text)) return false
   throw new RangeError(`${what} must be on or off; got '${text}'`)
+}
+
+/** --auto-bins: a fill ratio above 0 and below 1, e.g. 0.8. */
+export function parseFill (text: string): number {
+  const fill = Number(text)
+  if (text.trim() === '' || !Number.isFinite(fill) || fill <= 0 || fill >= 1) throw new RangeError(`not a fill ratio: '${text}' (a number between 0 and 1, e.g. 0.8)`)
+  return fill
 }
 
 /** A number of seconds as people write it (`10`, `0.5`), in milliseconds. */

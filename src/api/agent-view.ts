@@ -11,6 +11,7 @@ import type { Pool } from '../meta/pool.ts'
 import type { AgentCounters, AgentReport } from '../meta/schema.ts'
 import type { Policy } from '../placement/types.ts'
 import type { BallStore } from '../store/ball-store.ts'
+import type { Launcher } from '../containers/launcher.ts'
 import type { HttpApi } from './http-api.ts'
 
 export interface AgentView {
@@ -40,6 +41,8 @@ export interface AgentView {
   readonly history: ClusterHistory
   /** The allocator policy in use. */
   readonly policy: Policy
+  /** Creates and removes data container bins on this host (once the agent runs). */
+  readonly launcher?: Launcher
   /** Changes the cluster's allocator policy (every agent follows). */
   changePolicy: (policy: Policy) => Promise<void>
 }

@@ -21,6 +21,7 @@ import { BadRequest, HttpError } from './http-error.ts'
 import { buildMetrics } from './metrics.ts'
 import { isDashboardPath, sendDashboardFile } from './dashboard.ts'
 import { changeScheme, checkAdmin, scheme } from './scheme.ts'
+import { binInPath, createBin, removeBin } from './bins-api.ts'
 import { zones } from './zones-api.ts'
 
 const MAX_PAGE = 1000
@@ -35,6 +36,10 @@ export class HttpApi {
     const routes: Record<string, (url: URL, req: IncomingMessage) => Promise<unknown> | unknown> = {
       'GET /status': () => status(agent),
       'GET /api/v1/bins': () => ({ bins: clusterBins(agent) }),
+      'POST /api/v1/bins': async (_, req) => {
+        checkAdmin(agent, req)
+        return await createBin(agent, req, await readJson(req))
+      },
       'GET /api/v1/balls': (url) => balls(agent, url),
       'GET /api/v1/location': (url) => location(agent, url),
       'POST /api/v1/allocation': async (_, req) => allocation(agent, await readJson(req)),
@@ -76,7 +81,13 @@ export class HttpApi {
         void sendDump(agent, req, res)
         return
       }
-      const route = routes[`${req.method} ${url.pathname}`]
+      const bin = req.method === 'DELETE' ? binInPath(url.pathname) : undefined
+      const route = routes[`${req.method} ${url.pathname}`] ?? (bin === undefined
+        ? undefined
+        : async () => {
+          checkAdmin(agent, req)
+          return await removeBin(agent, req, bin)
+        })
       if (!route) {
         const known = Object.keys(routes).some((r) => r.endsWith(' ' + url.pathname))
         sendError(res, known ? 405 : 404, known ? `method ${req.method} not allowed on ${url.pathname}` : `no such endpoint: ${url.pathname}`)

@@ -7,7 +7,7 @@
 import { ChaacError } from '../errors.ts'
 import type { Pool } from '../meta/pool.ts'
 import { isAlive } from '../meta/membership.ts'
-import type { AgentReport } from '../meta/schema.ts'
+import { durableCopies, type AgentReport } from '../meta/schema.ts'
 import { MAX_STREAM_BYTES } from '../net/frames.ts'
 import { StreamReply, type Handlers, type NetLog, type PeerLink } from '../net/peer-link.ts'
 import { Peers } from '../net/peers.ts'
@@ -230,6 +230,23 @@ export class DataPlane implements RemoteBalls {
       return
     }
     await this.pullTo(bin.agent, { id: ball.id, bytes, from: [this.opts.agentId], cloud: false, bin: bin.id, writer })
+  }
+
+  /**
+   * Stores one more durable copy of a ball held here on another host that
+   * holds none yet (a bin of this agent is being emptied and has no room
+   * left elsewhere on this host), as the allocator chooses.
+   */
+  async copyElsewhere (ball: NewBall): Promise<void> {
+    const { pool, agentId } = this.opts
+    const bytes = ball.header.length + ball.data.length
+    const rec = pool.balls.get(ball.id)
+    const owners = binOwners(pool.agents.values())
+    const have = new Set((rec ? durableCopies(rec) : []).map((bin) => owners.get(bin)?.id))
+    const bins = this.bins().filter((b) => b.agent !== agentId && !have.has(b.host))
+    const [bin] = this.allocator.allocate(bins, { size: bytes, k: 1, writerHost: agentId })
+    if (bin === undefined) throw new ChaacError('CHAAC_NO_SPACE', `ball ${ball.id}: no other bin of the cluster, on a host without a copy, has room for it`, { ball: ball.id })
+    await this.pullTo(bin.agent, { id: ball.id, bytes, from: [agentId], cloud: false, bin: bin.id })
   }
 
   /** Has agent `agent` store a durable copy of a ball, fetched from `req.from` (or the cloud tier); the bin it went to. */

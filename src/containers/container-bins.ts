@@ -174,9 +174,22 @@ export class ContainerBins {
     return undefined
   }
 
-  /** Forgets a container the launcher removed. */
-  forget (containerId: string): void {
-    this.entries.delete(containerId)
+  /** The running bin of a container named by its bin's id, its name or its id (12 hex digits at least). */
+  find (key: string): { containerId: string, spec: ContainerBinSpec, bin?: Bin } | undefined {
+    for (const [containerId, e] of this.entries) {
+      if (e.binId === key || e.spec.container.name === key || (key.length >= 12 && containerId.startsWith(key))) return { containerId, spec: e.spec, bin: e.bin }
+    }
+    return undefined
+  }
+
+  /** Takes a container's bin away for good (the launcher removes the container next). */
+  async release (containerId: string): Promise<void> {
+    this.serial(containerId, async () => {
+      const bin = this.entries.get(containerId)?.bin
+      this.entries.delete(containerId)
+      if (bin) await this.opts.detach(bin)
+    })
+    await this.settled(containerId)
   }
 
   /** The bins of containers that are stopped or gone, as the agent reports them. */

@@ -20,15 +20,37 @@ export interface LaunchSpec {
   tmpfsBytes?: number
 }
 
+/** How long a change may take the engine (it answers in milliseconds when well). */
+const CHANGE_TIMEOUT_MS = 60_000
+
+// A change without an answer in time is an error (the engine may still complete it; every object carries labels, so it can be found).
+async function withDeadline<T> (what: string, promise: Promise<T>, ms = CHANGE_TIMEOUT_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new ChaacError('CHAAC_TIMEOUT', `the Docker engine did not ${what} within ${ms / 1000} s`)), ms)
+  })
+  try {
+    return await Promise.race([promise, expired])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 export function dockerSocket (): string {
   return process.env.DOCKER_HOST?.replace(/^unix:\/\//, '') ?? '/var/run/docker.sock'
 }
 
 export class DockerEngine {
+  // Questions, with a deadline.
   private readonly docker: Docker
+  // Changes and the event stream: docker-modem 5's `timeout` hangs up requests
+  // that carry a body (measured: createVolume fails with "socket hang up"),
+  // and would cut the event stream every `timeout`.
+  private readonly changes: Docker
 
   constructor (readonly socketPath = dockerSocket(), timeoutMs = 10_000) {
     this.docker = new Docker({ socketPath, timeout: timeoutMs })
+    this.changes = new Docker({ socketPath })
   }
 
   /** The running containers labelled `chaac.bin`. */
@@ -64,7 +86,7 @@ export class DockerEngine {
    * ends or fails (then `onEnd`); returns what stops it.
    */
   async events (onEvent: (e: BinEvent) => void, onEnd: (err?: Error) => void): Promise<() => void> {
-    const stream = await this.docker.getEvents({
+    const stream = await this.changes.getEvents({
       filters: { type: ['container'], label: [LABELS.bin], event: ['start', 'die', 'destroy'] }
     }) as NodeJS.ReadableStream & { destroy: () => void }
     let rest = ''
@@ -113,8 +135,8 @@ export class DockerEngine {
 
   /** Imports a root filesystem (a tar stream) as an image, as `docker import` does. */
   async importImage (tar: NodeJS.ReadableStream, repo: string, tag: string, changes: string[]): Promise<void> {
-    const progress = await this.docker.importImage(tar, { repo, tag, changes })
-    await new Promise<void>((resolve, reject) => {
+    const progress = await withDeadline('take the image', this.changes.importImage(tar, { repo, tag, changes }))
+    await withDeadline('import the image', new Promise<void>((resolve, reject) => {
       let failure: string | undefined
       progress.on('data', (chunk: Buffer) => {
         const m = /"error"\s*:\s*"([^"]*)"/.exec(chunk.toString('utf8'))
@@ -122,16 +144,17 @@ export class DockerEngine {
       })
       progress.on('error', reject)
       progress.on('end', () => failure === undefined ? resolve() : reject(new ChaacError('CHAAC_IO', `docker import: ${failure}`)))
-    })
+    }))
   }
 
   async createVolume (name: string, labels: Record<string, string>): Promise<void> {
-    await this.docker.createVolume({ Name: name, Labels: labels })
+    // The local driver, named: without a driver the engine asks every volume plugin whether it knows the name.
+    await withDeadline(`create the volume ${name}`, this.changes.createVolume({ Name: name, Driver: 'local', Labels: labels }))
   }
 
   /** Creates and starts a data container (no network, `sleep` as its process); its id. */
   async launch (spec: LaunchSpec): Promise<string> {
-    const container = await this.docker.createContainer({
+    const container = await withDeadline(`create the container ${spec.name}`, this.changes.createContainer({
       name: spec.name,
       Image: spec.image,
       Cmd: ['/bin/busybox', 'sleep', '2147483647'],
@@ -142,24 +165,31 @@ export class DockerEngine {
         NetworkMode: 'none',
         RestartPolicy: { Name: 'unless-stopped' },
         ...(spec.volume !== undefined
-          ? { Mounts: [{ Type: 'volume', Source: spec.volume, Target: spec.path }] }
+          ? { Mounts: [{ Type: 'volume', Source: spec.volume, Target: spec.path, VolumeOptions: { NoCopy: false, Labels: spec.labels, DriverConfig: { Name: 'local', Options: {} } } }] }
           : { Tmpfs: { [spec.path]: `size=${spec.tmpfsBytes ?? 0},mode=0700` } })
       }
-    })
-    await container.start()
+    }))
+    await withDeadline(`start the container ${spec.name}`, container.start())
     return container.id
   }
 
-  /** Removes a labelled container (stopping it) and, if given, its labelled volume. */
-  async remove (id: string, volume?: string): Promise<void> {
-    const facts = await this.inspect(id)
-    if (facts !== undefined) {
-      if (facts.labels[LABELS.bin] === undefined) throw new TypeError(`container ${facts.name} is not labelled ${LABELS.bin}`)
-      await this.docker.getContainer(id).remove({ force: true, v: false })
-    }
-    if (volume === undefined) return
-    const v = this.docker.getVolume(volume)
-    const info = await v.inspect().catch(() => undefined)
-    if (info?.Labels?.[LABELS.bin] !== undefined) await v.remove()
+  /**
+   * Removes a container labelled `chaac.bin` (stopping it), and the named
+   * volume mounted at `path` in it when that volume is labelled too.
+   */
+  async remove (id: string, path: string): Promise<void> {
+    const container = this.changes.getContainer(id)
+    const info = await this.docker.getContainer(id).inspect().catch(() => undefined)
+    if (info === undefined) return
+    if (info.Config.Labels?.[LABELS.bin] === undefined) throw new TypeError(`container ${info.Name} is not labelled ${LABELS.bin}`)
+    const volume = (info.Mounts ?? []).find((m) => m.Type === 'volume' && m.Destination === path)?.Name
+    await withDeadline(`remove the container ${info.Name}`, container.remove({ force: true, v: false }))
+    if (volume !== undefined) await this.removeVolume(volume)
+  }
+
+  /** Removes a named volume if it is labelled `chaac.bin`. */
+  async removeVolume (name: string): Promise<void> {
+    const labels = (await this.docker.getVolume(name).inspect().catch(() => undefined))?.Labels
+    if (labels?.[LABELS.bin] !== undefined) await withDeadline(`remove the volume ${name}`, this.changes.getVolume(name).remove())
   }
 }

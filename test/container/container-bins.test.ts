@@ -36,7 +36,8 @@ async function dataContainer (t: Test, agentId: string, capacity = '256MiB'): Pr
     await docker(['rm', '-f', name], { timeoutMs: 30_000 }).catch(() => {})
     await docker(['volume', 'rm', '-f', name], { timeoutMs: 30_000 }).catch(() => {})
   })
-  const r = await docker(['run', '-d', '--network', 'none', '--name', name, '-v', `${name}:/balls`,
+  // The local driver named: a volume name alone makes the engine ask every volume plugin about it.
+  const r = await docker(['run', '-d', '--network', 'none', '--name', name, '--mount', `type=volume,src=${name},dst=/balls,volume-driver=local`,
     '--label', 'chaac.bin=disk', '--label', `chaac.capacity=${capacity}`, '--label', `chaac.agent=${agentId}`,
     image, 'sleep', '600'], { timeoutMs: 60_000 })
   if (r.code !== 0) throw new Error(`docker run failed: ${r.stderr}`)
