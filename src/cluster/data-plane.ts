@@ -16,7 +16,7 @@ import type { Policy } from '../placement/types.ts'
 import { peekHeaderLength } from '../store/ball-codec.ts'
 import type { BallStore, NewBall, RemoteBalls, RemoteSource } from '../store/ball-store.ts'
 import { BALL_OP, parseGet, parsePull, parsePulled, parseSync, type PullRequest } from './ball-protocol.ts'
-import { binOwners, holders, hostOf, placementBins, rankPeers, type ClusterBin } from './view.ts'
+import { binOwners, holders, hostOf, offlineBins, placementBins, rankPeers, type ClusterBin } from './view.ts'
 
 export interface DataPlaneOptions {
   agentId: string
@@ -196,7 +196,10 @@ export class DataPlane implements RemoteBalls {
       const [durable] = await pool.pinBalls(agentId, [ball.id])
       writer = undefined
       const owners = binOwners(pool.agents.values())
+      // A copy in a stopped data container cannot be read now: it does not count.
+      const offline = offlineBins([this.opts.self()])
       for (const binId of durable) {
+        if (offline.has(binId)) continue
         const owner = owners.get(binId)?.id
         const rec = owner === undefined ? undefined : pool.agents.get(owner)
         if (owner === agentId || (rec && isAlive(rec, Date.now(), this.opts.intervalMs))) have.add(owner as string)

@@ -91,10 +91,14 @@ export class ContainerBins {
   private lost (err?: Error): void {
     this.stopEvents?.()
     this.stopEvents = undefined
+    const was = this.connected
     this.connected = false
     if (this.closed) return
-    if (!this.failing) this.opts.log.info({ err: err?.message }, 'not following data containers: no Docker engine answers; will try again')
-    this.failing = true
+    // An engine that never answered is logged once by the context monitor; one that went away, here.
+    if (!this.failing && was) {
+      this.opts.log.info({ err: err?.message }, 'not following data containers: the Docker engine went away; will try again')
+      this.failing = true
+    }
     clearTimeout(this.retryTimer)
     // Jitter, so that the agents of a host do not all come back at once.
     this.retryTimer = setTimeout(() => { void this.connect() }, this.retryMs * (0.5 + Math.random() / 2))

@@ -58,7 +58,11 @@ t.test('launcher - in a cluster, --host makes the bin on another agent\'s host a
   t.ok(held >= 1, `the launched bin holds balls (${held})`)
 
   const removed = await shOk(`${CLI} bin remove ${created.id} --http ${pool.http}`, { timeoutMs: 300_000 })
-  t.match(removed, new RegExp(`removed bin ${created.id} \\(container ${name}\\) of agent ${secondId}: ${held} balls copied`), removed)
+  // Balls this agent read from a peer are caches in its bin: those are dropped, the others copied.
+  const m = new RegExp(`removed bin ${created.id} \\(container ${name}\\) of agent ${secondId}: (\\d+) balls copied to other bins first, (\\d+) cached copies dropped`).exec(removed)
+  t.ok(m, removed)
+  // (Caches of the reads above may still have been arriving when the bin was counted.)
+  t.ok(Number(m?.[1]) >= 1 && Number(m?.[1]) + Number(m?.[2]) >= held, 'every ball of the bin was copied away or was a cache')
   t.not((await docker(['container', 'inspect', name], { timeoutMs: 30_000 })).code, 0, 'the container is gone')
   for (const agent of [second, third, pool]) {
     t.equal(await shOk(`cd ${agent.mount} && sha256sum f*`), await shOk(`cat ${root}/sums`), `every file reads whole on ${agent.http}`)
