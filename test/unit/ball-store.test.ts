@@ -442,3 +442,38 @@ t.test('ball store - read-ahead fetches a ball before it is read; its first read
   await store.read(id, 0, 10, false)
   t.same(store.outcomes, { localHit: 1, remoteHit: 0, miss: 1, skip: 0 })
 })
+
+t.test('bins at run time - a bin added takes new balls, one drained hands its balls to the others first, one removed is no longer read', async (t) => {
+  const { root, store, bins } = await setup(t, { bins: [['disk', 64 * KiB]], writePolicy: 'none' })
+  const added = new Bin({ level: 'disk', dir: join(root, 'added'), capacity: 1024 * KiB })
+  await added.open()
+  store.addBin(added)
+  t.throws(() => store.addBin(added), { code: 'CHAAC_EXISTS' }, 'a bin is added once')
+  // The freest bin by fill ratio takes each new ball: the large added bin most of them.
+  const data = Array.from({ length: 4 }, () => randomBytes(8 * KiB))
+  const ids = await Promise.all(data.map(async (d) => await store.put(d)))
+  const inAdded = ids.filter((id) => added.has(id)).length
+  t.ok(inAdded >= 3, `the added bin took new balls (${inAdded})`)
+
+  const { moved, dropped } = await store.drain(added)
+  t.same({ moved, dropped }, { moved: inAdded, dropped: 0 })
+  t.ok(ids.every((id) => bins[0].has(id) && !added.has(id)), 'every ball is in the other bin, none left in the drained one')
+  t.equal(added.draining, true, 'the drained bin takes no new balls')
+  t.equal((await store.put(randomBytes(KiB))).length, 64)
+  t.equal(added.entries.size, 0)
+  await store.removeBin(added)
+  t.notOk(store.bins.includes(added), 'the removed bin is gone from the store')
+  for (const [i, id] of ids.entries()) t.same(await store.read(id, 0, data[i].length, false), data[i], 'the balls read from the other bin')
+})
+
+t.test('bins at run time - a drain with no room left fails with CHAAC_NO_SPACE and the bin takes balls again', async (t) => {
+  const { store, bins } = await setup(t, { bins: [['disk', 16 * KiB], ['disk', 1024 * KiB]], writePolicy: 'none' })
+  const ids = await Promise.all(Array.from({ length: 4 }, async () => await store.put(randomBytes(8 * KiB))))
+  const big = bins[1]
+  t.ok(ids.some((id) => big.has(id)))
+  await t.rejects(store.drain(big), { code: 'CHAAC_NO_SPACE' })
+  t.equal(big.draining, false, 'the bin is usable again')
+  const moved: string[] = []
+  await store.drain(big, async (ball) => { moved.push(ball.id) })
+  t.ok(moved.length >= 1, 'what does not fit here goes where the cluster says')
+})
