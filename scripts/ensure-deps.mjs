@@ -14,13 +14,14 @@ const forBench = process.argv.includes('--bench')
 // `npm run cluster -- --meta etcd` starts etcd members of its own.
 const forCluster = process.argv.includes('--cluster')
 // libfuse-dev: the headers native/chaac-fuse is built against; build-essential:
-// the compiler and make that node-gyp drives (a bare Debian has neither).
-const aptPackages = ['libfuse2', 'libfuse-dev', 'fuse3', 'build-essential']
+// the compiler and make that node-gyp drives (a bare Debian has neither);
+// busybox-static: the image of the launcher's data containers (chaac bin create).
+const aptPackages = ['libfuse2', 'libfuse-dev', 'fuse3', 'build-essential', 'busybox-static']
 // iptables: the cluster tests cut an agent's traffic on its loopback address;
 // fio, postgresql and sqlite3: concurrent writers and databases on the mount;
 // etcd-server and etcd-client: the etcd metadata engine's members and etcdctl;
 // chromium: the dashboard's browser tests (playwright-core drives /usr/bin/chromium).
-if (forTests) aptPackages.push('docker.io', 'busybox-static', 'iproute2', 'iptables', 'rsync', 'git', 'sqlite3', 'fio', 'postgresql', 'ceph-mon', 'ceph-osd', 'radosgw', 'etcd-server', 'etcd-client', 'chromium')
+if (forTests) aptPackages.push('docker.io', 'iproute2', 'iptables', 'rsync', 'git', 'sqlite3', 'fio', 'postgresql', 'ceph-mon', 'ceph-osd', 'radosgw', 'etcd-server', 'etcd-client', 'chromium')
 if (forCluster) aptPackages.push('etcd-server', 'etcd-client')
 // bench/single-host.ts drives fio, dd (coreutils) and a python3 script;
 // bench/compare.ts also brings up bindfs, GlusterFS and MooseFS and runs git;
