@@ -157,16 +157,14 @@ export class DataPool extends PoolChanges implements Pool {
     // A commit may land while LevelDB answers: then the bytes read are the old ones, and a second look finds the new.
     for (let tries = 0; tries < 3; tries++) {
       if (this.mustGet(ino).inline === undefined) throw new ChaacError('CHAAC_INVALID', `inode ${ino} is not kept inline`)
-      await this.writer.applied()
-      const data = await this.db.get(inlineKey(ino))
+      const data = await this.stored(inlineKey(ino))
       if (data !== undefined && inlineHash(data) === this.mustGet(ino).inline) return data
     }
     throw new ChaacError('CHAAC_IO', `inode ${ino}: its inline bytes are missing or corrupt`)
   }
 
   async readPooled (id: string): Promise<Buffer> {
-    await this.writer.applied()
-    const data = this.balls.get(id)?.pooled === true ? await this.db.get(pooledKey(id)) : undefined
+    const data = this.balls.get(id)?.pooled === true ? await this.stored(pooledKey(id)) : undefined
     if (data === undefined) throw new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: not in the data pool`)
     return data
   }
@@ -184,6 +182,12 @@ export class DataPool extends PoolChanges implements Pool {
   }
 
   // ---- helpers ----
+
+  // A stored value, as last written: LevelDB gets the journal's batches a little later.
+  private async stored (key: string): Promise<Buffer | undefined> {
+    const pending = this.writer.pending(key)
+    return pending === undefined ? await this.db.get(key) : pending ?? undefined
+  }
 
   private async persist (ops: BatchOp[], sync = false): Promise<void> {
     const origin = this.origin
