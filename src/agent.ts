@@ -6,6 +6,7 @@ import { isIP } from 'node:net'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { HttpApi } from './api/http-api.ts'
+import { containerSamples } from './api/containers-api.ts'
 import { ClusterHistory } from './history/cluster-history.ts'
 import { HistoryStore } from './history/history-store.ts'
 import type { CloudTier } from './cloud/cloud-tier.ts'
@@ -13,6 +14,7 @@ import { DirCloud } from './cloud/dir-cloud.ts'
 import { S3Cloud } from './cloud/s3-cloud.ts'
 import type { AgentConfig, CloudSpec } from './config.ts'
 import { ContextMonitor } from './context/context-monitor.ts'
+import { ContainerIo } from './context/container-io.ts'
 import { ContainerProbe } from './context/container-probe.ts'
 import type { HostProbe } from './context/host-context.ts'
 import { SiProbe } from './context/si-probe.ts'
@@ -20,6 +22,7 @@ import { CloudCollector } from './fs/cloud-collector.ts'
 import { CloudUploader } from './fs/cloud-uploader.ts'
 import { Filesystem } from './fs/filesystem.ts'
 import { ChaacMount } from './fuse/mount.ts'
+import { binding } from './fuse/lowlevel.ts'
 import { BALL_STREAMING, DataPlane } from './cluster/data-plane.ts'
 import { Repairer } from './cluster/repair.ts'
 import { DataPool } from './meta/data-pool.ts'
@@ -64,7 +67,7 @@ export class Agent {
     const samples = new HistoryStore({
       file: join(config.data, 'history.jsonl'), retentionMs: HISTORY_RETENTION_MS, intervalMs: config.historyIntervalMs, maxSeries: HISTORY_MAX_SERIES, log
     })
-    this.history = new ClusterHistory(samples, () => this.liveReports(), config.historyIntervalMs)
+    this.history = new ClusterHistory(samples, () => this.liveReports(), config.historyIntervalMs, () => containerSamples(this))
   }
 
   /** The cluster's history, sampled from the membership records. */
@@ -132,7 +135,7 @@ export class Agent {
     if (store.writePolicy === 'async') uploader.start()
     const collector = new CloudCollector(pool, store, config.cloudGcGraceMs, log)
     if (cloud && (role === 'single' || role === 'pool')) collector.start()
-    const context = new ContextMonitor(probe, config.data, config.contextIntervalMs, log, new ContainerProbe())
+    const context = new ContextMonitor(probe, config.data, config.contextIntervalMs, log, new ContainerProbe(new ContainerIo(() => binding.pidIo())))
     context.start()
     const mount = new ChaacMount(config.mount, fs, log, {
       attrTimeout: config.attrTimeout, negativeEntries: config.cluster.role === 'single', busyPollUs: config.busyPollUs

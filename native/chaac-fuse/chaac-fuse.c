@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "native-reads.h"
+#include "pid-io.h"
 
 // Worker threads of the native read path.
 #define READERS 4
@@ -266,6 +267,7 @@ static void ll_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
 
 static void ll_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   session_t *s = fuse_req_userdata(req);
+  pid_io_add(fuse_req_ctx(req)->pid, size, 0);
   if (fi != NULL && readers_take(s->readers, req, fi->fh, size, off)) return;
   request_t *r = request(OP_READ, req, ino);
   if (r) {
@@ -278,6 +280,7 @@ static void ll_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, str
 
 static void ll_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
   drop_plans(req, ino);
+  pid_io_add(fuse_req_ctx(req)->pid, 0, size);
   request_t *r = request(OP_WRITE, req, ino);
   if (r) {
     set_fh(r, fi);
@@ -1107,6 +1110,25 @@ static napi_value read_stats (napi_env env, napi_callback_info info) {
   return out;
 }
 
+// pidIo() -> [[container, bytes asked to read, bytes written], ...] per requesting
+// process since the last call (of every session); container is "" outside any.
+static napi_value pid_io (napi_env env, napi_callback_info info) {
+  enum { MAX = 1024 };
+  static pid_io_t taken[MAX];
+  uint32_t n = pid_io_take(taken, MAX);
+  napi_value out;
+  napi_create_array_with_length(env, n, &out);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value row;
+    napi_create_array_with_length(env, 3, &row);
+    napi_set_element(env, row, 0, str(env, taken[i].container));
+    napi_set_element(env, row, 1, num(env, (double) taken[i].read));
+    napi_set_element(env, row, 2, num(env, (double) taken[i].written));
+    napi_set_element(env, out, i, row);
+  }
+  return out;
+}
+
 NAPI_MODULE_INIT () {
   napi_property_descriptor fns[] = {
     { "mount", NULL, mount, NULL, NULL, NULL, napi_default, NULL },
@@ -1126,6 +1148,7 @@ NAPI_MODULE_INIT () {
     { "setReadPlan", NULL, set_read_plan, NULL, NULL, NULL, napi_default, NULL },
     { "dropReadPlans", NULL, drop_read_plans, NULL, NULL, NULL, napi_default, NULL },
     { "readStats", NULL, read_stats, NULL, NULL, NULL, napi_default, NULL },
+    { "pidIo", NULL, pid_io, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);
   return exports;

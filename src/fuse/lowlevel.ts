@@ -89,6 +89,8 @@ export interface Binding {
   dropReadPlans: (session: SessionHandle, ino: number) => void
   /** [reads served by the read threads, ball reads (local cache hits), bytes, reads handed to JS, blocks verified] */
   readStats: (session: SessionHandle) => Float64Array
+  /** Bytes asked to read and written per requesting process since the last call: [container's full id or "", read, written]. */
+  pidIo: () => Array<[string, number, number]>
 }
 
 export const binding = createRequire(import.meta.url)('../../native/chaac-fuse/build/Release/chaac_fuse.node') as Binding
