@@ -123,10 +123,17 @@ export class Agent {
     })
     await store.reconcile(pool.balls)
 
-    const fs = new Filesystem({ pool, store, chunkSize: config.chunkSize, cacheSkipOver: config.cacheSkipOver, inlineMax: config.inlineMax, log })
+    const fs = new Filesystem({
+      pool, store, chunkSize: config.chunkSize, cacheSkipOver: config.cacheSkipOver, inlineMax: config.inlineMax, log, firstHandle: firstHandle()
+    })
+    const mount = new ChaacMount(config.mount, fs, log, {
+      attrTimeout: config.attrTimeout, negativeEntries: config.cluster.role === 'single', busyPollUs: config.busyPollUs, keeperDir: config.data
+    })
+    // Processes of a mount taken over may still hold files unlinked while open: those wait for their release.
+    const takingOver = await mount.takeoverCandidate() !== undefined
     // The pool's agent collects for the whole namespace, before any other agent is let in; on etcd, where
     // another agent may hold a file unlinked while open, each agent collects only the copies it holds.
-    if (role !== 'join') await fs.collectGarbage({ orphans: role !== 'etcd' })
+    if (role !== 'join') await fs.collectGarbage({ orphans: role !== 'etcd' && !takingOver })
     await store.fitCapacity()
     const uploader = new CloudUploader(pool, store, log)
     if (store.writePolicy === 'async') uploader.start()
@@ -134,9 +141,6 @@ export class Agent {
     if (cloud && (role === 'single' || role === 'pool')) collector.start()
     const context = new ContextMonitor(probe, config.data, config.contextIntervalMs, log, new ContainerProbe())
     context.start()
-    const mount = new ChaacMount(config.mount, fs, log, {
-      attrTimeout: config.attrTimeout, negativeEntries: config.cluster.role === 'single', busyPollUs: config.busyPollUs
-    })
     mount.followChanges(pool, id)
     const agent = new Agent(id, config, pool, store, fs, uploader, collector, context, mount, new HttpApi(), log)
     await agent.history.store.load()
@@ -371,6 +375,17 @@ function hostPort (host: string, port: number): string {
 
 function cloudTier (spec: CloudSpec): CloudTier {
   return spec.kind === 'dir' ? new DirCloud(spec.dir) : new S3Cloud(spec)
+}
+
+/**
+ * File handles start from a number no earlier agent on this host reached:
+ * after a takeover, handles below it are the dead agent's, adopted at their
+ * first use. A base of 1024 per millisecond since the epoch stays below
+ * 2^53 (exact in a double) and ahead of any agent opening fewer than a
+ * million files a second.
+ */
+function firstHandle (): number {
+  return Date.now() * 1024
 }
 
 async function agentId (data: string): Promise<string> {

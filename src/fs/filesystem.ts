@@ -16,6 +16,7 @@ const S_ISGID = 0o2000
 const NAME_MAX = 255
 const PATH_MAX = 4096
 const O_ACCMODE = 3
+const O_RDWR = 2
 const O_EXCL = 0o200
 const O_TRUNC = 0o1000
 // Chunks a read plan covers at most (16 GiB in 4 MiB chunks).
@@ -33,6 +34,11 @@ export interface FilesystemOptions {
   cacheSkipOver: number
   /** Files up to this size are kept inline in the data pool instead of balls (0: never). */
   inlineMax: number
+  /**
+   * The first handle number given out (default 1). Handles below it may be
+   * an earlier agent's, on a connection taken over: see `adopt`.
+   */
+  firstHandle?: number
   log: { warn: (obj: object, msg: string) => void, error: (obj: object, msg: string) => void }
 }
 
@@ -45,13 +51,16 @@ export class Filesystem {
   private readonly lookups = new Map<number, number>()
   // Each file's content (size and balls) when the kernel last saw it, for keepCache.
   private readonly seen = new Map<number, string>()
-  private nextFd = 1
+  private nextFd: number
+  private readonly firstHandle: number
   /** Bytes read and written through the mount since the start. */
   readonly traffic = { bytesRead: 0, bytesWritten: 0 }
 
   constructor (private readonly opts: FilesystemOptions) {
     this.pool = opts.pool
     this.store = opts.store
+    this.firstHandle = opts.firstHandle ?? 1
+    this.nextFd = this.firstHandle
   }
 
   // ---- the kernel's references ----
@@ -420,6 +429,18 @@ export class Filesystem {
     return undefined
   }
 
+  /**
+   * Takes on a handle an earlier agent gave out (this agent took its
+   * connection over): a handle of `ino`, read-write for a file, so that the
+   * process holding it goes on using it. Handles this agent could have
+   * given out are refused, as any unknown handle.
+   */
+  adopt (fd: number, ino: number): void {
+    if (fd >= this.firstHandle || this.handles.has(fd)) throw new ChaacError('CHAAC_BAD_HANDLE', `no open file with handle ${fd}`)
+    const node = this.node(ino)
+    this.openHandle(node, isFile(node) ? O_RDWR : 0, fd)
+  }
+
   // ---- internals ----
 
   private async commit (ino: number, sync: boolean): Promise<void> {
@@ -485,9 +506,7 @@ export class Filesystem {
     await this.releaseBalls(await this.pool.purge(node.ino))
   }
 
-  private openHandle (node: Inode, flags: number): number {
-    const fd = this.nextFd++
-    if (this.nextFd > 0x7fffffff) this.nextFd = 1
+  private openHandle (node: Inode, flags: number, fd = this.nextFd++): number {
     this.handles.set(fd, { ino: node.ino, flags })
     if (isFile(node)) {
       const ino = node.ino
