@@ -17,10 +17,10 @@ export class UncommittedLog {
   private chain: Promise<unknown> = Promise.resolve()
   private lines = 0
 
-  private constructor (private readonly file: string, private fh: FileHandle) {}
+  private constructor (private readonly file: string, private fh: FileHandle, private readonly compactAfter: number) {}
 
   /** Opens the log afresh; `previous` holds the files an earlier agent left uncommitted. */
-  static async open (file: string): Promise<{ log: UncommittedLog, previous: Set<number> }> {
+  static async open (file: string, compactAfter = COMPACT_AFTER): Promise<{ log: UncommittedLog, previous: Set<number> }> {
     const previous = new Set<number>()
     const text = await readFile(file, 'utf8').catch(() => '')
     for (const line of text.split('\n')) {
@@ -29,7 +29,7 @@ export class UncommittedLog {
       if (line[0] === '+') previous.add(ino)
       else if (line[0] === '-') previous.delete(ino)
     }
-    return { log: new UncommittedLog(file, await open(file, 'w')), previous }
+    return { log: new UncommittedLog(file, await open(file, 'w'), compactAfter), previous }
   }
 
   /** The file has changes not committed yet; resolves once that is written down. */
@@ -52,7 +52,7 @@ export class UncommittedLog {
 
   private async append (line: string): Promise<void> {
     const run = this.chain.then(async () => {
-      if (++this.lines > COMPACT_AFTER) await this.compact()
+      if (++this.lines > this.compactAfter) await this.compact()
       await this.fh.write(line)
     })
     this.chain = run.catch(() => {})
