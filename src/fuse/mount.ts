@@ -102,6 +102,7 @@ export class ChaacMount {
   keeper?: KeeperRecord
   /** Set when this agent took the mount over from one that died. */
   takenOver?: Omit<Takeover, 'resent'>
+  private resentSoFar = 0
   /** The folder that holds the chaac path, and whether this agent made it a shared mount. */
   folder?: { path: string, madeShared: boolean }
 
@@ -175,7 +176,8 @@ export class ChaacMount {
     this.log.info({ keeper: previous.pid, previousAgent: previous.agentPid }, `took over the mount ${this.dir} from the previous agent (pid ${previous.agentPid}) that its keeper (pid ${previous.pid}) held`)
     this.record(this.keeper)
     setTimeout(() => {
-      this.log.info({ resent: binding.resent(session) }, `${binding.resent(session)} requests the previous agent had not answered were sent again`)
+      const resent = this.takeover()?.resent ?? 0
+      this.log.info({ resent }, `${resent} requests the previous agent had not answered were sent again`)
     }, RESENT_LOG_MS).unref()
     return session
   }
@@ -246,7 +248,9 @@ export class ChaacMount {
   /** The takeover this agent made, with the requests sent again so far. */
   takeover (): Takeover | undefined {
     if (!this.takenOver) return undefined
-    return { ...this.takenOver, resent: this.session ? binding.resent(this.session) : 0 }
+    // Once the session is gone its count is too: the requests were answered long before.
+    if (this.session) this.resentSoFar = binding.resent(this.session)
+    return { ...this.takenOver, resent: this.resentSoFar }
   }
 
   /**
