@@ -194,6 +194,8 @@ export class Agent {
         agent.worker.start()
       }
     } catch (err) {
+      // Programs were waiting on a mount taken over: it stays for the next agent.
+      mount.handOver()
       await agent.close()
       throw err
     }

@@ -908,6 +908,17 @@ static napi_value takeover (napi_env env, napi_callback_info info) {
   return serve(env, s, argv[6], NULL);
 }
 
+// detach(session): stops reading requests, without ending the session: the
+// connection stays with the keeper for the next agent (a start that failed
+// after a takeover), which gets again what this one read and left unanswered.
+static napi_value detach (napi_env env, napi_callback_info info) {
+  ARGS(1)
+  session_t *s = session_of(env, argv[0]);
+  if (s == NULL) THROW(env, "not a session");
+  uv_poll_stop(&s->poll);
+  return NULL;
+}
+
 // resent(session) -> requests the kernel sent again after a takeover, so far.
 static napi_value resent (napi_env env, napi_callback_info info) {
   ARGS(1)
@@ -1269,6 +1280,7 @@ NAPI_MODULE_INIT () {
     { "readStats", NULL, read_stats, NULL, NULL, NULL, napi_default, NULL },
     { "takeover", NULL, takeover, NULL, NULL, NULL, napi_default, NULL },
     { "resent", NULL, resent, NULL, NULL, NULL, napi_default, NULL },
+    { "detach", NULL, detach, NULL, NULL, NULL, napi_default, NULL },
     { "sessionFd", NULL, session_fd, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);

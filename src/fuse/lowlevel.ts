@@ -73,6 +73,8 @@ export interface Binding {
    * requests the previous agent left unanswered. Throws, the mount untouched, when it cannot.
    */
   takeover: (keeperPid: number, fd: number, init: Float64Array, sessionOptions: string, entryTimeout: number, attrTimeout: number, dispatch: Dispatch, busyPollMicroseconds: number) => SessionHandle
+  /** Stops reading requests, the session left open: the keeper keeps the connection for the next agent. */
+  detach: (session: SessionHandle) => void
   /** Requests the kernel sent again after a takeover, so far. */
   resent: (session: SessionHandle) => number
   /** The session's /dev/fuse descriptor (for the keeper). */

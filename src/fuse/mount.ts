@@ -103,6 +103,7 @@ export class ChaacMount {
   /** Set when this agent took the mount over from one that died. */
   takenOver?: Omit<Takeover, 'resent'>
   private resentSoFar = 0
+  private handedOver = false
   /** The folder that holds the chaac path, and whether this agent made it a shared mount. */
   folder?: { path: string, madeShared: boolean }
 
@@ -245,6 +246,17 @@ export class ChaacMount {
     if (this.opts.keeperDir !== undefined) await removeKeeperRecord(this.opts.keeperDir)
   }
 
+  /**
+   * For a start that failed after a takeover: this agent stops reading
+   * requests and leaves the mount and its keeper to the next agent, instead
+   * of unmounting what programs are waiting on.
+   */
+  handOver (): void {
+    if (!this.session || !this.takenOver) return
+    binding.detach(this.session)
+    this.handedOver = true
+  }
+
   /** The takeover this agent made, with the requests sent again so far. */
   takeover (): Takeover | undefined {
     if (!this.takenOver) return undefined
@@ -285,7 +297,7 @@ export class ChaacMount {
   }
 
   async unmount (): Promise<void> {
-    if (!this.session || !this.stopped) return
+    if (!this.session || !this.stopped || this.handedOver) return
     const dir = resolve(this.dir)
     await exec('fusermount', ['-u', dir]).catch(async (err) => {
       this.log.error({ err: (err as Error).message }, 'unmount failed (files still open?); unmounting lazily')

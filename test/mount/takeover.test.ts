@@ -8,6 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { readdir, readFile } from 'node:fs/promises'
+import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import { cleanupAgent, sh, shOk, startAgent, type RunningAgent } from '../helpers/agent.ts'
@@ -208,6 +209,31 @@ except OSError as e:
   t.equal(writer.out(), 'written\nfsync EIO\n', 'with EIO: the write before it was lost with the agent')
   const resent = await waitFor(async () => (await served?.json('/status'))?.mount.takeover?.resent, { what: 'the count of requests sent again' })
   t.ok(resent >= 1, `the kernel sent the fsync again (${String(resent)} requests)`)
+})
+
+t.test('takeover - a start that fails after taking over leaves the mount and its keeper to the next agent', OPTS, async (t) => {
+  agent = await startAgent({ data: agent?.data, env: INFO })
+  const first = agent
+  await shOk('echo waited > w', { cwd: first.mount })
+  const keeper = await waitFor(async () => await first.keeperPid(), { what: 'the keeper to start' })
+  await first.kill9({ keepKeeper: true })
+  const reader = run('cat', [join(first.mount, 'w')])
+  t.teardown(() => stopProc(reader))
+  // The HTTP port is taken: this agent takes the mount over, then fails.
+  const taken = createServer()
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { taken.close() })
+  const port = (taken.address() as AddressInfo).port
+  await t.rejects(startAgent({ data: first.data, args: ['--http', `127.0.0.1:${port}`], env: INFO }), /exited before it was ready/)
+  t.notOk(await gone(keeper), 'the keeper still holds the connection')
+  t.not(reader.child.exitCode, 1, 'the reader did not fail')
+
+  agent = await startAgent({ data: first.data, env: INFO })
+  t.match(agent.log(), /took over the mount/, 'the next agent takes it over')
+  t.equal(await withDeadline(reader.exited, 30_000, 'the reader'), 0)
+  t.equal(reader.out(), 'waited\n')
+  t.equal(await shOk('cat w', { cwd: agent.mount }), 'waited\n')
+  t.equal(await agent.stop(), 0, 'a clean stop')
 })
 
 t.test('takeover - with the keeper dead too, the next start replaces the stale mount, as after any crash', OPTS, async (t) => {
