@@ -927,6 +927,11 @@ static napi_value resent (napi_env env, napi_callback_info info) {
   return num(env, s->resent);
 }
 
+// closeOnExec() -> 0 or a negative errno: see takeover_cloexec_all.
+static napi_value close_on_exec (napi_env env, napi_callback_info info) {
+  return result(env, takeover_cloexec_all());
+}
+
 // sessionFd(session) -> the session's /dev/fuse descriptor, for the keeper to hold.
 static napi_value session_fd (napi_env env, napi_callback_info info) {
   ARGS(1)
@@ -1281,6 +1286,7 @@ NAPI_MODULE_INIT () {
     { "takeover", NULL, takeover, NULL, NULL, NULL, napi_default, NULL },
     { "resent", NULL, resent, NULL, NULL, NULL, napi_default, NULL },
     { "detach", NULL, detach, NULL, NULL, NULL, napi_default, NULL },
+    { "closeOnExec", NULL, close_on_exec, NULL, NULL, NULL, napi_default, NULL },
     { "sessionFd", NULL, session_fd, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);

@@ -4,7 +4,10 @@
 // after the agent is gone; the next agent copies that descriptor out of the
 // keeper, brings libfuse's session state up as if it had just mounted, and
 // has the kernel send again the requests the dead agent had read.
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -65,4 +68,20 @@ int takeover_resend (int fd) {
   ssize_t n = write(fd, &h, sizeof(h));
   if (n < 0) return -errno;
   return n == (ssize_t) sizeof(h) ? 0 : -EIO;
+}
+
+int takeover_cloexec_all (void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (d == NULL) return -errno;
+  int self = dirfd(d);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    int fd = atoi(e->d_name);
+    if (fd <= 2 || fd == self) continue;
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && !(flags & FD_CLOEXEC)) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+  closedir(d);
+  return 0;
 }

@@ -41,4 +41,9 @@ int takeover_init (struct fuse_session *se, struct fuse_chan *ch, const init_par
 // and did not answer (FUSE_NOTIFY_RESEND, Linux 6.9). 0 or -errno.
 int takeover_resend (int fd);
 
+// Marks every descriptor above 2 close-on-exec (some libraries open files
+// without it), so that a child started next inherits only what it is given.
+// 0 or -errno.
+int takeover_cloexec_all (void);
+
 #endif

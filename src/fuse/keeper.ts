@@ -5,7 +5,7 @@
 // ENOTCONN, until the next agent takes the connection over (native
 // takeover.c). What that agent needs is in keeper.json in the data folder.
 import { spawn } from 'node:child_process'
-import { readdir, readFile, readlink, rename, rm, writeFile } from 'node:fs/promises'
+import { readFile, readlink, rename, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 
 /** The kernel's FUSE_INIT, as the binding reports it: what a new session must be told it said. */
@@ -36,20 +36,31 @@ const KEEPER_FD = 3
 // In the keeper's environment: a process that reuses the pid of a dead keeper is not taken for it.
 const MARK = 'CHAAC_KEEPER'
 
-/** Starts a keeper of `fd` (the session's /dev/fuse descriptor) for the mount at `mountpoint`; returns its pid. */
-export async function startKeeper (fd: number, mountpoint: string): Promise<{ pid: number, fd: number }> {
-  // Descriptors the agent holds without close-on-exec (LevelDB's files, some
-  // inherited) are closed before `sleep` runs: the keeper holds /dev/fuse only.
-  const others = (await readdir('/proc/self/fd')).map(Number).filter((n) => n > KEEPER_FD)
+// Longer than any host runs (68 years); `sleep infinity` is not in every busybox.
+const FOREVER = '2147483647'
+
+/**
+ * Starts a keeper of `fd` (the session's /dev/fuse descriptor) for the
+ * mount at `mountpoint`; returns its pid. `closeOnExec` marks the agent's
+ * other descriptors close-on-exec first (LevelDB opens its files without),
+ * so the keeper holds /dev/fuse only.
+ */
+export async function startKeeper (fd: number, mountpoint: string, closeOnExec: () => number): Promise<{ pid: number, fd: number }> {
+  closeOnExec()
   // Its own session: a Ctrl-C or a hangup meant for the agent does not reach it.
-  const child = spawn('bash', ['-c', `exec ${others.map((n) => `${n}>&-`).join(' ')} sleep infinity`], {
+  const child = spawn('sleep', [FOREVER], {
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', fd],
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', [MARK]: resolve(mountpoint) }
   })
+  const started = new Promise<number>((resolve, reject) => {
+    child.once('spawn', () => resolve(child.pid as number))
+    child.once('error', reject)
+  })
+  // Nothing else of the child is used: a later error (none is expected) must not end the agent.
+  child.on('error', () => {})
   child.unref()
-  if (child.pid === undefined) throw new Error('could not start the keeper (bash, sleep)')
-  return { pid: child.pid, fd: KEEPER_FD }
+  return { pid: await started, fd: KEEPER_FD }
 }
 
 /** Written atomically: a reader sees the old record or the new one. */

@@ -75,6 +75,8 @@ export interface Binding {
   takeover: (keeperPid: number, fd: number, init: Float64Array, sessionOptions: string, entryTimeout: number, attrTimeout: number, dispatch: Dispatch, busyPollMicroseconds: number) => SessionHandle
   /** Stops reading requests, the session left open: the keeper keeps the connection for the next agent. */
   detach: (session: SessionHandle) => void
+  /** Marks every descriptor of the process above 2 close-on-exec, so that the next child inherits only what it is given. 0 or a negative errno. */
+  closeOnExec: () => number
   /** Requests the kernel sent again after a takeover, so far. */
   resent: (session: SessionHandle) => number
   /** The session's /dev/fuse descriptor (for the keeper). */

@@ -216,7 +216,7 @@ export class ChaacMount {
     const session = this.session
     if (session === undefined || this.keeper !== undefined) return
     try {
-      const { pid, fd } = await startKeeper(binding.sessionFd(session), mountpoint)
+      const { pid, fd } = await startKeeper(binding.sessionFd(session), mountpoint, binding.closeOnExec)
       if (this.session !== session) {
         // Unmounted meanwhile.
         process.kill(pid, 'SIGKILL')
