@@ -121,16 +121,14 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
   }
 }
 
-/** Kills what a test left running and unmounts its chaac paths; for t.teardown. */
+/** Kills what a test left running (the keeper too) and unmounts its chaac path and the folder around it; for t.teardown. */
 export async function cleanupAgent (agent: RunningAgent | undefined, removeRoot = true): Promise<void> {
   if (!agent) return
   await agent.kill9()
   await unmountLazily(agent.mount)
-  if (removeRoot) {
-    // The agent made the folder of its chaac path a shared mount of its own (a bind onto itself).
-    if (await isMountPoint(agent.root)) await execFileP('umount', ['-l', agent.root]).catch(() => {})
-    await rm(agent.root, { recursive: true, force: true })
-  }
+  // The agent made the folder of its chaac path a shared mount of its own (a bind onto itself), which outlives it.
+  if (await isMountPoint(agent.root)) await execFileP('umount', ['-l', agent.root]).catch(() => {})
+  if (removeRoot) await rm(agent.root, { recursive: true, force: true })
 }
 
 /** Kills the keeper of the mount of an agent whose data folder is `data` (by its pid), and waits until it is gone. */
