@@ -21,6 +21,7 @@ import { SiProbe } from './context/si-probe.ts'
 import { CloudCollector } from './fs/cloud-collector.ts'
 import { CloudUploader } from './fs/cloud-uploader.ts'
 import { Filesystem } from './fs/filesystem.ts'
+import { UncommittedLog } from './fs/uncommitted-log.ts'
 import { ChaacMount } from './fuse/mount.ts'
 import { binding } from './fuse/lowlevel.ts'
 import { BALL_STREAMING, DataPlane } from './cluster/data-plane.ts'
@@ -93,6 +94,8 @@ export class Agent {
   repairer?: Repairer
   /** The election of the agent that does the background work of a cluster on etcd. */
   worker?: BackgroundWorker
+  /** Files with changes not committed yet, written down for the agent that may take the mount over. */
+  uncommitted?: UncommittedLog
 
   static async start (config: AgentConfig, log: Logger, probe: HostProbe = new SiProbe()): Promise<Agent> {
     await mkdir(config.data, { recursive: true })
@@ -126,10 +129,20 @@ export class Agent {
     })
     await store.reconcile(pool.balls)
 
-    const fs = new Filesystem({ pool, store, chunkSize: config.chunkSize, cacheSkipOver: config.cacheSkipOver, inlineMax: config.inlineMax, log })
+    const { log: uncommitted, previous: lostChanges } = await UncommittedLog.open(join(config.data, 'uncommitted'))
+    const fs = new Filesystem({
+      pool, store, chunkSize: config.chunkSize, cacheSkipOver: config.cacheSkipOver, inlineMax: config.inlineMax, log, firstHandle: firstHandle(), uncommitted, lostChanges
+    })
+    const mount = new ChaacMount(config.mount, fs, log, {
+      attrTimeout: config.attrTimeout, negativeEntries: config.cluster.role === 'single', busyPollUs: config.busyPollUs, keeperDir: config.data
+    })
+    // Processes of a mount taken over may still hold files unlinked while open: those wait for their release.
+    const takingOver = await mount.takeoverCandidate() !== undefined
+    // The kernel still knows the numbers of files the dead agent created and never stored.
+    if (takingOver && pool instanceof DataPool && lostChanges.size > 0) pool.skipInodes([...lostChanges].reduce((a, b) => Math.max(a, b), 0))
     // The pool's agent collects for the whole namespace, before any other agent is let in; on etcd, where
     // another agent may hold a file unlinked while open, each agent collects only the copies it holds.
-    if (role !== 'join') await fs.collectGarbage({ orphans: role !== 'etcd' })
+    if (role !== 'join') await fs.collectGarbage({ orphans: role !== 'etcd' && !takingOver })
     await store.fitCapacity()
     const uploader = new CloudUploader(pool, store, log)
     if (store.writePolicy === 'async') uploader.start()
@@ -137,11 +150,9 @@ export class Agent {
     if (cloud && (role === 'single' || role === 'pool')) collector.start()
     const context = new ContextMonitor(probe, config.data, config.contextIntervalMs, log, new ContainerProbe(new ContainerIo(() => binding.pidIo())))
     context.start()
-    const mount = new ChaacMount(config.mount, fs, log, {
-      attrTimeout: config.attrTimeout, negativeEntries: config.cluster.role === 'single', busyPollUs: config.busyPollUs
-    })
     mount.followChanges(pool, id)
     const agent = new Agent(id, config, pool, store, fs, uploader, collector, context, mount, new HttpApi(), log)
+    agent.uncommitted = uncommitted
     await agent.history.store.load()
     const plane = role === 'single' ? undefined : dataPlane(config, agent)
     agent.plane = plane
@@ -173,6 +184,9 @@ export class Agent {
         }
       }
       await mount.mount()
+      if (mount.takenOver && lostChanges.size > 0) {
+        log.warn({ inodes: [...lostChanges] }, `${lostChanges.size} files had changes the previous agent acknowledged and never committed: they are lost, and the processes that made them get EIO on those descriptors`)
+      }
       await agent.http.listen(agent, config.http.host, config.http.port)
       await agent.membership.join()
       agent.history.start()
@@ -183,6 +197,8 @@ export class Agent {
         agent.worker.start()
       }
     } catch (err) {
+      // Programs were waiting on a mount taken over: it stays for the next agent.
+      mount.handOver()
       await agent.close()
       throw err
     }
@@ -308,6 +324,7 @@ export class Agent {
       await step('unmount', async () => await this.mount.unmount())
       await step('commit open files', async () => await this.fs.commitAll()
         .catch((err) => this.log.error({ err }, 'could not commit open files at shutdown')))
+      await step('uncommitted log', async () => await this.uncommitted?.close())
       await step('uploads', async () => await this.uploader.close())
       await step('cloud garbage', async () => await this.collector.close())
       await step('http', async () => await this.http.close())
@@ -374,6 +391,17 @@ function hostPort (host: string, port: number): string {
 
 function cloudTier (spec: CloudSpec): CloudTier {
   return spec.kind === 'dir' ? new DirCloud(spec.dir) : new S3Cloud(spec)
+}
+
+/**
+ * File handles start from a number no earlier agent on this host reached:
+ * after a takeover, handles below it are the dead agent's, adopted at their
+ * first use. A base of 1024 per millisecond since the epoch stays below
+ * 2^53 (exact in a double) and ahead of any agent opening fewer than a
+ * million files a second.
+ */
+function firstHandle (): number {
+  return Date.now() * 1024
 }
 
 async function agentId (data: string): Promise<string> {

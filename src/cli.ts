@@ -2,7 +2,7 @@
 // running one over its HTTP API; `bench` measures a folder (src/bench/).
 // Signals are handled here and only here.
 import { Command, InvalidArgumentError, Option } from 'commander'
-import { relative, resolve } from 'node:path'
+import { basename, dirname, relative, resolve } from 'node:path'
 import { pino } from 'pino'
 import { Agent } from './agent.ts'
 import { benchCommand } from './bench/command.ts'
@@ -347,13 +347,14 @@ async function runAgent (flags: AgentFlags, given: GivenSettings): Promise<void>
   const agent = await Agent.start(config, log, probe)
   const manager = serviceManager(log)
   const addr = agent.http.address
+  const folder = agent.mount.folder?.path ?? dirname(resolve(config.mount))
   const http = addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : ''
   console.log(`chaac agent ${agent.id} is running
   chaac path:  ${config.mount}
   dashboard:   ${http}/
   status:      ${http}/status   (or: npx chaac status --http ${addr?.address}:${addr?.port})${clusterLine(agent)}
-  containers:  docker run --rm -v ${config.mount}:/data busybox ls /data
-               (to keep the mount across agent restarts, bind its parent folder with rslave: see README)
+  containers:  docker run --rm -v ${folder}:/chaac:rslave busybox ls /chaac/${basename(config.mount)}
+               (the folder that holds the chaac path, so that containers keep it across agent restarts)
 Press Ctrl-C to stop (the chaac path is unmounted cleanly).`)
   manager.notify({ READY: 1, STATUS: `serving the chaac path ${config.mount}` })
   let stopping = false

@@ -210,7 +210,14 @@ function reads (agent: AgentView): object {
 function status (agent: AgentView): object {
   return {
     agent: { id: agent.id, version: agent.version, pid: process.pid, uptimeSeconds: Math.round((Date.now() - agent.startedAt) / 1000) },
-    mount: { path: agent.config.mount, errors: agent.mount.errors.summary(), nativeReads: agent.mount.nativeReads() },
+    mount: {
+      path: agent.config.mount,
+      errors: agent.mount.errors.summary(),
+      nativeReads: agent.mount.nativeReads(),
+      keeper: agent.mount.keeper?.pid ?? null,
+      takeover: agent.mount.takeover() ?? null,
+      folder: agent.mount.folder ?? null
+    },
     http: agent.http.address ? `${agent.http.address.address}:${agent.http.address.port}` : null,
     chunkSize: agent.config.chunkSize,
     cacheSkipOver: agent.config.cacheSkipOver,

@@ -148,6 +148,15 @@ export class DataPool extends PoolChanges implements Pool {
     return { ino, ops: [{ type: 'put', key: NEXT_INO_KEY, value: Buffer.from(String(this.nextIno)) }] }
   }
 
+  /**
+   * Numbers up to `ino` are not given to new files: an agent that died may
+   * have given them to files it never stored, which the kernel still knows
+   * (a mount taken over keeps the kernel's inodes).
+   */
+  skipInodes (ino: number): void {
+    if (this.nextIno <= ino) this.nextIno = ino + 1
+  }
+
   /** Stores changes made lazily, if any are waiting. */
   async flushLazy (): Promise<void> {
     if (this.lazy.length > 0) await this.persist([])

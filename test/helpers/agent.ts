@@ -3,10 +3,11 @@
 // that kills by PID and unmounts lazily so a failed test leaves no mount.
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
+import { killKeeper, loadKeeper } from '../../src/fuse/keeper.ts'
 import { waitFor, withDeadline } from './wait.ts'
 
 const execFileP = promisify(execFile)
@@ -33,8 +34,15 @@ export interface RunningAgent {
   log: () => string
   /** SIGTERM (or the signal given) and wait for a clean exit (unmounts). */
   stop: (signal?: NodeJS.Signals) => Promise<number | null>
-  /** SIGKILL: the mount is left behind, as after a crash. */
-  kill9: () => Promise<void>
+  /**
+   * SIGKILL of the agent, then of the keeper that holds its mount's
+   * connection: the mount is left behind stale, as after a crash of both.
+   * With `keepKeeper` the keeper lives on: processes using the mount wait
+   * for the next agent, which takes the mount over.
+   */
+  kill9: (opts?: { keepKeeper?: boolean }) => Promise<void>
+  /** The pid of the keeper of the agent's mount, from its data folder (undefined: none). */
+  keeperPid: () => Promise<number | undefined>
   json: (path: string) => Promise<any>
 }
 
@@ -98,11 +106,14 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
       child.kill(signal)
       return await withDeadline(exited, 60_000, 'agent shutdown')
     },
-    kill9: async () => {
-      if (gone) return
-      child.kill('SIGKILL')
-      await withDeadline(exited, 10_000, 'agent exit after SIGKILL')
+    kill9: async (o = {}) => {
+      if (!gone) {
+        child.kill('SIGKILL')
+        await withDeadline(exited, 10_000, 'agent exit after SIGKILL')
+      }
+      if (o.keepKeeper !== true) await stopKeeper(data)
     },
+    keeperPid: async () => (await loadKeeper(data))?.pid,
     json: async (path: string) => {
       const res = await fetch(url + path, { signal: AbortSignal.timeout(10_000) })
       return await res.json()
@@ -110,12 +121,28 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
   }
 }
 
-/** Kills what a test left running and unmounts its chaac paths; for t.teardown. */
+/** Kills what a test left running (the keeper too) and unmounts its chaac path and the folder around it; for t.teardown. */
 export async function cleanupAgent (agent: RunningAgent | undefined, removeRoot = true): Promise<void> {
   if (!agent) return
   await agent.kill9()
   await unmountLazily(agent.mount)
+  // The agent made the folder of its chaac path a shared mount of its own (a bind onto itself), which outlives it.
+  if (await isMountPoint(agent.root)) await execFileP('umount', ['-l', agent.root]).catch(() => {})
   if (removeRoot) await rm(agent.root, { recursive: true, force: true })
+}
+
+/** Kills the keeper of the mount of an agent whose data folder is `data` (by its pid), and waits until it is gone. */
+export async function stopKeeper (data: string): Promise<void> {
+  const record = await loadKeeper(data)
+  if (record === undefined) return
+  await killKeeper(record)
+  await waitFor(async () => !await readFile(`/proc/${record.pid}/environ`, 'utf8').then((env) => env.includes('CHAAC_KEEPER='), () => false),
+    { timeoutMs: 10_000, what: `the keeper (pid ${record.pid}) to exit` })
+}
+
+async function isMountPoint (dir: string): Promise<boolean> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8')
+  return info.split('\n').some((line) => line.split(' ')[4] === resolve(dir))
 }
 
 export async function unmountLazily (mount: string): Promise<void> {
