@@ -147,7 +147,7 @@ t.test('open file - small overwrites are sealed as slices of what was written; r
 t.test('open file - a chunk that gathered many slices is merged into one ball in the background', async (t) => {
   const { pooled, s, file, model } = overBall(7)
   for (let i = 0; i < COMPACT_AT + 3; i++) {
-    const at = i * 8192
+    const at = i * 4096
     await file.write(Buffer.alloc(100, i), at)
     model.fill(i, at, at + 100)
     await commit(file, pooled)
