@@ -111,6 +111,13 @@ typedef struct {
   uint32_t gid;
 } request_t;
 
+// What JS holds of a request: the request until it is answered, then NULL.
+typedef struct { fuse_req_t req; } token_t;
+
+static void free_token (napi_env env, void *data, void *hint) {
+  free(data);
+}
+
 static request_t *request (int op, fuse_req_t req, fuse_ino_t ino) {
   request_t *r = calloc(1, sizeof(request_t));
   if (r == NULL) return NULL;
@@ -449,7 +456,15 @@ static void call_js (session_t *s, request_t *r) {
   napi_value lent = NULL;
   argv[0] = num(env, r->op);
   if (r->req != NULL) {
-    napi_create_external(env, r->req, NULL, NULL, &argv[1]);
+    token_t *token = malloc(sizeof(token_t));
+    if (token == NULL) {
+      fuse_reply_err(r->req, ENOMEM);
+      request_free(r);
+      napi_close_handle_scope(env, scope);
+      return;
+    }
+    token->req = r->req;
+    napi_create_external(env, token, free_token, NULL, &argv[1]);
     s->pending++;
   } else {
     napi_get_null(env, &argv[1]);
@@ -691,15 +706,27 @@ static void free_session (uv_handle_t *handle) {
   napi_value argv[n]; \
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < n) THROW(env, "wrong number of arguments");
 
-// The request a reply_* call answers (each answers one exactly once).
+// The request a reply_* call answers. Each answers one exactly once: a second
+// answer (or one to something else than a request) throws instead of handing
+// libfuse a request it freed with the first.
 static fuse_req_t req_of (napi_env env, napi_value v) {
-  void *req = NULL;
-  napi_get_value_external(env, v, &req);
-  session_t *s = req == NULL ? NULL : fuse_req_userdata(req);
-  if (s != NULL) {
-    s->pending--;
-    s->answered_at = now_ns();
+  void *data = NULL;
+  napi_valuetype type;
+  napi_typeof(env, v, &type);
+  if (type != napi_external || napi_get_value_external(env, v, &data) != napi_ok || data == NULL) {
+    napi_throw_type_error(env, NULL, "not a request");
+    return NULL;
   }
+  token_t *token = data;
+  fuse_req_t req = token->req;
+  if (req == NULL) {
+    napi_throw_error(env, "ERR_ANSWERED", "the request was answered already");
+    return NULL;
+  }
+  token->req = NULL;
+  session_t *s = fuse_req_userdata(req);
+  s->pending--;
+  s->answered_at = now_ns();
   return req;
 }
 
@@ -970,13 +997,16 @@ static napi_value reply_err (napi_env env, napi_callback_info info) {
   ARGS(2)
   int32_t err;
   napi_get_value_int32(env, argv[1], &err);
-  return result(env, fuse_reply_err(req_of(env, argv[0]), err));
+  fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
+  return result(env, fuse_reply_err(req, err));
 }
 
 // replyEntry(req, attrs)
 static napi_value reply_entry (napi_env env, napi_callback_info info) {
   ARGS(2)
   fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
   struct fuse_entry_param e;
   if (!fill_entry(env, argv[1], &e, fuse_req_userdata(req))) return result(env, fuse_reply_err(req, EIO));
   return result(env, fuse_reply_entry(req, &e));
@@ -996,6 +1026,7 @@ static void fill_open (napi_env env, napi_value fh, napi_value keep, struct fuse
 static napi_value reply_create (napi_env env, napi_callback_info info) {
   ARGS(4)
   fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
   struct fuse_entry_param e;
   struct fuse_file_info fi;
   if (!fill_entry(env, argv[1], &e, fuse_req_userdata(req))) return result(env, fuse_reply_err(req, EIO));
@@ -1007,6 +1038,7 @@ static napi_value reply_create (napi_env env, napi_callback_info info) {
 static napi_value reply_attr (napi_env env, napi_callback_info info) {
   ARGS(2)
   fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
   const double *a = doubles_of(env, argv[1], AT_COUNT);
   if (a == NULL) return result(env, fuse_reply_err(req, EIO));
   struct stat st;
@@ -1019,6 +1051,7 @@ static napi_value reply_attr (napi_env env, napi_callback_info info) {
 static napi_value reply_readlink (napi_env env, napi_callback_info info) {
   ARGS(2)
   fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
   size_t len;
   napi_get_value_string_utf8(env, argv[1], NULL, 0, &len);
   char *target = malloc(len + 1);
@@ -1034,7 +1067,9 @@ static napi_value reply_open (napi_env env, napi_callback_info info) {
   ARGS(3)
   struct fuse_file_info fi;
   fill_open(env, argv[1], argv[2], &fi);
-  return result(env, fuse_reply_open(req_of(env, argv[0]), &fi));
+  fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
+  return result(env, fuse_reply_open(req, &fi));
 }
 
 // replyBuf(req, buffer, length)
@@ -1045,7 +1080,9 @@ static napi_value reply_buf (napi_env env, napi_callback_info info) {
   uint32_t n;
   napi_get_buffer_info(env, argv[1], &data, &size);
   napi_get_value_uint32(env, argv[2], &n);
-  return result(env, fuse_reply_buf(req_of(env, argv[0]), data, n < size ? n : size));
+  fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
+  return result(env, fuse_reply_buf(req, data, n < size ? n : size));
 }
 
 // replyWrite(req, count)
@@ -1053,13 +1090,16 @@ static napi_value reply_write (napi_env env, napi_callback_info info) {
   ARGS(2)
   uint32_t n;
   napi_get_value_uint32(env, argv[1], &n);
-  return result(env, fuse_reply_write(req_of(env, argv[0]), n));
+  fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
+  return result(env, fuse_reply_write(req, n));
 }
 
 // replyStatfs(req, Float64Array [bsize, frsize, blocks, bfree, bavail, files, ffree, favail, fsid, flag, namemax])
 static napi_value reply_statfs (napi_env env, napi_callback_info info) {
   ARGS(2)
   fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
   const double *a = doubles_of(env, argv[1], 11);
   if (a == NULL) return result(env, fuse_reply_err(req, EIO));
   struct statvfs st;
@@ -1083,6 +1123,7 @@ static napi_value reply_statfs (napi_env env, napi_callback_info info) {
 static napi_value reply_dirents (napi_env env, napi_callback_info info) {
   ARGS(5)
   fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
   uint32_t size, count;
   double first;
   napi_get_value_uint32(env, argv[1], &size);
