@@ -13,6 +13,9 @@ import { DirCloud } from './cloud/dir-cloud.ts'
 import { S3Cloud } from './cloud/s3-cloud.ts'
 import type { AgentConfig, CloudSpec } from './config.ts'
 import { ContextMonitor } from './context/context-monitor.ts'
+import { NamespaceVolumes } from './docker/namespace-volumes.ts'
+import { PluginSocket } from './docker/plugin-socket.ts'
+import { VolumeDriver } from './docker/volume-driver.ts'
 import { ContainerProbe } from './context/container-probe.ts'
 import type { HostProbe } from './context/host-context.ts'
 import { SiProbe } from './context/si-probe.ts'
@@ -90,6 +93,8 @@ export class Agent {
   repairer?: Repairer
   /** The election of the agent that does the background work of a cluster on etcd. */
   worker?: BackgroundWorker
+  /** The Docker volume driver (unless --volume-driver none), and why its socket does not listen when it does not. */
+  volumeDriver?: { name: string, driver: VolumeDriver, socket: PluginSocket, reason?: string }
 
   static async start (config: AgentConfig, log: Logger, probe: HostProbe = new SiProbe()): Promise<Agent> {
     await mkdir(config.data, { recursive: true })
@@ -171,6 +176,8 @@ export class Agent {
       }
       await mount.mount()
       await agent.http.listen(agent, config.http.host, config.http.port)
+      // Once the mount is up: Docker bind-mounts the folders the driver names.
+      if (config.volumeDriver !== undefined) agent.volumeDriver = await serveVolumes(config.volumeDriver, agent)
       await agent.membership.join()
       agent.history.start()
       if (pool instanceof EtcdPool && plane) {
@@ -295,13 +302,15 @@ export class Agent {
     }
   }
 
-  /** Safe to call twice; stops in reverse: unmount, drain writes, uploads, HTTP, context, ball store, LevelDB. */
+  /** Safe to call twice; stops in reverse: volume driver, unmount, drain writes, uploads, HTTP, context, ball store, LevelDB. */
   async close (): Promise<void> {
     const step = async (name: string, fn: () => Promise<unknown>): Promise<void> => {
       this.log.debug({ step: name }, 'shutdown')
       await fn()
     }
     this.closing ??= (async () => {
+      // First, so that Docker no longer finds the driver (nor a stale socket) while the mount goes.
+      await step('volume driver', async () => await this.volumeDriver?.socket.close())
       await step('unmount', async () => await this.mount.unmount())
       await step('commit open files', async () => await this.fs.commitAll()
         .catch((err) => this.log.error({ err }, 'could not commit open files at shutdown')))
@@ -381,6 +390,28 @@ async function agentId (data: string): Promise<string> {
     const id = randomUUID()
     await writeFile(file, id + '\n')
     return id
+  }
+}
+
+/**
+ * The Docker volume driver on its socket. A host where it cannot listen (no
+ * right to /run/docker/plugins, another agent serving that name) still gets
+ * its agent, without the driver: the log and /status say why.
+ */
+async function serveVolumes (name: string, agent: Agent): Promise<NonNullable<Agent['volumeDriver']>> {
+  const { config, log } = agent
+  const store = new NamespaceVolumes({ pool: agent.pool, fs: agent.fs, chaacPath: config.mount, chunkSize: config.chunkSize })
+  // An agent alone keeps one copy of each ball; a cluster keeps its --replicas.
+  const driver = new VolumeDriver(store, agent.plane ? config.cluster.replicas : 1)
+  const socket = new PluginSocket(PluginSocket.pathFor(name), driver)
+  try {
+    await socket.listen()
+    log.info({ driver: name, socket: socket.path }, `Docker volume driver ${name} listening`)
+    return { name, driver, socket }
+  } catch (err) {
+    const reason = (err as Error).message
+    log.warn({ driver: name, socket: socket.path, err: reason }, `no Docker volume driver ${name}: ${reason}`)
+    return { name, driver, socket, reason }
   }
 }
 

@@ -30,6 +30,8 @@ export interface RunningAgent {
   url: string
   /** HOST:PORT of the HTTP API */
   http: string
+  /** The socket of the Docker volume driver the agent was started with (--volume-driver NAME). */
+  volumeSocket?: string
   log: () => string
   /** SIGTERM (or the signal given) and wait for a clean exit (unmounts). */
   stop: (signal?: NodeJS.Signals) => Promise<number | null>
@@ -66,6 +68,9 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
     CLI, 'agent', '--data', data, '--mount', mount, '--http', '127.0.0.1:0',
     ...(hasBin ? [] : ['--bin', `mem:${join(root, 'shm')}:64MiB`, '--bin', `disk:${join(data, 'bins', 'disk0')}:4GiB`]),
     ...metaArgs(opts.args ?? [], data),
+    // Test agents serve no Docker volume driver unless a test names one: a socket of the shared dockerd that a
+    // killed agent left behind would slow every `docker volume ls` on the host (Docker retries it for 30 s).
+    ...((opts.args ?? []).includes('--volume-driver') ? [] : ['--volume-driver', 'none']),
     ...(opts.args ?? [])
   ]
   const child = spawn(process.execPath, args, { env: { ...process.env, CHAAC_LOG_LEVEL: 'warn', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -92,6 +97,7 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
     mount,
     url,
     http,
+    volumeSocket: volumeSocketOf(opts.args ?? []),
     log: () => out,
     stop: async (signal = 'SIGTERM') => {
       if (gone) return child.exitCode
@@ -114,8 +120,14 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
 export async function cleanupAgent (agent: RunningAgent | undefined, removeRoot = true): Promise<void> {
   if (!agent) return
   await agent.kill9()
+  if (agent.volumeSocket !== undefined) await rm(agent.volumeSocket, { force: true })
   await unmountLazily(agent.mount)
   if (removeRoot) await rm(agent.root, { recursive: true, force: true })
+}
+
+function volumeSocketOf (args: string[]): string | undefined {
+  const name = args[args.indexOf('--volume-driver') + 1]
+  return args.includes('--volume-driver') && name !== 'none' ? `/run/docker/plugins/${name}.sock` : undefined
 }
 
 export async function unmountLazily (mount: string): Promise<void> {
