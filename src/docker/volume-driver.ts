@@ -122,9 +122,10 @@ export class VolumeDriver {
       }
       case '/VolumeDriver.Unmount': {
         const name = checkVolumeName(req.Name)
+        const id = mountId(req.ID)
         const ids = this.mounts.get(name)
         // An id this agent never saw (it was mounted before a restart) has nothing to undo.
-        ids?.delete(mountId(req.ID))
+        ids?.delete(id)
         if (ids?.size === 0) this.mounts.delete(name)
         return {}
       }

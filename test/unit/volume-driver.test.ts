@@ -1,0 +1,184 @@
+// Docker's volume plugin protocol without Docker: the driver's answers to each
+// endpoint against an in-memory store, and the plugin socket (a temporary
+// folder here, not Docker's): HTTP framing, stale and live sockets, close.
+import { execFile } from 'node:child_process'
+import { request } from 'node:http'
+import { createServer } from 'node:net'
+import { lstat, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import t from 'tap'
+import { ChaacError } from '../../src/errors.ts'
+import { PluginSocket } from '../../src/docker/plugin-socket.ts'
+import { PLUGIN_CONTENT_TYPE, VolumeDriver, checkVolumeName, type VolumeInfo, type VolumeStore } from '../../src/docker/volume-driver.ts'
+
+const execFileP = promisify(execFile)
+
+class MemoryVolumes implements VolumeStore {
+  readonly volumes = new Map<string, VolumeInfo>()
+  async create (name: string, options: Record<string, string>): Promise<void> {
+    if (!this.volumes.has(name)) this.volumes.set(name, { name, createdAt: Date.UTC(2026, 0, 2, 3, 4, 5), options })
+  }
+
+  async remove (name: string): Promise<void> {
+    if (!this.volumes.delete(name)) throw new ChaacError('CHAAC_NOT_FOUND', `no volume named ${name}`)
+  }
+
+  async get (name: string): Promise<VolumeInfo | undefined> { return this.volumes.get(name) }
+  async list (): Promise<VolumeInfo[]> { return [...this.volumes.values()] }
+  mountpoint (name: string): string { return `/srv/chaac/mount/volumes/${name}` }
+}
+
+function setup (replicas = 2): { store: MemoryVolumes, driver: VolumeDriver } {
+  const store = new MemoryVolumes()
+  return { store, driver: new VolumeDriver(store, replicas) }
+}
+
+t.test('volume driver - activation and capabilities', async (t) => {
+  const { driver } = setup()
+  t.same(await driver.handle('/Plugin.Activate', {}), { status: 200, body: { Implements: ['VolumeDriver'] } })
+  t.same(await driver.handle('/VolumeDriver.Capabilities', null), { status: 200, body: { Capabilities: { Scope: 'global' } } })
+})
+
+t.test('volume driver - create, get, list, path, remove', async (t) => {
+  const { store, driver } = setup()
+  t.same(await driver.handle('/VolumeDriver.Create', { Name: 'data1', Opts: { replicas: '2' } }), { status: 200, body: {} })
+  t.same(store.volumes.get('data1')?.options, { replicas: '2' })
+  // A second create of the name (another host of the cluster) keeps the volume as it is.
+  t.same(await driver.handle('/VolumeDriver.Create', { Name: 'data1' }), { status: 200, body: {} })
+  t.same(store.volumes.get('data1')?.options, { replicas: '2' })
+  const got = await driver.handle('/VolumeDriver.Get', { Name: 'data1' })
+  t.same(got, {
+    status: 200,
+    body: {
+      Volume: {
+        Name: 'data1',
+        Mountpoint: '/srv/chaac/mount/volumes/data1',
+        CreatedAt: '2026-01-02T03:04:05.000Z',
+        Status: { options: { replicas: '2' }, replicas: 2, mountsHere: 0 }
+      }
+    }
+  })
+  t.same(await driver.handle('/VolumeDriver.List', {}), {
+    status: 200, body: { Volumes: [{ Name: 'data1', Mountpoint: '/srv/chaac/mount/volumes/data1', CreatedAt: '2026-01-02T03:04:05.000Z' }] }
+  })
+  t.same(await driver.handle('/VolumeDriver.Path', { Name: 'data1' }), { status: 200, body: { Mountpoint: '/srv/chaac/mount/volumes/data1' } })
+  t.same(await driver.handle('/VolumeDriver.Remove', { Name: 'data1' }), { status: 200, body: {} })
+  t.same(await driver.handle('/VolumeDriver.Get', { Name: 'data1' }), { status: 500, body: { Err: 'no volume named data1' } })
+  t.same(await driver.handle('/VolumeDriver.Remove', { Name: 'data1' }), { status: 500, body: { Err: 'no volume named data1' } })
+  t.same(await driver.handle('/VolumeDriver.List', {}), { status: 200, body: { Volumes: [] } })
+})
+
+t.test('volume driver - mount ids are counted per volume, and remove waits for the last unmount', async (t) => {
+  const { driver } = setup()
+  await driver.handle('/VolumeDriver.Create', { Name: 'shared' })
+  t.same(await driver.handle('/VolumeDriver.Mount', { Name: 'shared', ID: 'c1' }), { status: 200, body: { Mountpoint: '/srv/chaac/mount/volumes/shared' } })
+  await driver.handle('/VolumeDriver.Mount', { Name: 'shared', ID: 'c2' })
+  // Docker never mounts one id twice; if it did, one unmount undoes it.
+  await driver.handle('/VolumeDriver.Mount', { Name: 'shared', ID: 'c2' })
+  t.equal(driver.mountCount('shared'), 2)
+  t.same(await driver.handle('/VolumeDriver.Remove', { Name: 'shared' }), { status: 500, body: { Err: 'volume shared is in use by 2 containers on this host' } })
+  t.same(await driver.handle('/VolumeDriver.Unmount', { Name: 'shared', ID: 'c1' }), { status: 200, body: {} })
+  t.same(await driver.handle('/VolumeDriver.Remove', { Name: 'shared' }), { status: 500, body: { Err: 'volume shared is in use by 1 container on this host' } })
+  // An id mounted before the agent restarted is unknown: its unmount has nothing to undo.
+  t.same(await driver.handle('/VolumeDriver.Unmount', { Name: 'shared', ID: 'before-restart' }), { status: 200, body: {} })
+  await driver.handle('/VolumeDriver.Unmount', { Name: 'shared', ID: 'c2' })
+  t.equal(driver.mountCount('shared'), 0)
+  t.same(await driver.handle('/VolumeDriver.Remove', { Name: 'shared' }), { status: 200, body: {} })
+  t.same(await driver.handle('/VolumeDriver.Mount', { Name: 'shared', ID: 'c3' }), { status: 500, body: { Err: 'no volume named shared' } })
+  t.equal(driver.mountCount('shared'), 0)
+})
+
+t.test('volume driver - bad names, options and requests get a clear Err', async (t) => {
+  const { store, driver } = setup(2)
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['/VolumeDriver.Create', {}, /a volume needs a name/],
+    ['/VolumeDriver.Create', { Name: 'a' }, /'a' is not a valid volume name: at least 2 characters/],
+    ['/VolumeDriver.Create', { Name: '.info' }, /not a valid volume name/],
+    ['/VolumeDriver.Create', { Name: '../etc' }, /not a valid volume name/],
+    ['/VolumeDriver.Create', { Name: 'a/b' }, /not a valid volume name/],
+    ['/VolumeDriver.Create', { Name: 'x'.repeat(256) }, /at most 255/],
+    ['/VolumeDriver.Create', { Name: 'ok1', Opts: { size: '1G' } }, /unknown volume option 'size' \(the chaac driver takes: replicas\)/],
+    ['/VolumeDriver.Create', { Name: 'ok1', Opts: { replicas: 'three' } }, /replicas must be a whole number of copies, at least 1; got 'three'/],
+    ['/VolumeDriver.Create', { Name: 'ok1', Opts: { replicas: '0' } }, /at least 1/],
+    ['/VolumeDriver.Create', { Name: 'ok1', Opts: { replicas: '3' } }, /replicas=3: Chaac keeps every ball here in 2 copies .*a volume cannot have its own/],
+    ['/VolumeDriver.Create', { Name: 'ok1', Opts: ['replicas=2'] }, /volume options must be an object/],
+    ['/VolumeDriver.Create', 'data1', /the request body must be a JSON object/],
+    ['/VolumeDriver.Mount', { Name: 'ok1' }, /no volume named ok1/],
+    ['/VolumeDriver.Unmount', { Name: 'ok1' }, /needs the ID of the container's mount/],
+    ['/VolumeDriver.Frobnicate', {}, /does not answer \/VolumeDriver.Frobnicate/]
+  ]
+  for (const [endpoint, body, err] of cases) {
+    const answer = await driver.handle(endpoint, body)
+    t.equal(answer.status, 500, `${endpoint} ${JSON.stringify(body)}`)
+    t.match((answer.body as { Err: string }).Err, err, `${endpoint} ${JSON.stringify(body)}`)
+  }
+  t.equal(store.volumes.size, 0, 'nothing was created')
+  t.equal(checkVolumeName('my_volume-1.0'), 'my_volume-1.0')
+})
+
+t.test('volume driver - a store failure is an Err, not a crash', async (t) => {
+  const store = new MemoryVolumes()
+  store.list = async () => { throw new Error('disk on fire') }
+  const driver = new VolumeDriver(store, 1)
+  t.same(await driver.handle('/VolumeDriver.List', {}), { status: 500, body: { Err: 'chaac: disk on fire' } })
+})
+
+interface Reply { status: number, type: string | undefined, body: any }
+
+async function post (socketPath: string, path: string, body: string, method = 'POST'): Promise<Reply> {
+  return await new Promise((resolve, reject) => {
+    const req = request({ socketPath, path, method, headers: { 'Content-Type': PLUGIN_CONTENT_TYPE }, timeout: 5000 }, (res) => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (s: string) => { text += s })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: res.headers['content-type'], body: JSON.parse(text) }))
+    })
+    req.on('error', reject)
+    req.on('timeout', () => req.destroy(new Error('no answer')))
+    req.end(body)
+  })
+}
+
+t.test('plugin socket - answers HTTP POSTs with JSON, refuses the rest', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'chaac-plugins-'))
+  t.teardown(async () => await rm(dir, { recursive: true, force: true }))
+  const socket = new PluginSocket(PluginSocket.pathFor('unit', dir), setup().driver)
+  await socket.listen()
+  t.teardown(async () => await socket.close())
+  t.equal(socket.path, join(dir, 'unit.sock'))
+  t.ok(socket.listening)
+  t.equal((await lstat(socket.path)).mode & 0o777, 0o600, 'only root talks to the driver')
+  const activated = await post(socket.path, '/Plugin.Activate', '')
+  t.same(activated, { status: 200, type: PLUGIN_CONTENT_TYPE, body: { Implements: ['VolumeDriver'] } })
+  t.same((await post(socket.path, '/VolumeDriver.Create', '{"Name":"v1","Opts":null}')).body, {})
+  t.same((await post(socket.path, '/VolumeDriver.List', 'null')).body.Volumes.map((v: { Name: string }) => v.Name), ['v1'])
+  t.same(await post(socket.path, '/VolumeDriver.Create', '{"Name":'), { status: 400, type: PLUGIN_CONTENT_TYPE, body: { Err: 'the request body is not JSON' } })
+  t.same((await post(socket.path, '/VolumeDriver.List', '', 'GET')).status, 405)
+  t.same((await post(socket.path, '/VolumeDriver.Create', JSON.stringify({ Name: 'v2', Opts: { x: 'y'.repeat(70_000) } }))).status, 413)
+})
+
+t.test('plugin socket - replaces a stale socket, leaves a live one and a non-socket alone, removes its own at close', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'chaac-plugins-'))
+  t.teardown(async () => await rm(dir, { recursive: true, force: true }))
+  const path = PluginSocket.pathFor('unit', dir)
+
+  // A live server on the path: another agent serves that driver name.
+  const other = createServer((c) => c.end())
+  await new Promise<void>((resolve) => other.listen(path, resolve))
+  await t.rejects(new PluginSocket(path, setup().driver).listen(), { code: 'CHAAC_EXISTS', message: `another process serves the Docker plugin socket ${path}` })
+  await new Promise<void>((resolve) => other.close(() => resolve()))
+  // A process that dies without closing its socket (kill -9) leaves the file: nobody answers on it.
+  await execFileP('python3', ['-c', 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', path])
+  t.ok((await lstat(path)).isSocket(), 'a stale socket is there')
+
+  const socket = new PluginSocket(path, setup().driver)
+  await socket.listen()
+  t.same((await post(path, '/Plugin.Activate', '')).body, { Implements: ['VolumeDriver'] })
+  await socket.close()
+  await socket.close()
+  await t.rejects(lstat(path), { code: 'ENOENT' }, 'the socket is gone after a clean stop')
+
+  await writeFile(path, 'not a socket')
+  await t.rejects(new PluginSocket(path, setup().driver).listen(), { message: `${path} exists and is not a socket` })
+})
