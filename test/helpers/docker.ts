@@ -82,7 +82,7 @@ function isAlive (pid: number): boolean {
  * Runs `fn` holding a lock file shared by every process on this host, so that
  * two test files never start two daemons or import the image twice.
  */
-async function withHostLock<T> (name: string, fn: () => Promise<T>, timeoutMs = 180_000): Promise<T> {
+export async function withHostLock<T> (name: string, fn: () => Promise<T>, timeoutMs = 180_000): Promise<T> {
   const path = join(tmpdir(), `chaac-${name}.lock`)
   await waitFor(async () => {
     try {

@@ -1,0 +1,232 @@
+// The agent as a Docker volume driver, driven through the docker CLI of a real
+// engine: volumes are folders of the chaac namespace (/volumes/NAME), given to
+// containers by Docker's volume plugin protocol on the agent's socket.
+//
+// Docker remembers every volume driver it has talked to until it restarts,
+// and asks each one, in turn, for a volume name it does not know (waiting
+// 15 s for a driver whose socket is gone), and all of them for `docker volume
+// ls`. So the driver here has one fixed name, held by one test process at a
+// time through a lock on the host (a name per run would leave one more dead
+// driver in the shared engine each time); listings filter by driver; and no
+// command names a volume that is gone.
+import { request } from 'node:http'
+import { lstat } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import t from 'tap'
+import { cleanupAgent, sh, shOk, startAgent, type RunningAgent } from '../helpers/agent.ts'
+import { docker, ensureBusyboxImage, withHostLock, type RunResult } from '../helpers/docker.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const TAG = `${process.pid}-${randomBytes(3).toString('hex')}`
+const DRIVER = 'chaac-test-volumes'
+const SOCKET = `/run/docker/plugins/${DRIVER}.sock`
+const ARGS = ['--volume-driver', DRIVER]
+let image = ''
+let agent: RunningAgent | undefined
+const volumes = new Set<string>()
+const containers = new Set<string>()
+
+// Held from the first subtest to teardown: the driver's name is this process's meanwhile.
+let release = (): void => {}
+
+t.before(async () => {
+  image = await ensureBusyboxImage()
+  const held = new Promise<void>((resolve) => { release = resolve })
+  await new Promise<void>((resolve, reject) => {
+    withHostLock(`volume-driver-${DRIVER}`, async () => {
+      resolve()
+      await held
+    }, 500_000).catch(reject)
+  })
+  agent = await startAgent({ args: ARGS })
+})
+
+t.teardown(async () => {
+  try {
+    for (const c of containers) await docker(['rm', '-f', c], { timeoutMs: 30_000 }).catch(() => {})
+    // While the agent answers: Docker would otherwise keep them, and ask the gone driver about them.
+    if (agent) for (const v of (await listed().catch(() => [])).filter((n) => volumes.has(n))) await docker(['volume', 'rm', '-f', v], { timeoutMs: 30_000 })
+    await cleanupAgent(agent)
+  } finally {
+    release()
+  }
+})
+
+function current (): RunningAgent {
+  if (!agent) throw new Error('no agent')
+  return agent
+}
+
+function volumeName (what: string): string {
+  const name = `${what}-${TAG}`
+  volumes.add(name)
+  return name
+}
+
+function containerName (what: string): string {
+  const name = `chaac-vol-${what}-${TAG}`
+  containers.add(name)
+  return name
+}
+
+async function ok (args: string[]): Promise<string> {
+  const r = await docker(args, { timeoutMs: 60_000 })
+  if (r.code !== 0) throw new Error(`docker ${args.join(' ')} failed (${r.code}): ${r.stderr}`)
+  return r.stdout.trim()
+}
+
+async function listed (): Promise<string[]> {
+  const out = await ok(['volume', 'ls', '--quiet', '--filter', `driver=${DRIVER}`])
+  return out === '' ? [] : out.split('\n').sort()
+}
+
+async function inspect (name: string): Promise<any> {
+  return JSON.parse(await ok(['volume', 'inspect', name]))[0]
+}
+
+/** A request straight to the driver's socket, as Docker sends it. */
+async function plugin (endpoint: string, body: object): Promise<{ status: number, body: any }> {
+  return await new Promise((resolve, reject) => {
+    const req = request({ socketPath: SOCKET, path: endpoint, method: 'POST', timeout: 10_000 }, (res) => {
+      let text = ''
+      res.setEncoding('utf8').on('data', (s: string) => { text += s })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }))
+    })
+    req.on('error', reject)
+    req.on('timeout', () => req.destroy(new Error(`${endpoint}: no answer`)))
+    req.end(JSON.stringify(body))
+  })
+}
+
+/** Waits for a detached container to exit (within the deadline) and returns its exit code and output. */
+async function finished (name: string): Promise<RunResult> {
+  const waited = await docker(['wait', name], { timeoutMs: 90_000, onTimeout: () => docker(['kill', name], { timeoutMs: 15_000 }) })
+  const logs = await docker(['logs', name], { timeoutMs: 30_000 })
+  return { code: Number(waited.stdout.trim()), stdout: logs.stdout, stderr: logs.stderr }
+}
+
+t.test('docker volumes - create, ls, inspect and rm through the docker CLI', async (t) => {
+  const a = current()
+  const name = volumeName('basic')
+  const before = Date.now()
+  t.equal(await ok(['volume', 'create', '-d', DRIVER, '--name', name, '-o', 'replicas=1']), name)
+  t.same(await listed(), [name])
+  const v = await inspect(name)
+  t.equal(v.Driver, DRIVER)
+  t.equal(v.Mountpoint, join(a.mount, 'volumes', name), 'a folder of the chaac path')
+  t.equal(v.Scope, 'global', 'one namespace for the whole cluster')
+  t.same(v.Options, { replicas: '1' })
+  t.same(v.Status, { options: { replicas: '1' }, replicas: 1, mountsHere: 0 })
+  const created = Date.parse(v.CreatedAt)
+  t.ok(created >= Math.floor(before / 1000) * 1000 && created <= Date.now(), `CreatedAt ${String(v.CreatedAt)} is the time of the create`)
+
+  // The folder is there on the mount, with what is put in it.
+  await shOk(`test -d '${v.Mountpoint as string}' && mkdir '${v.Mountpoint as string}/sub' && echo kept > '${v.Mountpoint as string}/sub/file'`)
+  t.equal(await ok(['volume', 'create', '-d', DRIVER, '--name', name]), name, 'creating it again keeps it')
+  t.equal(await shOk(`cat '${v.Mountpoint as string}/sub/file'`), 'kept\n')
+
+  const status = await a.json('/status')
+  t.same(status.volumeDriver, { name: DRIVER, socket: SOCKET, listening: true })
+  t.match(await shOk(`node bin/chaac.mjs status --http ${a.http}`, { cwd: join(import.meta.dirname, '..', '..') }),
+    `docker volume driver: ${DRIVER} listening on ${SOCKET} (docker volume create -d ${DRIVER})`)
+
+  t.equal(await ok(['volume', 'rm', name]), name)
+  t.same(await listed(), [])
+  t.same(await plugin('/VolumeDriver.Get', { Name: name }), { status: 500, body: { Err: `no volume named ${name}` } })
+  const left = await sh(`ls -a '${join(a.mount, 'volumes')}'; ls -a '${join(a.mount, 'volumes', '.info')}'`)
+  t.notMatch(left.stdout, name, 'its folder, its files and its info are gone')
+})
+
+t.test('docker volumes - two containers at once see each other\'s closed files', async (t) => {
+  const name = volumeName('shared')
+  await ok(['volume', 'create', '-d', DRIVER, '--name', name])
+  const secret = randomBytes(8).toString('hex')
+  const reader = containerName('reader')
+  const writer = containerName('writer')
+  // Each waits for the other's file, so both run at once; a file is renamed into place once closed.
+  await ok(['run', '-d', '--network', 'none', '--name', reader, '-v', `${name}:/data`, image, 'sh', '-c',
+    'until [ -f /data/done ]; do sleep 0.1; done; cat /data/msg > /data/reply.tmp && mv /data/reply.tmp /data/reply'])
+  await ok(['run', '-d', '--network', 'none', '--name', writer, '-v', `${name}:/data`, image, 'sh', '-c',
+    `until [ -f /data/go ]; do sleep 0.1; done; echo ${secret} > /data/msg && touch /data/done; until [ -f /data/reply ]; do sleep 0.1; done; cat /data/reply`])
+  const mountpoint = join(current().mount, 'volumes', name)
+  await waitFor(async () => (await inspect(name)).Status.mountsHere === 2, { timeoutMs: 30_000, what: 'both containers to mount the volume' })
+  await shOk(`touch '${mountpoint}/go'`)
+  const w = await finished(writer)
+  t.same({ code: w.code, out: w.stdout.trim() }, { code: 0, out: secret }, 'the writer read the reader\'s reply to its message')
+  t.equal((await finished(reader)).code, 0)
+  t.equal(await shOk(`cat '${mountpoint}/msg' '${mountpoint}/reply'`), `${secret}\n${secret}\n`, 'the host sees both files on the mount')
+
+  // Stopped, the containers still hold the volume for Docker.
+  const inUse = await docker(['volume', 'rm', name])
+  t.not(inUse.code, 0)
+  t.match(inUse.stderr, /volume is in use/)
+  await ok(['rm', reader, writer])
+  t.equal((await inspect(name)).Status.mountsHere, 0, 'Docker unmounted both')
+  await ok(['volume', 'rm', name])
+})
+
+t.test('docker volumes - Docker keeps a volume the driver refuses to remove', async (t) => {
+  const name = volumeName('held')
+  await ok(['volume', 'create', '-d', DRIVER, '--name', name])
+  // A mount Docker does not count (as by another engine's container would be): only the driver refuses.
+  t.same(await plugin('/VolumeDriver.Mount', { Name: name, ID: 'elsewhere' }), { status: 200, body: { Mountpoint: join(current().mount, 'volumes', name) } })
+  const refused = await docker(['volume', 'rm', name])
+  t.not(refused.code, 0)
+  t.match(refused.stderr, `VolumeDriver.Remove: volume ${name} is in use by 1 container on this host`)
+  t.same(await listed(), [name], 'Docker still lists it')
+  t.equal((await inspect(name)).Status.mountsHere, 1)
+  await shOk(`test -d '${join(current().mount, 'volumes', name)}'`)
+  t.same(await plugin('/VolumeDriver.Unmount', { Name: name, ID: 'elsewhere' }), { status: 200, body: {} })
+  await ok(['volume', 'rm', name])
+  t.same(await listed(), [])
+})
+
+t.test('docker volumes - bad names and options get clear errors', async (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [['--name', 'x'], /'x' is not a valid volume name: at least 2 characters of letters, digits/],
+    [['--name', `-x${TAG}`], /not a valid volume name/],
+    [['--name', volumeName('opt'), '-o', 'size=1G'], /unknown volume option 'size' \(the chaac driver takes: replicas\)/],
+    [['--name', volumeName('opt'), '-o', 'replicas=3'], /replicas=3: Chaac keeps every ball here in 1 copy .*a volume cannot have its own/],
+    [['--name', volumeName('opt'), '-o', 'replicas=two'], /replicas must be a whole number of copies/]
+  ]
+  for (const [args, err] of cases) {
+    const r = await docker(['volume', 'create', '-d', DRIVER, ...args])
+    t.not(r.code, 0, args.join(' '))
+    t.match(r.stderr, err, args.join(' '))
+  }
+  t.same(await listed(), [], 'nothing was created')
+  const missing = await docker(['run', '--rm', '--network', 'none', '--volume-driver', DRIVER, '-v', `never-made-${TAG}:/data`, image, 'true'])
+  // Docker creates a volume a container names; the driver makes it, so this works, and is removed after.
+  volumes.add(`never-made-${TAG}`)
+  t.equal(missing.code, 0, missing.stderr)
+  t.same(await listed(), [`never-made-${TAG}`])
+  await ok(['volume', 'rm', `never-made-${TAG}`])
+})
+
+t.test('docker volumes - volumes outlive agent restarts; the socket goes at a clean stop and a stale one is replaced', async (t) => {
+  const name = volumeName('restart')
+  await ok(['volume', 'create', '-d', DRIVER, '--name', name])
+  const w = containerName('restart-w')
+  await ok(['run', '--network', 'none', '--name', w, '-v', `${name}:/data`, image, 'sh', '-c', 'echo before > /data/f'])
+  await ok(['rm', w])
+  const created = (await inspect(name)).CreatedAt
+
+  const first = current()
+  t.equal(await first.stop(), 0)
+  await t.rejects(lstat(SOCKET), { code: 'ENOENT' }, 'a clean stop removes the socket')
+  agent = await startAgent({ data: first.data, args: ARGS })
+  t.same(await listed(), [name], 'listed again after a restart')
+  t.equal((await inspect(name)).CreatedAt, created, 'with its creation time')
+
+  await current().kill9()
+  t.ok((await lstat(SOCKET)).isSocket(), 'kill -9 leaves the socket behind')
+  agent = await startAgent({ data: first.data, args: ARGS })
+  t.equal((await current().json('/status')).volumeDriver.listening, true, 'the stale socket was replaced')
+  const r = containerName('restart-r')
+  const read = await docker(['run', '--network', 'none', '--name', r, '-v', `${name}:/data`, image, 'sh', '-c', 'cat /data/f; echo after >> /data/f'], { timeoutMs: 60_000 })
+  t.same({ code: read.code, out: read.stdout }, { code: 0, out: 'before\n' }, read.stderr)
+  await ok(['rm', r])
+  t.equal(await shOk(`cat '${join(current().mount, 'volumes', name, 'f')}'`), 'before\nafter\n')
+  await ok(['volume', 'rm', name])
+})
