@@ -400,7 +400,17 @@ async function agentId (data: string): Promise<string> {
  */
 async function serveVolumes (name: string, agent: Agent): Promise<NonNullable<Agent['volumeDriver']>> {
   const { config, log } = agent
-  const store = new NamespaceVolumes({ pool: agent.pool, fs: agent.fs, chaacPath: config.mount, chunkSize: config.chunkSize })
+  const store = new NamespaceVolumes({
+    pool: agent.pool,
+    fs: agent.fs,
+    chaacPath: config.mount,
+    chunkSize: config.chunkSize,
+    agentId: agent.id,
+    isAlive: (id) => {
+      const rec = agent.pool.agents.get(id)
+      return rec !== undefined && isAlive(rec, Date.now(), config.contextIntervalMs)
+    }
+  })
   // An agent alone keeps one copy of each ball; a cluster keeps its --replicas.
   const driver = new VolumeDriver(store, agent.plane ? config.cluster.replicas : 1)
   const socket = new PluginSocket(PluginSocket.pathFor(name), driver)

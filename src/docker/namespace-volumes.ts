@@ -1,8 +1,10 @@
 // Docker volumes as folders of the chaac namespace: volume NAME is the folder
-// /volumes/NAME (on the host: <chaac path>/volumes/NAME), and its creation
-// time and options are a small file /volumes/.info/NAME.json beside it (a
-// name Docker's rules never give a volume). Both are in the data pool, so
-// every agent of a cluster sees the same volumes, and they outlive restarts.
+// /volumes/NAME (on the host: <chaac path>/volumes/NAME); its creation time
+// and options are a small file /volumes/.info/NAME.json beside it, and the
+// mount ids of the containers using it through agent A are the file
+// /volumes/.mounts/NAME/A (names Docker's rules never give a volume; each
+// agent writes only its own). All are in the data pool, so every agent of a
+// cluster sees the same volumes and who uses them, across restarts.
 //
 // The agent changes the namespace here through the data pool, never through
 // its own mount (that could deadlock it). The kernel then learns of the
@@ -17,6 +19,7 @@ import { checkVolumeName, type VolumeInfo, type VolumeStore } from './volume-dri
 /** The folder at the root of the namespace that holds the volumes. */
 export const VOLUMES_DIR = 'volumes'
 const INFO_DIR = '.info'
+const MOUNTS_DIR = '.mounts'
 const ROOT_OWNED = { uid: 0, gid: 0 }
 
 export interface NamespaceVolumesOptions {
@@ -25,6 +28,10 @@ export interface NamespaceVolumesOptions {
   /** The chaac path on the host. */
   chaacPath: string
   chunkSize: number
+  /** This agent, whose mounts it records. */
+  agentId: string
+  /** Whether another agent is alive: the mounts of one that is gone are not counted. */
+  isAlive: (agentId: string) => boolean
 }
 
 interface StoredInfo { createdAt: number, options: Record<string, string> }
@@ -47,8 +54,34 @@ export class NamespaceVolumes implements VolumeStore {
     const volumes = await this.folder(ROOT_INO, VOLUMES_DIR)
     if (this.volumeIno(volumes, name) !== undefined) return
     // The info first: a crash in between leaves an info file that the next create of the name replaces.
-    await this.writeInfo(await this.folder(volumes, INFO_DIR), name, { createdAt: Date.now(), options })
+    const info: StoredInfo = { createdAt: Date.now(), options }
+    await this.writeSmall(await this.folder(volumes, INFO_DIR), infoName(name), Buffer.from(JSON.stringify(info) + '\n'))
     await this.folder(volumes, name)
+  }
+
+  async mounts (name: string): Promise<{ here: string[], elsewhere: number }> {
+    await this.pool.revalidate()
+    const dir = this.mountsDir(name)
+    let here: string[] = []
+    let elsewhere = 0
+    for (const [agent, ino] of dir === undefined ? [] : [...this.pool.entries(dir)]) {
+      if (agent === this.opts.agentId) here = await this.readJson(ino, isIdList) ?? []
+      else if (this.opts.isAlive(agent)) elsewhere += (await this.readJson(ino, isIdList) ?? []).length
+    }
+    return { here, elsewhere }
+  }
+
+  async recordMounts (name: string, ids: string[]): Promise<void> {
+    const volumes = await this.folder(ROOT_INO, VOLUMES_DIR)
+    const dir = await this.folder(await this.folder(volumes, MOUNTS_DIR), name)
+    if (ids.length > 0) await this.writeSmall(dir, this.opts.agentId, Buffer.from(JSON.stringify(ids) + '\n'))
+    else if (this.pool.lookup(dir, this.opts.agentId) !== undefined) await this.fs.unlink(dir, this.opts.agentId)
+  }
+
+  private mountsDir (name: string): number | undefined {
+    const volumes = this.pool.lookup(ROOT_INO, VOLUMES_DIR)
+    const mounts = volumes === undefined ? undefined : this.pool.lookup(volumes, MOUNTS_DIR)
+    return mounts === undefined ? undefined : this.pool.lookup(mounts, name)
   }
 
   async remove (name: string): Promise<void> {
@@ -60,6 +93,12 @@ export class NamespaceVolumes implements VolumeStore {
     await this.fs.rmdir(volumes, name)
     const info = this.pool.lookup(volumes, INFO_DIR)
     if (info !== undefined && this.pool.lookup(info, infoName(name)) !== undefined) await this.fs.unlink(info, infoName(name))
+    // What agents that are gone had recorded.
+    const mounts = this.mountsDir(name)
+    if (mounts !== undefined) {
+      await this.removeTree(mounts)
+      await this.fs.rmdir(this.pool.lookup(volumes, MOUNTS_DIR) as number, name)
+    }
   }
 
   async get (name: string): Promise<VolumeInfo | undefined> {
@@ -108,11 +147,9 @@ export class NamespaceVolumes implements VolumeStore {
     }
   }
 
-  // A few hundred bytes: kept inline in the data pool, with no ball.
-  private async writeInfo (infoDir: number, name: string, info: StoredInfo): Promise<void> {
-    const bytes = Buffer.from(JSON.stringify(info) + '\n')
-    const ino = this.pool.lookup(infoDir, infoName(name)) ??
-      (await this.pool.create(infoDir, infoName(name), { mode: S_IFREG | 0o644, ...ROOT_OWNED })).ino
+  // A few hundred bytes at most: kept inline in the data pool, with no ball.
+  private async writeSmall (dir: number, name: string, bytes: Buffer): Promise<void> {
+    const ino = this.pool.lookup(dir, name) ?? (await this.pool.create(dir, name, { mode: S_IFREG | 0o644, ...ROOT_OWNED })).ino
     await this.pool.commitFile(ino, { size: bytes.length, balls: [], chunkSize: this.opts.chunkSize, inline: bytes, mtime: Date.now() })
   }
 
@@ -120,15 +157,15 @@ export class NamespaceVolumes implements VolumeStore {
   private async info (volumes: number, name: string, ino: number): Promise<VolumeInfo> {
     const infoDir = this.pool.lookup(volumes, INFO_DIR)
     const file = infoDir === undefined ? undefined : this.pool.lookup(infoDir, infoName(name))
-    const stored = file === undefined ? undefined : await this.readInfo(file)
+    const stored = file === undefined ? undefined : await this.readJson(file, isInfo)
     return { name, createdAt: stored?.createdAt ?? this.pool.get(ino)?.ctime ?? Date.now(), options: stored?.options ?? {} }
   }
 
-  private async readInfo (ino: number): Promise<StoredInfo | undefined> {
+  private async readJson<T> (ino: number, valid: (x: unknown) => x is T): Promise<T | undefined> {
     if (this.pool.get(ino)?.inline === undefined) return undefined
     try {
-      const info = JSON.parse((await this.pool.readInline(ino)).toString('utf8')) as StoredInfo
-      return typeof info.createdAt === 'number' && typeof info.options === 'object' ? info : undefined
+      const value: unknown = JSON.parse((await this.pool.readInline(ino)).toString('utf8'))
+      return valid(value) ? value : undefined
     } catch {
       return undefined // written by hand or damaged: the volume is still there
     }
@@ -149,6 +186,15 @@ export class NamespaceVolumes implements VolumeStore {
 
 function infoName (name: string): string {
   return `${name}.json`
+}
+
+function isInfo (x: unknown): x is StoredInfo {
+  const info = x as StoredInfo
+  return typeof x === 'object' && x !== null && typeof info.createdAt === 'number' && typeof info.options === 'object' && info.options !== null
+}
+
+function isIdList (x: unknown): x is string[] {
+  return Array.isArray(x) && x.every((id) => typeof id === 'string')
 }
 
 function isVolumeName (name: string): boolean {

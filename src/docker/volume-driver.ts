@@ -1,7 +1,8 @@
 // Docker's volume plugin protocol (VolumeDriver), without the socket: each
 // request (an endpoint and its JSON body) becomes an answer. The volumes
-// themselves live behind a VolumeStore; this module checks what Docker sends
-// and keeps, per volume, the mount ids of the containers using it here.
+// themselves, and the mount ids of the containers using each, live behind a
+// VolumeStore; this module checks what Docker sends and answers one request
+// about a volume at a time.
 import { ChaacError, isChaacError } from '../errors.ts'
 
 /** A volume as the store keeps it. */
@@ -22,6 +23,10 @@ export interface VolumeStore {
   list: () => Promise<VolumeInfo[]>
   /** The host path containers get: the volume's folder under the chaac path. */
   mountpoint: (name: string) => string
+  /** The mount ids this agent recorded for the volume, and how many the other agents alive recorded. */
+  mounts: (name: string) => Promise<{ here: string[], elsewhere: number }>
+  /** Records this agent's mount ids of the volume (none: the record goes). */
+  recordMounts: (name: string, ids: string[]) => Promise<void>
 }
 
 export interface DriverAnswer {
@@ -72,15 +77,10 @@ export function checkVolumeOptions (opts: unknown, replicas: number): Record<str
 
 /** Answers Docker's volume plugin requests. */
 export class VolumeDriver {
-  // Per volume, the mount ids of the containers that use it through this agent.
-  private readonly mounts = new Map<string, Set<string>>()
+  // Per volume, the request being answered: the mounts are read, changed and written back one request at a time.
+  private readonly busy = new Map<string, Promise<unknown>>()
 
   constructor (private readonly store: VolumeStore, private readonly replicas: number) {}
-
-  /** How many containers use the volume through this agent. */
-  mountCount (name: string): number {
-    return this.mounts.get(name)?.size ?? 0
-  }
 
   /** The answer to a request on `endpoint` (e.g. `/VolumeDriver.Create`) with the JSON body `body`. */
   async handle (endpoint: string, body: unknown): Promise<DriverAnswer> {
@@ -102,31 +102,40 @@ export class VolumeDriver {
         return { Capabilities: { Scope: 'global' } }
       case '/VolumeDriver.Create': {
         const name = checkVolumeName(req.Name)
-        await this.store.create(name, checkVolumeOptions(req.Opts, this.replicas))
+        const options = checkVolumeOptions(req.Opts, this.replicas)
+        await this.one(name, async () => await this.store.create(name, options))
         return {}
       }
       case '/VolumeDriver.Remove': {
         const name = checkVolumeName(req.Name)
-        const users = this.mountCount(name)
-        if (users > 0) throw new ChaacError('CHAAC_INVALID', `volume ${name} is in use by ${users} ${users === 1 ? 'container' : 'containers'} on this host`)
-        await this.store.remove(name)
+        await this.one(name, async () => {
+          const { here, elsewhere } = await this.store.mounts(name)
+          const users = here.length + elsewhere
+          if (users > 0) {
+            throw new ChaacError('CHAAC_INVALID',
+              `volume ${name} is in use by ${users} ${users === 1 ? 'container' : 'containers'} (${here.length} on this host, ${elsewhere} on other hosts)`)
+          }
+          await this.store.remove(name)
+        })
         return {}
       }
       case '/VolumeDriver.Mount': {
         const name = await this.existing(req.Name)
         const id = mountId(req.ID)
-        let ids = this.mounts.get(name)
-        if (!ids) this.mounts.set(name, ids = new Set())
-        ids.add(id)
+        await this.one(name, async () => {
+          const { here } = await this.store.mounts(name)
+          if (!here.includes(id)) await this.store.recordMounts(name, [...here, id])
+        })
         return { Mountpoint: this.store.mountpoint(name) }
       }
       case '/VolumeDriver.Unmount': {
         const name = checkVolumeName(req.Name)
         const id = mountId(req.ID)
-        const ids = this.mounts.get(name)
-        // An id this agent never saw (it was mounted before a restart) has nothing to undo.
-        ids?.delete(id)
-        if (ids?.size === 0) this.mounts.delete(name)
+        await this.one(name, async () => {
+          const { here } = await this.store.mounts(name)
+          // An id never recorded (the volume was removed meanwhile) has nothing to undo.
+          if (here.includes(id)) await this.store.recordMounts(name, here.filter((x) => x !== id))
+        })
         return {}
       }
       case '/VolumeDriver.Path':
@@ -135,12 +144,25 @@ export class VolumeDriver {
         const name = checkVolumeName(req.Name)
         const v = await this.store.get(name)
         if (!v) throw new ChaacError('CHAAC_NOT_FOUND', `no volume named ${name}`)
-        return { Volume: this.describe(v, true) }
+        const { here, elsewhere } = await this.store.mounts(name)
+        return { Volume: { ...this.describe(v), Status: { options: v.options, replicas: this.replicas, mountsHere: here.length, mountsElsewhere: elsewhere } } }
       }
       case '/VolumeDriver.List':
-        return { Volumes: (await this.store.list()).map((v) => this.describe(v, false)) }
+        return { Volumes: (await this.store.list()).map((v) => this.describe(v)) }
       default:
         throw new ChaacError('CHAAC_NOT_SUPPORTED', `the chaac volume driver does not answer ${endpoint}`)
+    }
+  }
+
+  /** Runs `fn` once every earlier request about volume `name` is answered. */
+  private async one<T> (name: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.busy.get(name) ?? Promise.resolve()
+    const mine = before.catch(() => {}).then(fn)
+    this.busy.set(name, mine)
+    try {
+      return await mine
+    } finally {
+      if (this.busy.get(name) === mine) this.busy.delete(name)
     }
   }
 
@@ -150,13 +172,8 @@ export class VolumeDriver {
     return checked
   }
 
-  private describe (v: VolumeInfo, status: boolean): object {
-    return {
-      Name: v.name,
-      Mountpoint: this.store.mountpoint(v.name),
-      CreatedAt: new Date(v.createdAt).toISOString(),
-      ...(status ? { Status: { options: v.options, replicas: this.replicas, mountsHere: this.mountCount(v.name) } } : {})
-    }
+  private describe (v: VolumeInfo): { Name: string, Mountpoint: string, CreatedAt: string } {
+    return { Name: v.name, Mountpoint: this.store.mountpoint(v.name), CreatedAt: new Date(v.createdAt).toISOString() }
   }
 }
 

@@ -117,7 +117,7 @@ t.test('docker volumes - create, ls, inspect and rm through the docker CLI', asy
   t.equal(v.Mountpoint, join(a.mount, 'volumes', name), 'a folder of the chaac path')
   t.equal(v.Scope, 'global', 'one namespace for the whole cluster')
   t.same(v.Options, { replicas: '1' })
-  t.same(v.Status, { options: { replicas: '1' }, replicas: 1, mountsHere: 0 })
+  t.same(v.Status, { options: { replicas: '1' }, replicas: 1, mountsHere: 0, mountsElsewhere: 0 })
   const created = Date.parse(v.CreatedAt)
   t.ok(created >= Math.floor(before / 1000) * 1000 && created <= Date.now(), `CreatedAt ${String(v.CreatedAt)} is the time of the create`)
 
@@ -173,7 +173,7 @@ t.test('docker volumes - Docker keeps a volume the driver refuses to remove', as
   t.same(await plugin('/VolumeDriver.Mount', { Name: name, ID: 'elsewhere' }), { status: 200, body: { Mountpoint: join(current().mount, 'volumes', name) } })
   const refused = await docker(['volume', 'rm', name])
   t.not(refused.code, 0)
-  t.match(refused.stderr, `VolumeDriver.Remove: volume ${name} is in use by 1 container on this host`)
+  t.match(refused.stderr, `VolumeDriver.Remove: volume ${name} is in use by 1 container (1 on this host, 0 on other hosts)`)
   t.same(await listed(), [name], 'Docker still lists it')
   t.equal((await inspect(name)).Status.mountsHere, 1)
   await shOk(`test -d '${join(current().mount, 'volumes', name)}'`)

@@ -28,6 +28,22 @@ class MemoryVolumes implements VolumeStore {
   async get (name: string): Promise<VolumeInfo | undefined> { return this.volumes.get(name) }
   async list (): Promise<VolumeInfo[]> { return [...this.volumes.values()] }
   mountpoint (name: string): string { return `/srv/chaac/mount/volumes/${name}` }
+
+  readonly here = new Map<string, string[]>()
+  /** Mounts other agents alive recorded. */
+  readonly elsewhere = new Map<string, number>()
+  writes = 0
+  async mounts (name: string): Promise<{ here: string[], elsewhere: number }> {
+    return { here: this.here.get(name) ?? [], elsewhere: this.elsewhere.get(name) ?? 0 }
+  }
+
+  async recordMounts (name: string, ids: string[]): Promise<void> {
+    this.writes++
+    // Slow, so that requests arriving together would lose each other's ids unless answered one at a time.
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    if (ids.length > 0) this.here.set(name, ids)
+    else this.here.delete(name)
+  }
 }
 
 function setup (replicas = 2): { store: MemoryVolumes, driver: VolumeDriver } {
@@ -56,7 +72,7 @@ t.test('volume driver - create, get, list, path, remove', async (t) => {
         Name: 'data1',
         Mountpoint: '/srv/chaac/mount/volumes/data1',
         CreatedAt: '2026-01-02T03:04:05.000Z',
-        Status: { options: { replicas: '2' }, replicas: 2, mountsHere: 0 }
+        Status: { options: { replicas: '2' }, replicas: 2, mountsHere: 0, mountsElsewhere: 0 }
       }
     }
   })
@@ -70,24 +86,34 @@ t.test('volume driver - create, get, list, path, remove', async (t) => {
   t.same(await driver.handle('/VolumeDriver.List', {}), { status: 200, body: { Volumes: [] } })
 })
 
-t.test('volume driver - mount ids are counted per volume, and remove waits for the last unmount', async (t) => {
-  const { driver } = setup()
+t.test('volume driver - mount ids are recorded per volume, and remove waits for the last unmount here and elsewhere', async (t) => {
+  const { store, driver } = setup()
+  const mountsHere = async (): Promise<number> => ((await driver.handle('/VolumeDriver.Get', { Name: 'shared' })).body as any).Volume.Status.mountsHere
   await driver.handle('/VolumeDriver.Create', { Name: 'shared' })
-  t.same(await driver.handle('/VolumeDriver.Mount', { Name: 'shared', ID: 'c1' }), { status: 200, body: { Mountpoint: '/srv/chaac/mount/volumes/shared' } })
-  await driver.handle('/VolumeDriver.Mount', { Name: 'shared', ID: 'c2' })
-  // Docker never mounts one id twice; if it did, one unmount undoes it.
-  await driver.handle('/VolumeDriver.Mount', { Name: 'shared', ID: 'c2' })
-  t.equal(driver.mountCount('shared'), 2)
-  t.same(await driver.handle('/VolumeDriver.Remove', { Name: 'shared' }), { status: 500, body: { Err: 'volume shared is in use by 2 containers on this host' } })
+  // Requests arriving together are answered one at a time: no id is lost.
+  const answers = await Promise.all(['c1', 'c2', 'c2'].map(async (ID) => await driver.handle('/VolumeDriver.Mount', { Name: 'shared', ID })))
+  t.same(answers[0], { status: 200, body: { Mountpoint: '/srv/chaac/mount/volumes/shared' } })
+  t.same(store.here.get('shared'), ['c1', 'c2'], 'an id mounted twice is recorded once')
+  t.equal(store.writes, 2)
+  t.equal(await mountsHere(), 2)
+  t.same(await driver.handle('/VolumeDriver.Remove', { Name: 'shared' }), {
+    status: 500, body: { Err: 'volume shared is in use by 2 containers (2 on this host, 0 on other hosts)' }
+  })
   t.same(await driver.handle('/VolumeDriver.Unmount', { Name: 'shared', ID: 'c1' }), { status: 200, body: {} })
-  t.same(await driver.handle('/VolumeDriver.Remove', { Name: 'shared' }), { status: 500, body: { Err: 'volume shared is in use by 1 container on this host' } })
-  // An id mounted before the agent restarted is unknown: its unmount has nothing to undo.
-  t.same(await driver.handle('/VolumeDriver.Unmount', { Name: 'shared', ID: 'before-restart' }), { status: 200, body: {} })
+  // An id never recorded has nothing to undo.
+  t.same(await driver.handle('/VolumeDriver.Unmount', { Name: 'shared', ID: 'unknown' }), { status: 200, body: {} })
+  t.equal(store.writes, 3)
   await driver.handle('/VolumeDriver.Unmount', { Name: 'shared', ID: 'c2' })
-  t.equal(driver.mountCount('shared'), 0)
+  t.equal(await mountsHere(), 0)
+  t.notOk(store.here.has('shared'), 'the last unmount drops the record')
+  store.elsewhere.set('shared', 1)
+  t.same(await driver.handle('/VolumeDriver.Remove', { Name: 'shared' }), {
+    status: 500, body: { Err: 'volume shared is in use by 1 container (0 on this host, 1 on other hosts)' }
+  })
+  t.same(((await driver.handle('/VolumeDriver.Get', { Name: 'shared' })).body as any).Volume.Status, { options: {}, replicas: 2, mountsHere: 0, mountsElsewhere: 1 })
+  store.elsewhere.delete('shared')
   t.same(await driver.handle('/VolumeDriver.Remove', { Name: 'shared' }), { status: 200, body: {} })
   t.same(await driver.handle('/VolumeDriver.Mount', { Name: 'shared', ID: 'c3' }), { status: 500, body: { Err: 'no volume named shared' } })
-  t.equal(driver.mountCount('shared'), 0)
 })
 
 t.test('volume driver - bad names, options and requests get a clear Err', async (t) => {
