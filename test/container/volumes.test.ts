@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { cleanupAgent, sh, shOk, startAgent, type RunningAgent } from '../helpers/agent.ts'
 import { docker, ensureBusyboxImage, withHostLock, type RunResult } from '../helpers/docker.ts'
+import { startCluster } from '../helpers/cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const TAG = `${process.pid}-${randomBytes(3).toString('hex')}`
@@ -76,8 +77,8 @@ async function ok (args: string[]): Promise<string> {
   return r.stdout.trim()
 }
 
-async function listed (): Promise<string[]> {
-  const out = await ok(['volume', 'ls', '--quiet', '--filter', `driver=${DRIVER}`])
+async function listed (driver = DRIVER): Promise<string[]> {
+  const out = await ok(['volume', 'ls', '--quiet', '--filter', `driver=${driver}`])
   return out === '' ? [] : out.split('\n').sort()
 }
 
@@ -85,10 +86,10 @@ async function inspect (name: string): Promise<any> {
   return JSON.parse(await ok(['volume', 'inspect', name]))[0]
 }
 
-/** A request straight to the driver's socket, as Docker sends it. */
-async function plugin (endpoint: string, body: object): Promise<{ status: number, body: any }> {
+/** A request straight to a driver's socket, as Docker sends it. */
+async function plugin (endpoint: string, body: object, socketPath = SOCKET): Promise<{ status: number, body: any }> {
   return await new Promise((resolve, reject) => {
-    const req = request({ socketPath: SOCKET, path: endpoint, method: 'POST', timeout: 10_000 }, (res) => {
+    const req = request({ socketPath, path: endpoint, method: 'POST', timeout: 10_000 }, (res) => {
       let text = ''
       res.setEncoding('utf8').on('data', (s: string) => { text += s })
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }))
@@ -204,6 +205,41 @@ t.test('docker volumes - bad names and options get clear errors', async (t) => {
   await ok(['volume', 'rm', `never-made-${TAG}`])
 })
 
+t.test('docker volumes - a cluster has one set of volumes: made through one agent, used and refused through another', async (t) => {
+  // Two agents of a cluster, each the driver of its own name; requests to B's socket stand for another host's Docker.
+  const [A, B] = [`${DRIVER}-a`, `${DRIVER}-b`]
+  const socketB = `/run/docker/plugins/${B}.sock`
+  const cluster = await startCluster(t, { size: 2, cloud: 'none', env: (i) => ({ CHAAC_VOLUME_DRIVER: i === 0 ? A : B }) })
+  const [a, b] = cluster.agents
+  const name = volumeName('cluster')
+  t.teardown(async () => {
+    // Before the cluster's own teardown stops driver A: Docker would keep asking it about them.
+    for (const v of (await listed(A).catch(() => [])).filter((n) => volumes.has(n))) await docker(['volume', 'rm', '-f', v], { timeoutMs: 30_000 })
+  })
+  const one = await docker(['volume', 'create', '-d', A, '--name', volumeName('cluster-one'), '-o', 'replicas=1'])
+  t.match(one.stderr, /replicas=1: Chaac keeps every ball here in 2 copies/, 'a cluster keeps its --replicas')
+  await ok(['volume', 'create', '-d', A, '--name', name, '-o', 'replicas=2'])
+  const w = containerName('cluster-w')
+  await ok(['run', '--network', 'none', '--name', w, '-v', `${name}:/data`, image, 'sh', '-c', 'echo from-a > /data/f'])
+  await ok(['rm', w])
+
+  t.same((await plugin('/VolumeDriver.List', {}, socketB)).body.Volumes.map((v: { Name: string }) => v.Name), [name], 'the other agent lists it')
+  t.same(await plugin('/VolumeDriver.Mount', { Name: name, ID: 'on-b' }, socketB), { status: 200, body: { Mountpoint: join(b.mount, 'volumes', name) } })
+  const r = containerName('cluster-r')
+  const read = await docker(['run', '--network', 'none', '--name', r, '-v', `${join(b.mount, 'volumes', name)}:/data`, image, 'cat', '/data/f'])
+  t.same({ code: read.code, out: read.stdout }, { code: 0, out: 'from-a\n' }, read.stderr)
+  await ok(['rm', r])
+
+  const refused = await docker(['volume', 'rm', name])
+  t.match(refused.stderr, `volume ${name} is in use by 1 container (0 on this host, 1 on other hosts)`, 'a mount through the other agent holds it')
+  t.same((await inspect(name)).Status, { options: { replicas: '2' }, replicas: 2, mountsHere: 0, mountsElsewhere: 1 })
+  await plugin('/VolumeDriver.Unmount', { Name: name, ID: 'on-b' }, socketB)
+  await ok(['volume', 'rm', name])
+  t.same(await plugin('/VolumeDriver.Get', { Name: name }, socketB), { status: 500, body: { Err: `no volume named ${name}` } }, 'gone for the other agent too')
+  t.same(await listed(A), [])
+  t.ok(a.volumeSocket !== undefined && b.volumeSocket === socketB)
+})
+
 t.test('docker volumes - volumes outlive agent restarts; the socket goes at a clean stop and a stale one is replaced', async (t) => {
   const name = volumeName('restart')
   await ok(['volume', 'create', '-d', DRIVER, '--name', name])
@@ -211,6 +247,8 @@ t.test('docker volumes - volumes outlive agent restarts; the socket goes at a cl
   await ok(['run', '--network', 'none', '--name', w, '-v', `${name}:/data`, image, 'sh', '-c', 'echo before > /data/f'])
   await ok(['rm', w])
   const created = (await inspect(name)).CreatedAt
+  // A mount Docker asked for before the restart is still counted after it.
+  await plugin('/VolumeDriver.Mount', { Name: name, ID: 'across-restart' })
 
   const first = current()
   t.equal(await first.stop(), 0)
@@ -218,6 +256,8 @@ t.test('docker volumes - volumes outlive agent restarts; the socket goes at a cl
   agent = await startAgent({ data: first.data, args: ARGS })
   t.same(await listed(), [name], 'listed again after a restart')
   t.equal((await inspect(name)).CreatedAt, created, 'with its creation time')
+  t.equal((await inspect(name)).Status.mountsHere, 1, 'and its mounts')
+  await plugin('/VolumeDriver.Unmount', { Name: name, ID: 'across-restart' })
 
   await current().kill9()
   t.ok((await lstat(SOCKET)).isSocket(), 'kill -9 leaves the socket behind')

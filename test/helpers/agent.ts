@@ -70,7 +70,7 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
     ...metaArgs(opts.args ?? [], data),
     // Test agents serve no Docker volume driver unless a test names one: a socket of the shared dockerd that a
     // killed agent left behind would slow every `docker volume ls` on the host (Docker retries it for 30 s).
-    ...((opts.args ?? []).includes('--volume-driver') ? [] : ['--volume-driver', 'none']),
+    ...(volumeDriverOf(opts) === undefined ? ['--volume-driver', 'none'] : []),
     ...(opts.args ?? [])
   ]
   const child = spawn(process.execPath, args, { env: { ...process.env, CHAAC_LOG_LEVEL: 'warn', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -97,7 +97,7 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
     mount,
     url,
     http,
-    volumeSocket: volumeSocketOf(opts.args ?? []),
+    volumeSocket: volumeSocketOf(opts),
     log: () => out,
     stop: async (signal = 'SIGTERM') => {
       if (gone) return child.exitCode
@@ -125,9 +125,15 @@ export async function cleanupAgent (agent: RunningAgent | undefined, removeRoot 
   if (removeRoot) await rm(agent.root, { recursive: true, force: true })
 }
 
-function volumeSocketOf (args: string[]): string | undefined {
-  const name = args[args.indexOf('--volume-driver') + 1]
-  return args.includes('--volume-driver') && name !== 'none' ? `/run/docker/plugins/${name}.sock` : undefined
+// The --volume-driver (or CHAAC_VOLUME_DRIVER) a test gave an agent.
+function volumeDriverOf (opts: AgentOptions): string | undefined {
+  const args = opts.args ?? []
+  return args.includes('--volume-driver') ? args[args.indexOf('--volume-driver') + 1] : opts.env?.CHAAC_VOLUME_DRIVER
+}
+
+function volumeSocketOf (opts: AgentOptions): string | undefined {
+  const name = volumeDriverOf(opts)
+  return name === undefined || name === 'none' ? undefined : `/run/docker/plugins/${name}.sock`
 }
 
 export async function unmountLazily (mount: string): Promise<void> {
