@@ -14,7 +14,7 @@ import { lstat } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import t from 'tap'
-import { cleanupAgent, sh, shOk, startAgent, type RunningAgent } from '../helpers/agent.ts'
+import { PROJECT, cleanupAgent, sh, shOk, startAgent, type RunningAgent } from '../helpers/agent.ts'
 import { docker, ensureBusyboxImage, withHostLock, type RunResult } from '../helpers/docker.ts'
 import { startCluster } from '../helpers/cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -129,7 +129,7 @@ t.test('docker volumes - create, ls, inspect and rm through the docker CLI', asy
 
   const status = await a.json('/status')
   t.same(status.volumeDriver, { name: DRIVER, socket: SOCKET, listening: true })
-  t.match(await shOk(`node bin/chaac.mjs status --http ${a.http}`, { cwd: join(import.meta.dirname, '..', '..') }),
+  t.match(await shOk(`node bin/chaac.mjs status --http ${a.http}`, { cwd: PROJECT }),
     `docker volume driver: ${DRIVER} listening on ${SOCKET} (docker volume create -d ${DRIVER})`)
 
   t.equal(await ok(['volume', 'rm', name]), name)
@@ -137,6 +137,19 @@ t.test('docker volumes - create, ls, inspect and rm through the docker CLI', asy
   t.same(await plugin('/VolumeDriver.Get', { Name: name }), { status: 500, body: { Err: `no volume named ${name}` } })
   const left = await sh(`ls -a '${join(a.mount, 'volumes')}'; ls -a '${join(a.mount, 'volumes', '.info')}'`)
   t.notMatch(left.stdout, name, 'its folder, its files and its info are gone')
+})
+
+t.test('docker volumes - a second agent with the same driver name runs without the driver, saying why', async (t) => {
+  const second = await startAgent({ args: ARGS })
+  t.teardown(async () => {
+    await second.kill9()
+    await cleanupAgent({ ...second, volumeSocket: undefined }) // the socket is the first agent's
+  })
+  const why = `another process serves the Docker plugin socket ${SOCKET}`
+  t.same((await second.json('/status')).volumeDriver, { name: DRIVER, socket: SOCKET, listening: false, reason: why })
+  t.match(second.log(), `no Docker volume driver ${DRIVER}: ${why}`)
+  t.match(await shOk(`node bin/chaac.mjs status --http ${second.http}`, { cwd: PROJECT }), `docker volume driver: ${DRIVER} not listening: ${why}`)
+  t.same((await plugin('/Plugin.Activate', {})).body, { Implements: ['VolumeDriver'] }, 'the first agent still answers')
 })
 
 t.test('docker volumes - two containers at once see each other\'s closed files', async (t) => {

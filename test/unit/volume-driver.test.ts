@@ -11,6 +11,7 @@ import { promisify } from 'node:util'
 import t from 'tap'
 import { ChaacError } from '../../src/errors.ts'
 import { PluginSocket } from '../../src/docker/plugin-socket.ts'
+import { parseVolumeDriver } from '../../src/config.ts'
 import { PLUGIN_CONTENT_TYPE, VolumeDriver, checkVolumeName, type VolumeInfo, type VolumeStore } from '../../src/docker/volume-driver.ts'
 
 const execFileP = promisify(execFile)
@@ -207,4 +208,17 @@ t.test('plugin socket - replaces a stale socket, leaves a live one and a non-soc
 
   await writeFile(path, 'not a socket')
   await t.rejects(new PluginSocket(path, setup().driver).listen(), { message: `${path} exists and is not a socket` })
+})
+
+t.test('--volume-driver - a plugin name or none; anything else stops the agent with a clear message', async (t) => {
+  t.equal(parseVolumeDriver('chaac'), 'chaac')
+  t.equal(parseVolumeDriver('chaac-2.test_x'), 'chaac-2.test_x')
+  t.equal(parseVolumeDriver('none'), undefined)
+  for (const bad of ['', 'a/b', '../x', '-x', 'x'.repeat(129)]) {
+    t.throws(() => parseVolumeDriver(bad), { message: `not a volume driver name: '${bad}' (letters, digits, '_', '.' and '-', starting with a letter or digit; or none)` })
+  }
+  const cli = join(import.meta.dirname, '..', '..', 'bin', 'chaac.mjs')
+  const r = await execFileP(process.execPath, [cli, 'agent', '--volume-driver', 'a/b'], { timeout: 30_000 }).then(() => undefined, (err: { code: number, stderr: string }) => err)
+  t.equal(r?.code, 1)
+  t.match(r?.stderr, /--volume-driver: not a volume driver name: 'a\/b'/)
 })
