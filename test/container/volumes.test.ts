@@ -137,6 +137,12 @@ t.test('docker volumes - create, ls, inspect and rm through the docker CLI', asy
   t.same(await plugin('/VolumeDriver.Get', { Name: name }), { status: 500, body: { Err: `no volume named ${name}` } })
   const left = await sh(`ls -a '${join(a.mount, 'volumes')}'; ls -a '${join(a.mount, 'volumes', '.info')}'`)
   t.notMatch(left.stdout, name, 'its folder, its files and its info are gone')
+
+  // Made again at once under the same name: a new, empty folder that a container gets.
+  await ok(['volume', 'create', '-d', DRIVER, '--name', name])
+  const again = await docker(['run', '--rm', '--network', 'none', '-v', `${name}:/data`, image, 'sh', '-c', 'ls -A /data; echo new > /data/f; cat /data/f'])
+  t.same({ code: again.code, out: again.stdout }, { code: 0, out: 'new\n' }, again.stderr)
+  await ok(['volume', 'rm', name])
 })
 
 t.test('docker volumes - a second agent with the same driver name runs without the driver, saying why', async (t) => {
