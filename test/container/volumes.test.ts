@@ -2,56 +2,44 @@
 // engine: volumes are folders of the chaac namespace (/volumes/NAME), given to
 // containers by Docker's volume plugin protocol on the agent's socket.
 //
-// Docker remembers every volume driver it has talked to until it restarts,
-// and asks each one, in turn, for a volume name it does not know (waiting
-// 15 s for a driver whose socket is gone), and all of them for `docker volume
-// ls`. So the driver here has one fixed name, held by one test process at a
-// time through a lock on the host (a name per run would leave one more dead
-// driver in the shared engine each time); listings filter by driver; and no
-// command names a volume that is gone.
+// Docker remembers every volume driver it has talked to until it stops, and
+// while a driver's socket is gone it waits 15 s for it on every `docker volume
+// ls` and before it creates any volume. So this file runs an engine of its own
+// (stopped at the end, forgetting the drivers), not the shared one, with a
+// driver name of its own; listings filter by driver all the same.
 import { request } from 'node:http'
 import { lstat } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import t from 'tap'
 import { PROJECT, cleanupAgent, sh, shOk, startAgent, type RunningAgent } from '../helpers/agent.ts'
-import { docker, ensureBusyboxImage, withHostLock, type RunResult } from '../helpers/docker.ts'
+import { docker, ensureBusyboxImage, startPrivateDocker, type PrivateDocker, type RunResult } from '../helpers/docker.ts'
 import { startCluster } from '../helpers/cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const TAG = `${process.pid}-${randomBytes(3).toString('hex')}`
-const DRIVER = 'chaac-test-volumes'
+const DRIVER = `chaac-test-${TAG}`
 const SOCKET = `/run/docker/plugins/${DRIVER}.sock`
 const ARGS = ['--volume-driver', DRIVER]
 let image = ''
 let agent: RunningAgent | undefined
-const volumes = new Set<string>()
 const containers = new Set<string>()
 
-// Held from the first subtest to teardown: the driver's name is this process's meanwhile.
-let release = (): void => {}
+let engine: PrivateDocker | undefined
 
 t.before(async () => {
+  engine = await startPrivateDocker()
+  // For the docker CLI here, and for the agents' context monitors.
+  process.env.DOCKER_HOST = engine.host
   image = await ensureBusyboxImage()
-  const held = new Promise<void>((resolve) => { release = resolve })
-  await new Promise<void>((resolve, reject) => {
-    withHostLock(`volume-driver-${DRIVER}`, async () => {
-      resolve()
-      await held
-    }, 500_000).catch(reject)
-  })
   agent = await startAgent({ args: ARGS })
 })
 
 t.teardown(async () => {
-  try {
-    for (const c of containers) await docker(['rm', '-f', c], { timeoutMs: 30_000 }).catch(() => {})
-    // While the agent answers: Docker would otherwise keep them, and ask the gone driver about them.
-    if (agent) for (const v of (await listed().catch(() => [])).filter((n) => volumes.has(n))) await docker(['volume', 'rm', '-f', v], { timeoutMs: 30_000 })
-    await cleanupAgent(agent)
-  } finally {
-    release()
-  }
+  for (const c of containers) await docker(['rm', '-f', c], { timeoutMs: 30_000 }).catch(() => {})
+  // The engine first, while the driver answers.
+  await engine?.stop()
+  await cleanupAgent(agent)
 })
 
 function current (): RunningAgent {
@@ -60,9 +48,7 @@ function current (): RunningAgent {
 }
 
 function volumeName (what: string): string {
-  const name = `${what}-${TAG}`
-  volumes.add(name)
-  return name
+  return `${what}-${TAG}`
 }
 
 function containerName (what: string): string {
@@ -220,8 +206,7 @@ t.test('docker volumes - bad names and options get clear errors', async (t) => {
   }
   t.same(await listed(), [], 'nothing was created')
   const missing = await docker(['run', '--rm', '--network', 'none', '--volume-driver', DRIVER, '-v', `never-made-${TAG}:/data`, image, 'true'])
-  // Docker creates a volume a container names; the driver makes it, so this works, and is removed after.
-  volumes.add(`never-made-${TAG}`)
+  // Docker creates a volume a container names, through the driver given.
   t.equal(missing.code, 0, missing.stderr)
   t.same(await listed(), [`never-made-${TAG}`])
   await ok(['volume', 'rm', `never-made-${TAG}`])
@@ -234,10 +219,6 @@ t.test('docker volumes - a cluster has one set of volumes: made through one agen
   const cluster = await startCluster(t, { size: 2, cloud: 'none', env: (i) => ({ CHAAC_VOLUME_DRIVER: i === 0 ? A : B }) })
   const [a, b] = cluster.agents
   const name = volumeName('cluster')
-  t.teardown(async () => {
-    // Before the cluster's own teardown stops driver A: Docker would keep asking it about them.
-    for (const v of (await listed(A).catch(() => [])).filter((n) => volumes.has(n))) await docker(['volume', 'rm', '-f', v], { timeoutMs: 30_000 })
-  })
   const one = await docker(['volume', 'create', '-d', A, '--name', volumeName('cluster-one'), '-o', 'replicas=1'])
   t.match(one.stderr, /replicas=1: Chaac keeps every ball here in 2 copies/, 'a cluster keeps its --replicas')
   await ok(['volume', 'create', '-d', A, '--name', name, '-o', 'replicas=2'])
