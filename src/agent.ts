@@ -15,6 +15,9 @@ import { S3Cloud } from './cloud/s3-cloud.ts'
 import type { AgentConfig, CloudSpec } from './config.ts'
 import { ContextMonitor } from './context/context-monitor.ts'
 import { ContainerIo } from './context/container-io.ts'
+import { NamespaceVolumes } from './docker/namespace-volumes.ts'
+import { PluginSocket } from './docker/plugin-socket.ts'
+import { VolumeDriver } from './docker/volume-driver.ts'
 import { ContainerProbe } from './context/container-probe.ts'
 import type { HostProbe } from './context/host-context.ts'
 import { SiProbe } from './context/si-probe.ts'
@@ -96,6 +99,8 @@ export class Agent {
   worker?: BackgroundWorker
   /** Files with changes not committed yet, written down for the agent that may take the mount over. */
   uncommitted?: UncommittedLog
+  /** The Docker volume driver (unless --volume-driver none), and why its socket does not listen when it does not. */
+  volumeDriver?: { name: string, driver: VolumeDriver, socket: PluginSocket, reason?: string }
 
   static async start (config: AgentConfig, log: Logger, probe: HostProbe = new SiProbe()): Promise<Agent> {
     await mkdir(config.data, { recursive: true })
@@ -188,6 +193,8 @@ export class Agent {
         log.warn({ inodes: [...lostChanges] }, `${lostChanges.size} files had changes the previous agent acknowledged and never committed: they are lost, and the processes that made them get EIO on those descriptors`)
       }
       await agent.http.listen(agent, config.http.host, config.http.port)
+      // Once the mount is up: Docker bind-mounts the folders the driver names.
+      if (config.volumeDriver !== undefined) agent.volumeDriver = await serveVolumes(config.volumeDriver, agent)
       await agent.membership.join()
       agent.history.start()
       if (pool instanceof EtcdPool && plane) {
@@ -314,13 +321,15 @@ export class Agent {
     }
   }
 
-  /** Safe to call twice; stops in reverse: unmount, drain writes, uploads, HTTP, context, ball store, LevelDB. */
+  /** Safe to call twice; stops in reverse: volume driver, unmount, drain writes, uploads, HTTP, context, ball store, LevelDB. */
   async close (): Promise<void> {
     const step = async (name: string, fn: () => Promise<unknown>): Promise<void> => {
       this.log.debug({ step: name }, 'shutdown')
       await fn()
     }
     this.closing ??= (async () => {
+      // First, so that Docker no longer finds the driver (nor a stale socket) while the mount goes.
+      await step('volume driver', async () => await this.volumeDriver?.socket.close())
       await step('unmount', async () => await this.mount.unmount())
       await step('commit open files', async () => await this.fs.commitAll()
         .catch((err) => this.log.error({ err }, 'could not commit open files at shutdown')))
@@ -412,6 +421,38 @@ async function agentId (data: string): Promise<string> {
     const id = randomUUID()
     await writeFile(file, id + '\n')
     return id
+  }
+}
+
+/**
+ * The Docker volume driver on its socket. A host where it cannot listen (no
+ * right to /run/docker/plugins, another agent serving that name) still gets
+ * its agent, without the driver: the log and /status say why.
+ */
+async function serveVolumes (name: string, agent: Agent): Promise<NonNullable<Agent['volumeDriver']>> {
+  const { config, log } = agent
+  const store = new NamespaceVolumes({
+    pool: agent.pool,
+    fs: agent.fs,
+    chaacPath: config.mount,
+    chunkSize: config.chunkSize,
+    agentId: agent.id,
+    isAlive: (id) => {
+      const rec = agent.pool.agents.get(id)
+      return rec !== undefined && isAlive(rec, Date.now(), config.contextIntervalMs)
+    }
+  })
+  // An agent alone keeps one copy of each ball; a cluster keeps its --replicas.
+  const driver = new VolumeDriver(store, agent.plane ? config.cluster.replicas : 1)
+  const socket = new PluginSocket(PluginSocket.pathFor(name), driver)
+  try {
+    await socket.listen()
+    log.info({ driver: name, socket: socket.path }, `Docker volume driver ${name} listening`)
+    return { name, driver, socket }
+  } catch (err) {
+    const reason = (err as Error).message
+    log.warn({ driver: name, socket: socket.path, err: reason }, `no Docker volume driver ${name}: ${reason}`)
+    return { name, driver, socket, reason }
   }
 }
 

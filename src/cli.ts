@@ -9,7 +9,7 @@ import { benchCommand } from './bench/command.ts'
 import { OverrideProbe } from './context/override-probe.ts'
 import { SiProbe } from './context/si-probe.ts'
 import {
-  DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, checkExposure, defaultBins, oneOf, parseBin, parseCloud, parseHostPort, parsePoolUrl, parseSeconds,
+  DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, checkExposure, defaultBins, oneOf, parseBin, parseCloud, parseHostPort, parsePoolUrl, parseSeconds, parseVolumeDriver,
   type AgentConfig, type CloudSpec, type ClusterConfig
 } from './config.ts'
 import { describeEtcd, etcdSpec, parseMetaUrl, type EtcdSpec } from './meta/etcd-client.ts'
@@ -74,6 +74,7 @@ program.command('agent')
   .addOption(new Option('--peer-timeout <seconds>', 'deadline of a request to a peer agent (a ball gets 1 s more per 10 MB); then the next copy is tried').env('CHAAC_PEER_TIMEOUT').default(DEFAULTS.peerTimeout))
   .addOption(new Option('--secret <secret>', 'the cluster secret every agent of the cluster shares; needed to listen beyond loopback (prefer the variable: a flag shows in ps)').env('CHAAC_SECRET'))
   .addOption(new Option('--admin-token <token>', 'the token that allows changes through the HTTP API (PUT /api/v1/scheme, as Authorization: Bearer <token>); none: the API is read-only (prefer the variable: a flag shows in ps)').env('CHAAC_ADMIN_TOKEN'))
+  .addOption(new Option('--volume-driver <name>', 'the name of the Docker volume driver this agent serves on /run/docker/plugins/NAME.sock (docker volume create -d NAME); none: no driver').env('CHAAC_VOLUME_DRIVER').default(DEFAULTS.volumeDriver))
   .addOption(new Option('--log-level <level>', 'how much to log (to stderr, as JSON lines)').env('CHAAC_LOG_LEVEL').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .action(async (flags: AgentFlags, cmd: Command) => await runAgent(flags, givenSettings(cmd)))
 
@@ -132,6 +133,7 @@ interface Status {
   files: number
   context: { ufCPU: number, ufMemory: number, ufFileSystem: number, ufNet: number } | null
   docker: { available: boolean, version?: string, reason?: string } | null
+  volumeDriver?: { name: string, socket: string, listening: boolean, reason?: string } | null
   cluster: { role: string, peer: string | null, pool: string | null, meta: string, worker: boolean | null, reachable: boolean, agents: Array<{ id: string, alive: boolean }> }
 }
 
@@ -188,6 +190,8 @@ function printStatus (s: Status): void {
     console.log(`context: cpu ${pct(s.context.ufCPU)}, memory ${pct(s.context.ufMemory)}, filesystem ${pct(s.context.ufFileSystem)}, net ${pct(s.context.ufNet)}`)
   }
   if (s.docker) console.log(s.docker.available ? `docker: engine ${s.docker.version ?? ''} answers: containers' context sampled` : `docker: ${s.docker.reason ?? 'no engine'}`)
+  const v = s.volumeDriver
+  if (v) console.log(v.listening ? `docker volume driver: ${v.name} listening on ${v.socket} (docker volume create -d ${v.name})` : `docker volume driver: ${v.name} not listening: ${v.reason ?? 'stopped'}`)
 }
 
 interface AgentFlags {
@@ -226,6 +230,7 @@ interface AgentFlags {
   peerTimeout: string
   logLevel: string
   adminToken?: string
+  volumeDriver: string
 }
 
 // The cluster's settings the user gave, by flag or variable: only those may contradict the stored ones.
@@ -283,6 +288,7 @@ function configFromFlags (f: AgentFlags, given: GivenSettings = {}): AgentConfig
     historyIntervalMs: historyInterval(process.env.CHAAC_HISTORY_INTERVAL_MS),
     cluster,
     adminToken: f.adminToken === undefined || f.adminToken === '' ? undefined : f.adminToken,
+    volumeDriver: check('--volume-driver', () => parseVolumeDriver(f.volumeDriver)),
     settings: { given, cloudFor }
   }
 }
@@ -336,6 +342,12 @@ function clusterLine (agent: Agent): string {
   return role === 'pool' ? `${peers}   (the data pool: other agents start with --join ${agent.peerUrl ?? ''})` : `${peers}   (joined the data pool at ${pool ?? ''})`
 }
 
+function volumesLine (agent: Agent): string {
+  const v = agent.volumeDriver
+  if (!v?.socket.listening) return ''
+  return `  volumes:     docker volume create -d ${v.name} --name NAME; docker run -v NAME:/data ...   (folders of ${agent.config.mount}/volumes)\n`
+}
+
 /** Set once this process runs an agent. */
 let serving = false
 
@@ -355,7 +367,7 @@ async function runAgent (flags: AgentFlags, given: GivenSettings): Promise<void>
   status:      ${http}/status   (or: npx chaac status --http ${addr?.address}:${addr?.port})${clusterLine(agent)}
   containers:  docker run --rm -v ${folder}:/chaac:rslave busybox ls /chaac/${basename(config.mount)}
                (the folder that holds the chaac path, so that containers keep it across agent restarts)
-Press Ctrl-C to stop (the chaac path is unmounted cleanly).`)
+${volumesLine(agent)}Press Ctrl-C to stop (the chaac path is unmounted cleanly).`)
   manager.notify({ READY: 1, STATUS: `serving the chaac path ${config.mount}` })
   let stopping = false
   const stop = (signal: string): void => {

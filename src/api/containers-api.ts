@@ -32,7 +32,8 @@ export function chaacContainers (agent: AgentView): ContainerEntry[] {
   if (probe === undefined) return []
   const io = probe.io
   const moved = new Set(io?.containers() ?? [])
-  const driver = volumeDriverOf(agent)
+  // Chaac volumes are those of this agent's volume driver (by its name, 'chaac' by default).
+  const driver = agent.config.volumeDriver ?? 'chaac'
   const out: ContainerEntry[] = []
   for (const d of probe.details) {
     const uses = d.mounts.filter((m) => reachesChaac(m, agent.config.mount, driver))
@@ -52,11 +53,6 @@ export function containers (agent: AgentView): object {
     // What processes outside any container moved through the mount.
     host: io?.traffic(HOST) ?? { read: 0, written: 0, readRate: 0, writtenRate: 0 }
   }
-}
-
-// The name chaac volumes are created with (the Docker volume driver's name).
-function volumeDriverOf (agent: AgentView): string {
-  return (agent.config as { volumeDriver?: string }).volumeDriver ?? 'chaac'
 }
 
 /** This host's Chaac containers as history samples (their subject: the short id). */

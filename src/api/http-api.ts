@@ -229,8 +229,14 @@ function status (agent: AgentView): object {
       : null,
     files: agent.pool.inodeCount,
     context: agent.context.latest ?? null,
-    docker: agent.context.docker
+    docker: agent.context.docker,
+    volumeDriver: volumeDriver(agent)
   }
+}
+
+function volumeDriver (agent: AgentView): object | null {
+  const d = agent.volumeDriver
+  return d ? { name: d.name, socket: d.socket.path, listening: d.socket.listening, ...(d.reason !== undefined ? { reason: d.reason } : {}) } : null
 }
 
 function balls (agent: AgentView, url: URL): object {

@@ -31,6 +31,8 @@ export interface RunningAgent {
   url: string
   /** HOST:PORT of the HTTP API */
   http: string
+  /** The socket of the Docker volume driver the agent was started with (--volume-driver NAME). */
+  volumeSocket?: string
   log: () => string
   /** SIGTERM (or the signal given) and wait for a clean exit (unmounts). */
   stop: (signal?: NodeJS.Signals) => Promise<number | null>
@@ -74,6 +76,9 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
     CLI, 'agent', '--data', data, '--mount', mount, '--http', '127.0.0.1:0',
     ...(hasBin ? [] : ['--bin', `mem:${join(root, 'shm')}:64MiB`, '--bin', `disk:${join(data, 'bins', 'disk0')}:4GiB`]),
     ...metaArgs(opts.args ?? [], data),
+    // Test agents serve no Docker volume driver unless a test names one: a socket of the shared dockerd that a
+    // killed agent left behind would slow every `docker volume ls` on the host (Docker retries it for 30 s).
+    ...(volumeDriverOf(opts) === undefined ? ['--volume-driver', 'none'] : []),
     ...(opts.args ?? [])
   ]
   const child = spawn(process.execPath, args, { env: { ...process.env, CHAAC_LOG_LEVEL: 'warn', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -100,6 +105,7 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
     mount,
     url,
     http,
+    volumeSocket: volumeSocketOf(opts),
     log: () => out,
     stop: async (signal = 'SIGTERM') => {
       if (gone) return child.exitCode
@@ -125,6 +131,7 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
 export async function cleanupAgent (agent: RunningAgent | undefined, removeRoot = true): Promise<void> {
   if (!agent) return
   await agent.kill9()
+  if (agent.volumeSocket !== undefined) await rm(agent.volumeSocket, { force: true })
   await unmountLazily(agent.mount)
   // The agent made the folder of its chaac path a shared mount of its own (a bind onto itself), which outlives it.
   if (await isMountPoint(agent.root)) await execFileP('umount', ['-l', agent.root]).catch(() => {})
@@ -143,6 +150,17 @@ export async function stopKeeper (data: string): Promise<void> {
 async function isMountPoint (dir: string): Promise<boolean> {
   const info = await readFile('/proc/self/mountinfo', 'utf8')
   return info.split('\n').some((line) => line.split(' ')[4] === resolve(dir))
+}
+
+// The --volume-driver (or CHAAC_VOLUME_DRIVER) a test gave an agent.
+function volumeDriverOf (opts: AgentOptions): string | undefined {
+  const args = opts.args ?? []
+  return args.includes('--volume-driver') ? args[args.indexOf('--volume-driver') + 1] : opts.env?.CHAAC_VOLUME_DRIVER
+}
+
+function volumeSocketOf (opts: AgentOptions): string | undefined {
+  const name = volumeDriverOf(opts)
+  return name === undefined || name === 'none' ? undefined : `/run/docker/plugins/${name}.sock`
 }
 
 export async function unmountLazily (mount: string): Promise<void> {
