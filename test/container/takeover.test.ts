@@ -9,31 +9,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { cleanupAgent, sh, shOk, startAgent, type RunningAgent } from '../helpers/agent.ts'
-import { docker, ensureBusyboxImage, ensureDocker } from '../helpers/docker.ts'
+import { appendingLoop, docker, ensureBusyboxImage, ensureDocker } from '../helpers/docker.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const PREFIX = `chaac-takeover-${process.pid}`
 
-// Each iteration: unless paused, appends its number to its own file and
-// checks the last line (a write, a close, a read), then reads the static
-// file through and checks its sum. Stops when /ctl/stop appears, exit 1 at
-// the first error. While /ctl/pause exists it only reads, and says so.
-function loop (name: string, sum: string): string {
-  return `i=0
-while [ ! -e /ctl/stop ]; do
-  if [ -e /ctl/pause ]; then
-    touch /ctl/paused.${name}
-  else
-    rm -f /ctl/paused.${name}
-    echo $i >> /data/${name}.log || { echo "append $i failed"; exit 1; }
-    [ "$(tail -n 1 /data/${name}.log)" = "$i" ] || { echo "line $i reads wrong"; exit 1; }
-    i=$((i+1))
-  fi
-  [ "$(md5sum < /data/static)" = "${sum}  -" ] || { echo "static reads wrong"; exit 1; }
-  usleep 20000
-done
-echo "done $i"`
-}
 
 t.test('container - bind mounts of the chaac path (rslave and plain) read and write on through a kill -9 of the agent and a restart', { timeout: 240_000 }, async (t) => {
   await ensureDocker()
@@ -64,7 +44,7 @@ t.test('container - bind mounts of the chaac path (rslave and plain) read and wr
   const binds = [['-v', `${first.mount}:/data:rslave`], ['-v', `${first.mount}:/data`]]
   for (const [i, name] of names.entries()) {
     const short = i === 0 ? 'rslave' : 'plain'
-    const r = await docker(['run', '-d', '--name', name, '--network', 'none', ...binds[i], '-v', `${ctl}:/ctl`, image, 'sh', '-c', loop(short, sum)], { timeoutMs: 60_000 })
+    const r = await docker(['run', '-d', '--name', name, '--network', 'none', ...binds[i], '-v', `${ctl}:/ctl`, image, 'sh', '-c', appendingLoop(short, sum)], { timeoutMs: 60_000 })
     t.equal(r.code, 0, `container ${short} started: ${r.stderr}`)
   }
   const lines = async (short: string): Promise<number> => {

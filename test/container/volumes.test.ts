@@ -8,12 +8,13 @@
 // (stopped at the end, forgetting the drivers), not the shared one, with a
 // driver name of its own; listings filter by driver all the same.
 import { request } from 'node:http'
-import { lstat } from 'node:fs/promises'
+import { access, lstat, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import t from 'tap'
 import { PROJECT, cleanupAgent, sh, shOk, startAgent, type RunningAgent } from '../helpers/agent.ts'
-import { docker, ensureBusyboxImage, startPrivateDocker, type PrivateDocker, type RunResult } from '../helpers/docker.ts'
+import { appendingLoop, docker, ensureBusyboxImage, startPrivateDocker, type PrivateDocker, type RunResult } from '../helpers/docker.ts'
 import { startCluster } from '../helpers/cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -241,6 +242,42 @@ t.test('docker volumes - a cluster has one set of volumes: made through one agen
   t.same(await plugin('/VolumeDriver.Get', { Name: name }, socketB), { status: 500, body: { Err: `no volume named ${name}` } }, 'gone for the other agent too')
   t.same(await listed(A), [])
   t.ok(a.volumeSocket !== undefined && b.volumeSocket === socketB)
+})
+
+t.test('docker volumes - a container using a volume reads and writes on through a kill -9 of the agent and a restart', async (t) => {
+  const name = volumeName('through')
+  await ok(['volume', 'create', '-d', DRIVER, '--name', name])
+  // A control folder off the mount: the test pauses the container's writes around the kill
+  // (writes the dead agent had not committed are lost, and answer EIO), its reads go on.
+  const ctl = await mkdtemp(join(tmpdir(), 'chaac-vol-ctl-'))
+  t.teardown(async () => await rm(ctl, { recursive: true, force: true }))
+  const c = containerName('through')
+  await ok(['run', '-d', '--network', 'none', '--name', c, '-v', `${name}:/data`, '-v', `${ctl}:/ctl`, image, 'sh', '-c', appendingLoop('v')])
+  const log = (): string => join(current().mount, 'volumes', name, 'v.log')
+  const lines = async (): Promise<number> => {
+    const r = await sh(`wc -l < '${log()}'`, { timeoutMs: 30_000 })
+    return r.code === 0 ? Number(r.stdout.trim()) : 0
+  }
+  await waitFor(async () => await lines() >= 10, { what: 'the container to write', timeoutMs: 60_000 })
+  await writeFile(join(ctl, 'pause'), '')
+  await waitFor(async () => await access(join(ctl, 'paused.v')).then(() => true, () => false), { what: 'the container to pause its writes' })
+  const before = await lines()
+  const first = current()
+  await first.kill9({ keepKeeper: true })
+  await rm(join(ctl, 'pause'))
+  agent = await startAgent({ data: first.data, args: ARGS, env: { CHAAC_LOG_LEVEL: 'info' } })
+  t.match(current().log(), /took over the mount/)
+  await waitFor(async () => await lines() >= before + 10, { what: 'the container to write on after the restart', timeoutMs: 60_000 })
+  await writeFile(join(ctl, 'stop'), '')
+  const waited = await docker(['wait', c], { timeoutMs: 60_000 })
+  const logs = await docker(['logs', c], { timeoutMs: 30_000 })
+  const out = logs.stdout + logs.stderr
+  t.equal(waited.stdout.trim(), '0', `the container ran through: ${out}`)
+  t.notMatch(out, /Transport endpoint is not connected/)
+  const n = Number(/done (\d+)/.exec(out)?.[1])
+  t.equal(await shOk(`cat '${log()}'`), Array.from({ length: n }, (_, k) => `${k}\n`).join(''), `every line, in order (${n})`)
+  await ok(['rm', c])
+  await ok(['volume', 'rm', name])
 })
 
 t.test('docker volumes - volumes outlive agent restarts; the socket goes at a clean stop and a stale one is replaced', async (t) => {

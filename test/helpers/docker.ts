@@ -281,3 +281,23 @@ export async function dockerRun (args: string[], { timeoutMs = 120_000 }: { time
   const runArgs = ['run', '--rm', '--network', 'none', ...(given ? [] : ['--name', name]), ...args]
   return await docker(runArgs, { timeoutMs, onTimeout: () => docker(['kill', name], { timeoutMs: 15_000 }) })
 }
+
+// Each iteration: unless paused, appends its number to its own file and
+// checks the last line (a write, a close, a read), then reads the static
+// file through and checks its sum (when given). Stops when /ctl/stop appears, exit 1 at
+// the first error. While /ctl/pause exists it only reads, and says so.
+export function appendingLoop (name: string, sum?: string): string {
+  return `i=0
+while [ ! -e /ctl/stop ]; do
+  if [ -e /ctl/pause ]; then
+    touch /ctl/paused.${name}
+  else
+    rm -f /ctl/paused.${name}
+    echo $i >> /data/${name}.log || { echo "append $i failed"; exit 1; }
+    [ "$(tail -n 1 /data/${name}.log)" = "$i" ] || { echo "line $i reads wrong"; exit 1; }
+    i=$((i+1))
+  fi
+${sum === undefined ? '' : `  [ "$(md5sum < /data/static)" = "${sum}  -" ] || { echo "static reads wrong"; exit 1; }\n`}  usleep 20000
+done
+echo "done $i"`
+}
