@@ -121,7 +121,8 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
     },
     keeperPid: async () => (await loadKeeper(data))?.pid,
     json: async (path: string) => {
-      const res = await fetch(url + path, { signal: AbortSignal.timeout(10_000) })
+      // Generous: on a loaded 2-core machine an agent starting up may take seconds to answer.
+      const res = await fetch(url + path, { signal: AbortSignal.timeout(30_000) })
       return await res.json()
     }
   }
