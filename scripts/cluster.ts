@@ -29,8 +29,9 @@ if (engine !== 'leveldb' && engine !== 'etcd') {
 const ETCD_HOSTS = ['127.0.0.5', '127.0.0.6', '127.0.0.7']
 const etcdUrl = `etcd://${ETCD_HOSTS.map((h) => `${h}:2379`).join(',')}/chaac`
 const pool: Member = { name: 'a', host: '127.0.0.2', args: engine === 'etcd' ? ['--meta', etcdUrl] : ['--pool'] }
+// The host's Docker has one volume driver named chaac: agent a's (the volumes are the cluster's, seen from every agent).
 const joined: Member[] = ['b', 'c'].map((name, i) => ({
-  name, host: `127.0.0.${3 + i}`, args: engine === 'etcd' ? ['--meta', etcdUrl] : ['--join', `ws://${pool.host}:${PEER_PORT}`]
+  name, host: `127.0.0.${3 + i}`, args: [...(engine === 'etcd' ? ['--meta', etcdUrl] : ['--join', `ws://${pool.host}:${PEER_PORT}`]), '--volume-driver', 'none']
 }))
 let etcd: EtcdCluster | undefined
 

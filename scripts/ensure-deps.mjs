@@ -79,7 +79,7 @@ if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lock).mtime
 // with npm's bundled node-gyp, against Node's installed headers and the system libfuse.so.2.
 const fuseDir = join(root, 'native', 'chaac-fuse')
 const addon = join(fuseDir, 'build', 'Release', 'chaac_fuse.node')
-const addonSources = ['chaac-fuse.c', 'native-reads.c', 'native-reads.h', 'binding.gyp'].map((f) => join(fuseDir, f))
+const addonSources = ['chaac-fuse.c', 'native-reads.c', 'native-reads.h', 'takeover.c', 'takeover.h', 'binding.gyp'].map((f) => join(fuseDir, f))
 if (!existsSync(addon) || addonSources.some((f) => statSync(f).mtimeMs > statSync(addon).mtimeMs)) {
   const nodePrefix = join(dirname(process.execPath), '..')
   const nodeGyp = process.env.npm_config_node_gyp ??

@@ -6,6 +6,7 @@ import { isIP } from 'node:net'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { HttpApi } from './api/http-api.ts'
+import { containerSamples } from './api/containers-api.ts'
 import { ClusterHistory } from './history/cluster-history.ts'
 import { HistoryStore } from './history/history-store.ts'
 import type { CloudTier } from './cloud/cloud-tier.ts'
@@ -13,13 +14,19 @@ import { DirCloud } from './cloud/dir-cloud.ts'
 import { S3Cloud } from './cloud/s3-cloud.ts'
 import type { AgentConfig, CloudSpec } from './config.ts'
 import { ContextMonitor } from './context/context-monitor.ts'
+import { ContainerIo } from './context/container-io.ts'
+import { NamespaceVolumes } from './docker/namespace-volumes.ts'
+import { PluginSocket } from './docker/plugin-socket.ts'
+import { VolumeDriver } from './docker/volume-driver.ts'
 import { ContainerProbe } from './context/container-probe.ts'
 import type { HostProbe } from './context/host-context.ts'
 import { SiProbe } from './context/si-probe.ts'
 import { CloudCollector } from './fs/cloud-collector.ts'
 import { CloudUploader } from './fs/cloud-uploader.ts'
 import { Filesystem } from './fs/filesystem.ts'
+import { UncommittedLog } from './fs/uncommitted-log.ts'
 import { ChaacMount } from './fuse/mount.ts'
+import { binding } from './fuse/lowlevel.ts'
 import { BALL_STREAMING, DataPlane } from './cluster/data-plane.ts'
 import { Repairer } from './cluster/repair.ts'
 import { DataPool } from './meta/data-pool.ts'
@@ -70,7 +77,7 @@ export class Agent {
     const samples = new HistoryStore({
       file: join(config.data, 'history.jsonl'), retentionMs: HISTORY_RETENTION_MS, intervalMs: config.historyIntervalMs, maxSeries: HISTORY_MAX_SERIES, log
     })
-    this.history = new ClusterHistory(samples, () => this.liveReports(), config.historyIntervalMs)
+    this.history = new ClusterHistory(samples, () => this.liveReports(), config.historyIntervalMs, () => containerSamples(this))
   }
 
   /** The cluster's history, sampled from the membership records. */
@@ -102,6 +109,10 @@ export class Agent {
   launcher?: Launcher
   /** --auto-bins, where this agent runs the cluster's background work (or is alone). */
   autoBins?: AutoBins
+  /** Files with changes not committed yet, written down for the agent that may take the mount over. */
+  uncommitted?: UncommittedLog
+  /** The Docker volume driver (unless --volume-driver none), and why its socket does not listen when it does not. */
+  volumeDriver?: { name: string, driver: VolumeDriver, socket: PluginSocket, reason?: string }
 
   static async start (config: AgentConfig, log: Logger, probe: HostProbe = new SiProbe()): Promise<Agent> {
     await mkdir(config.data, { recursive: true })
@@ -135,22 +146,30 @@ export class Agent {
     })
     await store.reconcile(pool.balls)
 
-    const fs = new Filesystem({ pool, store, chunkSize: config.chunkSize, cacheSkipOver: config.cacheSkipOver, inlineMax: config.inlineMax, log })
+    const { log: uncommitted, previous: lostChanges } = await UncommittedLog.open(join(config.data, 'uncommitted'))
+    const fs = new Filesystem({
+      pool, store, chunkSize: config.chunkSize, cacheSkipOver: config.cacheSkipOver, inlineMax: config.inlineMax, log, firstHandle: firstHandle(), uncommitted, lostChanges
+    })
+    const mount = new ChaacMount(config.mount, fs, log, {
+      attrTimeout: config.attrTimeout, negativeEntries: config.cluster.role === 'single', busyPollUs: config.busyPollUs, keeperDir: config.data
+    })
+    // Processes of a mount taken over may still hold files unlinked while open: those wait for their release.
+    const takingOver = await mount.takeoverCandidate() !== undefined
+    // The kernel still knows the numbers of files the dead agent created and never stored.
+    if (takingOver && pool instanceof DataPool && lostChanges.size > 0) pool.skipInodes([...lostChanges].reduce((a, b) => Math.max(a, b), 0))
     // The pool's agent collects for the whole namespace, before any other agent is let in; on etcd, where
     // another agent may hold a file unlinked while open, each agent collects only the copies it holds.
-    if (role !== 'join') await fs.collectGarbage({ orphans: role !== 'etcd' })
+    if (role !== 'join') await fs.collectGarbage({ orphans: role !== 'etcd' && !takingOver })
     await store.fitCapacity()
     const uploader = new CloudUploader(pool, store, log)
     if (store.writePolicy === 'async') uploader.start()
     const collector = new CloudCollector(pool, store, config.cloudGcGraceMs, log)
     if (cloud && (role === 'single' || role === 'pool')) collector.start()
-    const context = new ContextMonitor(probe, config.data, config.contextIntervalMs, log, new ContainerProbe())
+    const context = new ContextMonitor(probe, config.data, config.contextIntervalMs, log, new ContainerProbe(new ContainerIo(() => binding.pidIo())))
     context.start()
-    const mount = new ChaacMount(config.mount, fs, log, {
-      attrTimeout: config.attrTimeout, negativeEntries: config.cluster.role === 'single', busyPollUs: config.busyPollUs
-    })
     mount.followChanges(pool, id)
     const agent = new Agent(id, config, pool, store, fs, uploader, collector, context, mount, new HttpApi(), log)
+    agent.uncommitted = uncommitted
     await agent.history.store.load()
     const plane = role === 'single' ? undefined : dataPlane(config, agent)
     agent.plane = plane
@@ -182,7 +201,12 @@ export class Agent {
         }
       }
       await mount.mount()
+      if (mount.takenOver && lostChanges.size > 0) {
+        log.warn({ inodes: [...lostChanges] }, `${lostChanges.size} files had changes the previous agent acknowledged and never committed: they are lost, and the processes that made them get EIO on those descriptors`)
+      }
       await agent.http.listen(agent, config.http.host, config.http.port)
+      // Once the mount is up: Docker bind-mounts the folders the driver names.
+      if (config.volumeDriver !== undefined) agent.volumeDriver = await serveVolumes(config.volumeDriver, agent)
       await agent.membership.join()
       agent.followContainers()
       if (role === 'single' || role === 'pool') agent.autoBins = agent.startAutoBins()
@@ -194,6 +218,8 @@ export class Agent {
         agent.worker.start()
       }
     } catch (err) {
+      // Programs were waiting on a mount taken over: it stays for the next agent.
+      mount.handOver()
       await agent.close()
       throw err
     }
@@ -381,17 +407,20 @@ export class Agent {
     }
   }
 
-  /** Safe to call twice; stops in reverse: unmount, drain writes, uploads, HTTP, context, ball store, LevelDB. */
+  /** Safe to call twice; stops in reverse: volume driver, unmount, drain writes, uploads, HTTP, context, ball store, LevelDB. */
   async close (): Promise<void> {
     const step = async (name: string, fn: () => Promise<unknown>): Promise<void> => {
       this.log.debug({ step: name }, 'shutdown')
       await fn()
     }
     this.closing ??= (async () => {
+      // First, so that Docker no longer finds the driver (nor a stale socket) while the mount goes.
+      await step('volume driver', async () => await this.volumeDriver?.socket.close())
       await step('data containers', async () => this.containerBins?.close())
       await step('unmount', async () => await this.mount.unmount())
       await step('commit open files', async () => await this.fs.commitAll()
         .catch((err) => this.log.error({ err }, 'could not commit open files at shutdown')))
+      await step('uncommitted log', async () => await this.uncommitted?.close())
       await step('uploads', async () => await this.uploader.close())
       await step('cloud garbage', async () => await this.collector.close())
       await step('http', async () => await this.http.close())
@@ -461,6 +490,17 @@ function cloudTier (spec: CloudSpec): CloudTier {
   return spec.kind === 'dir' ? new DirCloud(spec.dir) : new S3Cloud(spec)
 }
 
+/**
+ * File handles start from a number no earlier agent on this host reached:
+ * after a takeover, handles below it are the dead agent's, adopted at their
+ * first use. A base of 1024 per millisecond since the epoch stays below
+ * 2^53 (exact in a double) and ahead of any agent opening fewer than a
+ * million files a second.
+ */
+function firstHandle (): number {
+  return Date.now() * 1024
+}
+
 async function agentId (data: string): Promise<string> {
   const file = join(data, 'agent-id')
   try {
@@ -469,6 +509,38 @@ async function agentId (data: string): Promise<string> {
     const id = randomUUID()
     await writeFile(file, id + '\n')
     return id
+  }
+}
+
+/**
+ * The Docker volume driver on its socket. A host where it cannot listen (no
+ * right to /run/docker/plugins, another agent serving that name) still gets
+ * its agent, without the driver: the log and /status say why.
+ */
+async function serveVolumes (name: string, agent: Agent): Promise<NonNullable<Agent['volumeDriver']>> {
+  const { config, log } = agent
+  const store = new NamespaceVolumes({
+    pool: agent.pool,
+    fs: agent.fs,
+    chaacPath: config.mount,
+    chunkSize: config.chunkSize,
+    agentId: agent.id,
+    isAlive: (id) => {
+      const rec = agent.pool.agents.get(id)
+      return rec !== undefined && isAlive(rec, Date.now(), config.contextIntervalMs)
+    }
+  })
+  // An agent alone keeps one copy of each ball; a cluster keeps its --replicas.
+  const driver = new VolumeDriver(store, agent.plane ? config.cluster.replicas : 1)
+  const socket = new PluginSocket(PluginSocket.pathFor(name), driver)
+  try {
+    await socket.listen()
+    log.info({ driver: name, socket: socket.path }, `Docker volume driver ${name} listening`)
+    return { name, driver, socket }
+  } catch (err) {
+    const reason = (err as Error).message
+    log.warn({ driver: name, socket: socket.path, err: reason }, `no Docker volume driver ${name}: ${reason}`)
+    return { name, driver, socket, reason }
   }
 }
 

@@ -2,14 +2,14 @@
 // running one over its HTTP API; `bench` measures a folder (src/bench/).
 // Signals are handled here and only here.
 import { Command, InvalidArgumentError, Option } from 'commander'
-import { relative, resolve } from 'node:path'
+import { basename, dirname, relative, resolve } from 'node:path'
 import { pino } from 'pino'
 import { Agent } from './agent.ts'
 import { benchCommand } from './bench/command.ts'
 import { OverrideProbe } from './context/override-probe.ts'
 import { SiProbe } from './context/si-probe.ts'
 import {
-  DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, checkExposure, defaultBins, oneOf, parseBin, parseCloud, parseFill, parseHostPort, parsePoolUrl, parseSeconds,
+  DEFAULTS, EVICTION_POLICIES, WRITE_POLICIES, checkExposure, defaultBins, oneOf, parseBin, parseCloud, parseFill, parseHostPort, parsePoolUrl, parseSeconds, parseVolumeDriver,
   type AgentConfig, type CloudSpec, type ClusterConfig
 } from './config.ts'
 import { describeEtcd, etcdSpec, parseMetaUrl, type EtcdSpec } from './meta/etcd-client.ts'
@@ -79,6 +79,7 @@ program.command('agent')
   .addOption(new Option('--admin-token <token>', 'the token that allows changes through the HTTP API (PUT /api/v1/scheme, as Authorization: Bearer <token>); none: the API is read-only (prefer the variable: a flag shows in ps)').env('CHAAC_ADMIN_TOKEN'))
   .addOption(new Option('--auto-bins <fill>', 'when the disk bins are fuller than this together (0..1, e.g. 0.8), the cluster\'s background worker launches a disk bin (a data container) on the least loaded host').env('CHAAC_AUTO_BINS'))
   .addOption(new Option('--auto-bins-capacity <size>', 'the capacity of a bin --auto-bins launches').env('CHAAC_AUTO_BINS_CAPACITY').default(DEFAULTS.autoBinsCapacity))
+  .addOption(new Option('--volume-driver <name>', 'the name of the Docker volume driver this agent serves on /run/docker/plugins/NAME.sock (docker volume create -d NAME); none: no driver').env('CHAAC_VOLUME_DRIVER').default(DEFAULTS.volumeDriver))
   .addOption(new Option('--log-level <level>', 'how much to log (to stderr, as JSON lines)').env('CHAAC_LOG_LEVEL').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .action(async (flags: AgentFlags, cmd: Command) => await runAgent(flags, givenSettings(cmd)))
 
@@ -138,6 +139,7 @@ interface Status {
   files: number
   context: { ufCPU: number, ufMemory: number, ufFileSystem: number, ufNet: number } | null
   docker: { available: boolean, version?: string, reason?: string } | null
+  volumeDriver?: { name: string, socket: string, listening: boolean, reason?: string } | null
   cluster: { role: string, peer: string | null, pool: string | null, meta: string, worker: boolean | null, reachable: boolean, agents: Array<{ id: string, alive: boolean }> }
 }
 
@@ -187,6 +189,8 @@ function printStatus (s: Status): void {
     console.log(`context: cpu ${pct(s.context.ufCPU)}, memory ${pct(s.context.ufMemory)}, filesystem ${pct(s.context.ufFileSystem)}, net ${pct(s.context.ufNet)}`)
   }
   if (s.docker) console.log(s.docker.available ? `docker: engine ${s.docker.version ?? ''} answers: containers' context sampled` : `docker: ${s.docker.reason ?? 'no engine'}`)
+  const v = s.volumeDriver
+  if (v) console.log(v.listening ? `docker volume driver: ${v.name} listening on ${v.socket} (docker volume create -d ${v.name})` : `docker volume driver: ${v.name} not listening: ${v.reason ?? 'stopped'}`)
 }
 
 interface AgentFlags {
@@ -227,6 +231,7 @@ interface AgentFlags {
   adminToken?: string
   autoBins?: string
   autoBinsCapacity: string
+  volumeDriver: string
 }
 
 // The cluster's settings the user gave, by flag or variable: only those may contradict the stored ones.
@@ -287,6 +292,7 @@ function configFromFlags (f: AgentFlags, given: GivenSettings = {}): AgentConfig
     autoBins: f.autoBins === undefined || f.autoBins === ''
       ? undefined
       : { fill: check('--auto-bins', () => parseFill(f.autoBins as string)), capacity: autoBinsCapacity(f.autoBinsCapacity) },
+    volumeDriver: check('--volume-driver', () => parseVolumeDriver(f.volumeDriver)),
     settings: { given, cloudFor }
   }
 }
@@ -346,6 +352,12 @@ function clusterLine (agent: Agent): string {
   return role === 'pool' ? `${peers}   (the data pool: other agents start with --join ${agent.peerUrl ?? ''})` : `${peers}   (joined the data pool at ${pool ?? ''})`
 }
 
+function volumesLine (agent: Agent): string {
+  const v = agent.volumeDriver
+  if (!v?.socket.listening) return ''
+  return `  volumes:     docker volume create -d ${v.name} --name NAME; docker run -v NAME:/data ...   (folders of ${agent.config.mount}/volumes)\n`
+}
+
 /** Set once this process runs an agent. */
 let serving = false
 
@@ -357,14 +369,15 @@ async function runAgent (flags: AgentFlags, given: GivenSettings): Promise<void>
   const agent = await Agent.start(config, log, probe)
   const manager = serviceManager(log)
   const addr = agent.http.address
+  const folder = agent.mount.folder?.path ?? dirname(resolve(config.mount))
   const http = addr ? `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}` : ''
   console.log(`chaac agent ${agent.id} is running
   chaac path:  ${config.mount}
   dashboard:   ${http}/
   status:      ${http}/status   (or: npx chaac status --http ${addr?.address}:${addr?.port})${clusterLine(agent)}
-  containers:  docker run --rm -v ${config.mount}:/data busybox ls /data
-               (to keep the mount across agent restarts, bind its parent folder with rslave: see README)
-Press Ctrl-C to stop (the chaac path is unmounted cleanly).`)
+  containers:  docker run --rm -v ${folder}:/chaac:rslave busybox ls /chaac/${basename(config.mount)}
+               (the folder that holds the chaac path, so that containers keep it across agent restarts)
+${volumesLine(agent)}Press Ctrl-C to stop (the chaac path is unmounted cleanly).`)
   manager.notify({ READY: 1, STATUS: `serving the chaac path ${config.mount}` })
   let stopping = false
   const stop = (signal: string): void => {

@@ -41,6 +41,8 @@ export interface AgentConfig {
   autoBins?: { fill: number, capacity: number }
   /** The bearer token that allows changes through the HTTP API (PUT /api/v1/scheme); none: read-only. */
   adminToken?: string
+  /** The name Docker knows this agent's volume driver by (docker volume create -d NAME); none: no driver. */
+  volumeDriver?: string
   /**
    * Which of the cluster's settings the user gave (the others come from the
    * settings stored in the engine, when it has some), and the cloud tier a
@@ -97,7 +99,8 @@ export const DEFAULTS = {
   policy: 'context',
   rereplicateAfter: '60',
   peerTimeout: '5',
-  autoBinsCapacity: '1GiB'
+  autoBinsCapacity: '1GiB',
+  volumeDriver: 'chaac'
 } as const
 
 /** Where the S3 settings come from when no flag gives them: the usual AWS variables. */
@@ -212,6 +215,15 @@ export function checkExposure (flag: string, host: string, secret: string | unde
 export function oneOf<T extends string> (what: string, allowed: readonly T[], text: string): T {
   if (!allowed.includes(text as T)) throw new RangeError(`${what} must be one of ${allowed.join(', ')}; got '${text}'`)
   return text as T
+}
+
+/** `--volume-driver`: a plugin name Docker accepts (it names the socket file), or `none`. */
+export function parseVolumeDriver (text: string): string | undefined {
+  if (text === 'none') return undefined
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/.test(text)) {
+    throw new RangeError(`not a volume driver name: '${text}' (letters, digits, '_', '.' and '-', starting with a letter or digit; or none)`)
+  }
+  return text
 }
 
 /** The bins of the embedded default: a memory level on tmpfs in front of a disk level under the data folder. */

@@ -28,6 +28,8 @@
 #include <uv.h>
 
 #include "native-reads.h"
+#include "pid-io.h"
+#include "takeover.h"
 
 // Worker threads of the native read path.
 #define READERS 4
@@ -35,8 +37,11 @@
 enum {
   OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_SETATTR, OP_READLINK, OP_MKNOD, OP_MKDIR, OP_UNLINK, OP_RMDIR,
   OP_SYMLINK, OP_RENAME, OP_LINK, OP_OPEN, OP_READ, OP_WRITE, OP_FLUSH, OP_RELEASE, OP_FSYNC,
-  OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_FSYNCDIR, OP_STATFS, OP_CREATE, OP_STOPPED, OP_BALL_READS
+  OP_OPENDIR, OP_READDIR, OP_RELEASEDIR, OP_FSYNCDIR, OP_STATFS, OP_CREATE, OP_STOPPED, OP_BALL_READS, OP_INIT
 };
+
+// What JS gets of the kernel's FUSE_INIT: what it sent, then what this session asked for.
+enum { IN_MAJOR, IN_MINOR, IN_MAX_READAHEAD, IN_FLAGS, IN_WANT, IN_MAX_WRITE, IN_COUNT };
 
 // Values of a setattr, in the order JS reads them.
 enum { SA_MODE, SA_UID, SA_GID, SA_SIZE, SA_ATIME, SA_MTIME, SA_COUNT };
@@ -67,6 +72,13 @@ typedef struct {
   // The kernel ended the session: reads handed back are refused, no longer sent to JS.
   int stopped;
   int open_handles;
+  // The kernel's FUSE_INIT, kept so that a later agent can take the connection over (takeover.c).
+  init_params_t init;
+  int inited;
+  // Set while a takeover feeds libfuse its INIT: JS already knows those values.
+  int quiet_init;
+  // Requests the kernel sent again after a takeover.
+  double resent;
 } session_t;
 
 static int64_t now_ns (void) {
@@ -94,9 +106,17 @@ typedef struct {
   int64_t off;
   const char *data;
   double setattr[SA_COUNT];
+  double init[IN_COUNT];
   uint32_t uid;
   uint32_t gid;
 } request_t;
+
+// What JS holds of a request: the request until it is answered, then NULL.
+typedef struct { fuse_req_t req; } token_t;
+
+static void free_token (napi_env env, void *data, void *hint) {
+  free(data);
+}
 
 static request_t *request (int op, fuse_req_t req, fuse_ino_t ino) {
   request_t *r = calloc(1, sizeof(request_t));
@@ -146,9 +166,22 @@ static double ms_of (const struct timespec *ts) {
 // ---- requests (read by the event loop, see on_readable) ----
 
 static void ll_init (void *userdata, struct fuse_conn_info *conn) {
+  session_t *s = userdata;
   // O_TRUNC arrives with open, saving a setattr round trip.
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_BIG_WRITES) conn->want |= FUSE_CAP_BIG_WRITES;
+  s->inited = 1;
+  if (s->quiet_init) return;
+  // JS keeps these for the agent that may take the connection over.
+  request_t *r = request(OP_INIT, NULL, 0);
+  if (r == NULL) return;
+  r->init[IN_MAJOR] = s->init.major;
+  r->init[IN_MINOR] = s->init.minor;
+  r->init[IN_MAX_READAHEAD] = s->init.max_readahead;
+  r->init[IN_FLAGS] = s->init.flags;
+  r->init[IN_WANT] = conn->want;
+  r->init[IN_MAX_WRITE] = conn->max_write;
+  call_js(s, r);
 }
 
 static void ll_lookup (fuse_req_t req, fuse_ino_t parent, const char *name) {
@@ -266,6 +299,7 @@ static void ll_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) 
 
 static void ll_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   session_t *s = fuse_req_userdata(req);
+  pid_io_add(fuse_req_ctx(req)->pid, size, 0);
   if (fi != NULL && readers_take(s->readers, req, fi->fh, size, off)) return;
   request_t *r = request(OP_READ, req, ino);
   if (r) {
@@ -278,6 +312,7 @@ static void ll_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, str
 
 static void ll_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
   drop_plans(req, ino);
+  pid_io_add(fuse_req_ctx(req)->pid, 0, size);
   request_t *r = request(OP_WRITE, req, ino);
   if (r) {
     set_fh(r, fi);
@@ -399,6 +434,16 @@ static napi_value str (napi_env env, const char *s) {
   return out;
 }
 
+// A Float64Array holding a copy of `n` values.
+static napi_value float64s (napi_env env, const double *v, size_t n) {
+  napi_value ab, out;
+  void *raw;
+  napi_create_arraybuffer(env, n * sizeof(double), &raw, &ab);
+  memcpy(raw, v, n * sizeof(double));
+  napi_create_typedarray(env, napi_float64_array, n, ab, 0, &out);
+  return out;
+}
+
 // Calls dispatch(op, req, ino, ...args). Runs from a libuv callback, outside
 // any JS frame: make_callback opens the callback scope, so promise jobs the
 // dispatcher starts run when it returns, as after any other I/O callback.
@@ -411,7 +456,15 @@ static void call_js (session_t *s, request_t *r) {
   napi_value lent = NULL;
   argv[0] = num(env, r->op);
   if (r->req != NULL) {
-    napi_create_external(env, r->req, NULL, NULL, &argv[1]);
+    token_t *token = malloc(sizeof(token_t));
+    if (token == NULL) {
+      fuse_reply_err(r->req, ENOMEM);
+      request_free(r);
+      napi_close_handle_scope(env, scope);
+      return;
+    }
+    token->req = r->req;
+    napi_create_external(env, token, free_token, NULL, &argv[1]);
     s->pending++;
   } else {
     napi_get_null(env, &argv[1]);
@@ -429,17 +482,11 @@ static void call_js (session_t *s, request_t *r) {
     case OP_GETATTR: case OP_FLUSH: case OP_RELEASE: case OP_RELEASEDIR:
       argv[argc++] = fh;
       break;
-    case OP_SETATTR: {
-      napi_value ab, values;
-      void *raw;
-      napi_create_arraybuffer(env, sizeof(r->setattr), &raw, &ab);
-      memcpy(raw, r->setattr, sizeof(r->setattr));
-      napi_create_typedarray(env, napi_float64_array, SA_COUNT, ab, 0, &values);
+    case OP_SETATTR:
       argv[argc++] = num(env, r->flags);
-      argv[argc++] = values;
+      argv[argc++] = float64s(env, r->setattr, SA_COUNT);
       argv[argc++] = fh;
       break;
-    }
     case OP_MKNOD:
       argv[argc++] = str(env, r->name);
       argv[argc++] = num(env, r->mode);
@@ -496,6 +543,9 @@ static void call_js (session_t *s, request_t *r) {
       argv[argc++] = num(env, r->uid);
       argv[argc++] = num(env, r->gid);
       break;
+    case OP_INIT:
+      argv[argc++] = float64s(env, r->init, IN_COUNT);
+      break;
     case OP_STATFS: case OP_READLINK: case OP_STOPPED: case OP_BALL_READS:
       break;
   }
@@ -534,6 +584,17 @@ static void call_js (session_t *s, request_t *r) {
 // being worked on waits for the event loop, which the spin holds up. And only
 // while it pays: after a spin that found nothing, the next happens once a
 // request again came within the window.
+// Keeps what a takeover needs of the kernel's INIT, and counts requests sent again.
+static void note_request (session_t *s, int len) {
+  uint32_t opcode;
+  uint64_t unique;
+  if (len < INIT_HEADER_BYTES) return;
+  memcpy(&opcode, s->buf + 4, sizeof(opcode));
+  memcpy(&unique, s->buf + 8, sizeof(unique));
+  if (unique & UNIQUE_RESEND) s->resent++;
+  if (opcode == INIT_OPCODE && len >= INIT_HEADER_BYTES + (int) sizeof(init_params_t)) memcpy(&s->init, s->buf + INIT_HEADER_BYTES, sizeof(init_params_t));
+}
+
 static void on_readable (uv_poll_t *handle, int status, int events) {
   session_t *s = handle->data;
   for (int i = 0; i < MAX_BATCH;) {
@@ -546,6 +607,7 @@ static void on_readable (uv_poll_t *handle, int status, int events) {
     }
     if (res == -EINTR) continue;
     if (res > 0 && !fuse_session_exited(s->se)) {
+      note_request(s, res);
       s->spin = s->busy_poll_ns > 0 && now_ns() - s->answered_at < s->busy_poll_ns;
       fuse_session_process(s->se, s->buf, res, ch);
       i++;
@@ -644,15 +706,27 @@ static void free_session (uv_handle_t *handle) {
   napi_value argv[n]; \
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < n) THROW(env, "wrong number of arguments");
 
-// The request a reply_* call answers (each answers one exactly once).
+// The request a reply_* call answers. Each answers one exactly once: a second
+// answer (or one to something else than a request) throws instead of handing
+// libfuse a request it freed with the first.
 static fuse_req_t req_of (napi_env env, napi_value v) {
-  void *req = NULL;
-  napi_get_value_external(env, v, &req);
-  session_t *s = req == NULL ? NULL : fuse_req_userdata(req);
-  if (s != NULL) {
-    s->pending--;
-    s->answered_at = now_ns();
+  void *data = NULL;
+  napi_valuetype type;
+  napi_typeof(env, v, &type);
+  if (type != napi_external || napi_get_value_external(env, v, &data) != napi_ok || data == NULL) {
+    napi_throw_type_error(env, NULL, "not a request");
+    return NULL;
   }
+  token_t *token = data;
+  fuse_req_t req = token->req;
+  if (req == NULL) {
+    napi_throw_error(env, "ERR_ANSWERED", "the request was answered already");
+    return NULL;
+  }
+  token->req = NULL;
+  session_t *s = fuse_req_userdata(req);
+  s->pending--;
+  s->answered_at = now_ns();
   return req;
 }
 
@@ -705,50 +779,53 @@ static napi_value result (napi_env env, int rc) {
   return out;
 }
 
-// mount(mountpoint, mountOptions, lowlevelOptions, entryTimeout, attrTimeout, dispatch, busyPollMicroseconds) -> session
-static napi_value mount (napi_env env, napi_callback_info info) {
-  ARGS(7)
-  char mnt[4096], mopts[4096], lopts[4096];
-  size_t len;
-  napi_get_value_string_utf8(env, argv[0], mnt, sizeof(mnt), &len);
-  napi_get_value_string_utf8(env, argv[1], mopts, sizeof(mopts), &len);
-  napi_get_value_string_utf8(env, argv[2], lopts, sizeof(lopts), &len);
-  session_t *s = calloc(1, sizeof(session_t));
-  if (s == NULL) THROW(env, "out of memory");
-  napi_get_value_double(env, argv[3], &s->entry_timeout);
-  napi_get_value_double(env, argv[4], &s->attr_timeout);
-  double busy_poll_us = 0;
-  napi_get_value_double(env, argv[6], &busy_poll_us);
-  s->busy_poll_ns = (int64_t) (busy_poll_us * 1000);
+static session_t *session_of (napi_env env, napi_value v);
 
-  char *margv[] = { "chaac", "-o", mopts, NULL };
-  struct fuse_args margs = FUSE_ARGS_INIT(mopts[0] ? 3 : 1, margv);
-  s->ch = fuse_mount(mnt, &margs);
-  fuse_opt_free_args(&margs);
-  if (s->ch == NULL) {
-    free(s);
-    THROW(env, "could not mount (see stderr)");
-  }
+// Undoes a session that did not start: a mount made for it goes (takeover: the keeper keeps the connection).
+static void abandon (session_t *s, const char *mnt) {
+  if (s->se != NULL) fuse_session_destroy(s->se); // also closes the channel
+  else if (s->ch != NULL) fuse_chan_destroy(s->ch);
+  if (mnt != NULL) fuse_unmount(mnt, NULL);
+}
+
+// The session's options, timeouts and busy polling from JS: argv[0..] are
+// (lowlevelOptions, entryTimeout, attrTimeout, busyPollMicroseconds).
+static session_t *session_new (napi_env env, napi_value *argv, char *lopts, size_t lopts_size) {
+  size_t len;
+  session_t *s = calloc(1, sizeof(session_t));
+  if (s == NULL) return NULL;
+  napi_get_value_string_utf8(env, argv[0], lopts, lopts_size, &len);
+  napi_get_value_double(env, argv[1], &s->entry_timeout);
+  napi_get_value_double(env, argv[2], &s->attr_timeout);
+  double busy_poll_us = 0;
+  napi_get_value_double(env, argv[3], &busy_poll_us);
+  s->busy_poll_ns = (int64_t) (busy_poll_us * 1000);
+  return s;
+}
+
+// libfuse's session on channel s->ch. 0, or a message.
+static const char *session_open (session_t *s, char *lopts) {
   char *largv[] = { "chaac", "-o", lopts, NULL };
   struct fuse_args largs = FUSE_ARGS_INIT(lopts[0] ? 3 : 1, largv);
   s->se = fuse_lowlevel_new(&largs, &ops, sizeof(ops), s);
   fuse_opt_free_args(&largs);
-  if (s->se == NULL) {
-    fuse_unmount(mnt, s->ch);
-    free(s);
-    THROW(env, "libfuse rejected the options (see stderr)");
-  }
+  if (s->se == NULL) return "libfuse rejected the options (see stderr)";
   fuse_session_add_chan(s->se, s->ch);
+  return NULL;
+}
 
+// Watches the session's /dev/fuse on the event loop and starts the read
+// threads; returns the session for JS, or throws (after `abandon`).
+static napi_value serve (napi_env env, session_t *s, napi_value dispatch, const char *mnt) {
   int fd = fuse_chan_fd(s->ch);
   uv_loop_t *loop = NULL;
   s->bufsize = fuse_chan_bufsize(s->ch);
   s->buf = malloc(s->bufsize);
   napi_get_uv_event_loop(env, &loop);
-  if (s->buf == NULL || loop == NULL || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0 ||
+  // Close-on-exec: only the keeper, given the descriptor on purpose, may hold the connection beyond the agent.
+  if (s->buf == NULL || loop == NULL || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 ||
       uv_poll_init(loop, &s->poll, fd) != 0) {
-    fuse_session_destroy(s->se);
-    fuse_unmount(mnt, NULL);
+    abandon(s, mnt);
     free(s->buf);
     free(s);
     THROW(env, "could not watch /dev/fuse");
@@ -762,8 +839,7 @@ static napi_value mount (napi_env env, napi_callback_info info) {
   }
   if (s->readers == NULL) {
     // Initialised handles are freed through uv_close; the last one frees the session.
-    fuse_session_destroy(s->se);
-    fuse_unmount(mnt, NULL);
+    abandon(s, mnt);
     int both = s->open_handles == 2;
     uv_close((uv_handle_t *) &s->poll, free_session);
     if (both) uv_close((uv_handle_t *) &s->forward, free_session);
@@ -774,13 +850,124 @@ static napi_value mount (napi_env env, napi_callback_info info) {
   napi_value name;
   napi_create_string_utf8(env, "chaac-fuse", NAPI_AUTO_LENGTH, &name);
   napi_async_init(env, NULL, name, &s->async_context);
-  napi_create_reference(env, argv[5], 1, &s->dispatch);
+  napi_create_reference(env, dispatch, 1, &s->dispatch);
   uv_poll_start(&s->poll, UV_READABLE, on_readable);
   // The mount alone does not keep the process alive.
   uv_unref((uv_handle_t *) &s->poll);
   napi_value out;
   napi_create_external(env, s, NULL, NULL, &out);
   return out;
+}
+
+// mount(mountpoint, mountOptions, lowlevelOptions, entryTimeout, attrTimeout, dispatch, busyPollMicroseconds) -> session
+static napi_value mount (napi_env env, napi_callback_info info) {
+  ARGS(7)
+  char mnt[4096], mopts[4096], lopts[4096];
+  size_t len;
+  napi_get_value_string_utf8(env, argv[0], mnt, sizeof(mnt), &len);
+  napi_get_value_string_utf8(env, argv[1], mopts, sizeof(mopts), &len);
+  napi_value opts[4] = { argv[2], argv[3], argv[4], argv[6] };
+  session_t *s = session_new(env, opts, lopts, sizeof(lopts));
+  if (s == NULL) THROW(env, "out of memory");
+
+  char *margv[] = { "chaac", "-o", mopts, NULL };
+  struct fuse_args margs = FUSE_ARGS_INIT(mopts[0] ? 3 : 1, margv);
+  s->ch = fuse_mount(mnt, &margs);
+  fuse_opt_free_args(&margs);
+  if (s->ch == NULL) {
+    free(s);
+    THROW(env, "could not mount (see stderr)");
+  }
+  const char *err = session_open(s, lopts);
+  if (err != NULL) {
+    fuse_unmount(mnt, s->ch);
+    free(s);
+    THROW(env, err);
+  }
+  return serve(env, s, argv[5], mnt);
+}
+
+// takeover(keeperPid, fd, init, lowlevelOptions, entryTimeout, attrTimeout, dispatch, busyPollMicroseconds) -> session
+// Serves the connection whose /dev/fuse descriptor `fd` of process
+// keeperPid holds (see takeover.c). init: [major, minor, maxReadahead, flags]
+// of the kernel's FUSE_INIT, as the INIT dispatch gave them. Throws, with
+// the mount untouched, when the connection cannot be taken over.
+static napi_value takeover (napi_env env, napi_callback_info info) {
+  ARGS(8)
+  int32_t pid, fdnum;
+  char lopts[4096];
+  if (napi_get_value_int32(env, argv[0], &pid) != napi_ok || napi_get_value_int32(env, argv[1], &fdnum) != napi_ok || pid <= 0 || fdnum < 0) {
+    THROW(env, "takeover: a keeper pid and a descriptor number");
+  }
+  const double *in = doubles_of(env, argv[2], 4);
+  if (in == NULL) THROW(env, "takeover: init must be a Float64Array [major, minor, maxReadahead, flags]");
+  napi_value opts[4] = { argv[3], argv[4], argv[5], argv[7] };
+  session_t *s = session_new(env, opts, lopts, sizeof(lopts));
+  if (s == NULL) THROW(env, "out of memory");
+  s->init = (init_params_t) { (uint32_t) in[0], (uint32_t) in[1], (uint32_t) in[2], (uint32_t) in[3] };
+  char msg[256];
+  int fd = takeover_getfd((pid_t) pid, fdnum);
+  if (fd < 0) {
+    free(s);
+    snprintf(msg, sizeof(msg), "could not copy descriptor %d of the keeper (pid %d): %s", fdnum, pid, strerror(-fd));
+    THROW(env, msg);
+  }
+  s->ch = fuse_kern_chan_new(fd);
+  if (s->ch == NULL) {
+    close(fd);
+    free(s);
+    THROW(env, "libfuse could not make a channel of the keeper's descriptor");
+  }
+  const char *err = session_open(s, lopts);
+  if (err == NULL) {
+    s->quiet_init = 1;
+    takeover_init(s->se, s->ch, &s->init);
+    s->quiet_init = 0;
+    if (!s->inited) err = "libfuse refused the saved FUSE_INIT";
+  }
+  int rc = err == NULL ? takeover_resend(fd) : 0;
+  if (err == NULL && rc < 0) {
+    snprintf(msg, sizeof(msg), "the kernel refused FUSE_NOTIFY_RESEND (Linux 6.9 or later needed): %s", strerror(-rc));
+    err = msg;
+  }
+  if (err != NULL) {
+    abandon(s, NULL);
+    free(s);
+    THROW(env, err);
+  }
+  return serve(env, s, argv[6], NULL);
+}
+
+// detach(session): stops reading requests, without ending the session: the
+// connection stays with the keeper for the next agent (a start that failed
+// after a takeover), which gets again what this one read and left unanswered.
+static napi_value detach (napi_env env, napi_callback_info info) {
+  ARGS(1)
+  session_t *s = session_of(env, argv[0]);
+  if (s == NULL) THROW(env, "not a session");
+  uv_poll_stop(&s->poll);
+  return NULL;
+}
+
+// resent(session) -> requests the kernel sent again after a takeover, so far.
+static napi_value resent (napi_env env, napi_callback_info info) {
+  ARGS(1)
+  session_t *s = session_of(env, argv[0]);
+  if (s == NULL) THROW(env, "not a session");
+  return num(env, s->resent);
+}
+
+// closeOnExec() -> 0 or a negative errno: see takeover_cloexec_all.
+static napi_value close_on_exec (napi_env env, napi_callback_info info) {
+  return result(env, takeover_cloexec_all());
+}
+
+// sessionFd(session) -> the session's /dev/fuse descriptor, for the keeper to hold.
+static napi_value session_fd (napi_env env, napi_callback_info info) {
+  ARGS(1)
+  session_t *s = session_of(env, argv[0]);
+  if (s == NULL) THROW(env, "not a session");
+  return num(env, fuse_chan_fd(s->ch));
 }
 
 // destroy(session): after the loop stopped (the mount is gone) and every request was answered.
@@ -810,13 +997,16 @@ static napi_value reply_err (napi_env env, napi_callback_info info) {
   ARGS(2)
   int32_t err;
   napi_get_value_int32(env, argv[1], &err);
-  return result(env, fuse_reply_err(req_of(env, argv[0]), err));
+  fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
+  return result(env, fuse_reply_err(req, err));
 }
 
 // replyEntry(req, attrs)
 static napi_value reply_entry (napi_env env, napi_callback_info info) {
   ARGS(2)
   fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
   struct fuse_entry_param e;
   if (!fill_entry(env, argv[1], &e, fuse_req_userdata(req))) return result(env, fuse_reply_err(req, EIO));
   return result(env, fuse_reply_entry(req, &e));
@@ -836,6 +1026,7 @@ static void fill_open (napi_env env, napi_value fh, napi_value keep, struct fuse
 static napi_value reply_create (napi_env env, napi_callback_info info) {
   ARGS(4)
   fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
   struct fuse_entry_param e;
   struct fuse_file_info fi;
   if (!fill_entry(env, argv[1], &e, fuse_req_userdata(req))) return result(env, fuse_reply_err(req, EIO));
@@ -847,6 +1038,7 @@ static napi_value reply_create (napi_env env, napi_callback_info info) {
 static napi_value reply_attr (napi_env env, napi_callback_info info) {
   ARGS(2)
   fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
   const double *a = doubles_of(env, argv[1], AT_COUNT);
   if (a == NULL) return result(env, fuse_reply_err(req, EIO));
   struct stat st;
@@ -859,6 +1051,7 @@ static napi_value reply_attr (napi_env env, napi_callback_info info) {
 static napi_value reply_readlink (napi_env env, napi_callback_info info) {
   ARGS(2)
   fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
   size_t len;
   napi_get_value_string_utf8(env, argv[1], NULL, 0, &len);
   char *target = malloc(len + 1);
@@ -874,7 +1067,9 @@ static napi_value reply_open (napi_env env, napi_callback_info info) {
   ARGS(3)
   struct fuse_file_info fi;
   fill_open(env, argv[1], argv[2], &fi);
-  return result(env, fuse_reply_open(req_of(env, argv[0]), &fi));
+  fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
+  return result(env, fuse_reply_open(req, &fi));
 }
 
 // replyBuf(req, buffer, length)
@@ -885,7 +1080,9 @@ static napi_value reply_buf (napi_env env, napi_callback_info info) {
   uint32_t n;
   napi_get_buffer_info(env, argv[1], &data, &size);
   napi_get_value_uint32(env, argv[2], &n);
-  return result(env, fuse_reply_buf(req_of(env, argv[0]), data, n < size ? n : size));
+  fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
+  return result(env, fuse_reply_buf(req, data, n < size ? n : size));
 }
 
 // replyWrite(req, count)
@@ -893,13 +1090,16 @@ static napi_value reply_write (napi_env env, napi_callback_info info) {
   ARGS(2)
   uint32_t n;
   napi_get_value_uint32(env, argv[1], &n);
-  return result(env, fuse_reply_write(req_of(env, argv[0]), n));
+  fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
+  return result(env, fuse_reply_write(req, n));
 }
 
 // replyStatfs(req, Float64Array [bsize, frsize, blocks, bfree, bavail, files, ffree, favail, fsid, flag, namemax])
 static napi_value reply_statfs (napi_env env, napi_callback_info info) {
   ARGS(2)
   fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
   const double *a = doubles_of(env, argv[1], 11);
   if (a == NULL) return result(env, fuse_reply_err(req, EIO));
   struct statvfs st;
@@ -923,6 +1123,7 @@ static napi_value reply_statfs (napi_env env, napi_callback_info info) {
 static napi_value reply_dirents (napi_env env, napi_callback_info info) {
   ARGS(5)
   fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
   uint32_t size, count;
   double first;
   napi_get_value_uint32(env, argv[1], &size);
@@ -1107,6 +1308,25 @@ static napi_value read_stats (napi_env env, napi_callback_info info) {
   return out;
 }
 
+// pidIo() -> [[container, bytes asked to read, bytes written], ...] per requesting
+// process since the last call (of every session); container is "" outside any.
+static napi_value pid_io (napi_env env, napi_callback_info info) {
+  enum { MAX = 1024 };
+  static pid_io_t taken[MAX];
+  uint32_t n = pid_io_take(taken, MAX);
+  napi_value out;
+  napi_create_array_with_length(env, n, &out);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value row;
+    napi_create_array_with_length(env, 3, &row);
+    napi_set_element(env, row, 0, str(env, taken[i].container));
+    napi_set_element(env, row, 1, num(env, (double) taken[i].read));
+    napi_set_element(env, row, 2, num(env, (double) taken[i].written));
+    napi_set_element(env, out, i, row);
+  }
+  return out;
+}
+
 NAPI_MODULE_INIT () {
   napi_property_descriptor fns[] = {
     { "mount", NULL, mount, NULL, NULL, NULL, napi_default, NULL },
@@ -1126,6 +1346,12 @@ NAPI_MODULE_INIT () {
     { "setReadPlan", NULL, set_read_plan, NULL, NULL, NULL, napi_default, NULL },
     { "dropReadPlans", NULL, drop_read_plans, NULL, NULL, NULL, napi_default, NULL },
     { "readStats", NULL, read_stats, NULL, NULL, NULL, napi_default, NULL },
+    { "pidIo", NULL, pid_io, NULL, NULL, NULL, napi_default, NULL },
+    { "takeover", NULL, takeover, NULL, NULL, NULL, napi_default, NULL },
+    { "resent", NULL, resent, NULL, NULL, NULL, napi_default, NULL },
+    { "detach", NULL, detach, NULL, NULL, NULL, napi_default, NULL },
+    { "closeOnExec", NULL, close_on_exec, NULL, NULL, NULL, napi_default, NULL },
+    { "sessionFd", NULL, session_fd, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);
   return exports;

@@ -31,6 +31,8 @@ export interface AgentView {
   readonly peerUrl: string | null
   /** The data plane, in a cluster. */
   readonly plane?: DataPlane
+  /** The Docker volume driver, unless turned off; `reason` says why its socket does not listen. */
+  readonly volumeDriver?: { readonly name: string, readonly socket: { readonly path: string, readonly listening: boolean }, readonly reason?: string }
   /** The election of the background worker, in a cluster on etcd. */
   readonly worker?: { readonly elected: boolean }
   /** Read outcomes and bytes through the mount so far (the binding's own reads included). */

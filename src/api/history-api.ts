@@ -1,5 +1,5 @@
-// GET /api/v1/history?metric=M[,M...]&since=T[&agent=ID]: the cluster's
-// history, as this agent sampled it.
+// GET /api/v1/history?metric=M[,M...]&since=T[&agent=ID | &container=ID]: the
+// cluster's history, as this agent sampled it (and its own containers').
 import { CLUSTER_METRICS } from '../history/cluster-history.ts'
 import type { AgentView } from './agent-view.ts'
 import { BadRequest } from './http-error.ts'
@@ -14,12 +14,15 @@ export function history (agent: AgentView, url: URL): object {
   const unknown = metrics.filter((m) => !Object.hasOwn(CLUSTER_METRICS, m))
   if (unknown.length > 0) throw new BadRequest(`unknown metric ${unknown.join(', ')}: the metrics are ${known.join(', ')}`)
   const since = sinceOf(url.searchParams.get('since'))
-  const who = url.searchParams.get('agent') ?? undefined
+  // A container's series are by its short id, as an agent's are by the agent's id.
+  const who = url.searchParams.get('agent') ?? url.searchParams.get('container') ?? undefined
   const series = agent.history.store.query(metrics, since, who === '' ? undefined : who)
   return {
     interval: agent.history.intervalMs / 1000,
     since,
-    series: series.map((s) => ({ metric: s.metric, agent: s.agent, unit: CLUSTER_METRICS[s.metric].unit, points: s.points }))
+    series: series.map((s) => ({
+      metric: s.metric, ...(s.metric.startsWith('container.') ? { container: s.agent } : { agent: s.agent }), unit: CLUSTER_METRICS[s.metric].unit, points: s.points
+    }))
   }
 }
 

@@ -23,6 +23,7 @@ import { isDashboardPath, sendDashboardFile } from './dashboard.ts'
 import { changeScheme, checkAdmin, scheme } from './scheme.ts'
 import { binInPath, createBin, removeBin } from './bins-api.ts'
 import { zones } from './zones-api.ts'
+import { containers } from './containers-api.ts'
 
 const MAX_PAGE = 1000
 
@@ -53,6 +54,7 @@ export class HttpApi {
       'GET /api/v1/replication': () => replication.get(agent),
       'GET /api/v1/history': (url) => history(agent, url),
       'GET /api/v1/zones': (url) => zones(agent, url),
+      'GET /api/v1/containers': () => containers(agent),
       'GET /api/v1/scheme': () => scheme(agent),
       'PUT /api/v1/scheme': async (_, req) => {
         // The token first: a client without it learns nothing from the body's checks.
@@ -219,7 +221,14 @@ function reads (agent: AgentView): object {
 function status (agent: AgentView): object {
   return {
     agent: { id: agent.id, version: agent.version, pid: process.pid, uptimeSeconds: Math.round((Date.now() - agent.startedAt) / 1000) },
-    mount: { path: agent.config.mount, errors: agent.mount.errors.summary(), nativeReads: agent.mount.nativeReads() },
+    mount: {
+      path: agent.config.mount,
+      errors: agent.mount.errors.summary(),
+      nativeReads: agent.mount.nativeReads(),
+      keeper: agent.mount.keeper?.pid ?? null,
+      takeover: agent.mount.takeover() ?? null,
+      folder: agent.mount.folder ?? null
+    },
     http: agent.http.address ? `${agent.http.address.address}:${agent.http.address.port}` : null,
     chunkSize: agent.config.chunkSize,
     cacheSkipOver: agent.config.cacheSkipOver,
@@ -231,8 +240,14 @@ function status (agent: AgentView): object {
       : null,
     files: agent.pool.inodeCount,
     context: agent.context.latest ?? null,
-    docker: agent.context.docker
+    docker: agent.context.docker,
+    volumeDriver: volumeDriver(agent)
   }
+}
+
+function volumeDriver (agent: AgentView): object | null {
+  const d = agent.volumeDriver
+  return d ? { name: d.name, socket: d.socket.path, listening: d.socket.listening, ...(d.reason !== undefined ? { reason: d.reason } : {}) } : null
 }
 
 function balls (agent: AgentView, url: URL): object {
@@ -315,30 +330,51 @@ function location (agent: AgentView, url: URL): object {
 // of another policy, for comparison), and the spread of the durable bins'
 // fill before and after it.
 function allocation (agent: AgentView, body: unknown): object {
-  const { size, policy: asked } = (body ?? {}) as { size?: unknown, policy?: unknown }
+  const { size, policy: asked, container } = (body ?? {}) as { size?: unknown, policy?: unknown, container?: unknown }
   if (typeof body !== 'object' || body === null || Array.isArray(body) || typeof size !== 'number' || !Number.isInteger(size) || size <= 0) {
-    throw new BadRequest('body must be JSON like {"size": 4194304} with a positive integer size (and optionally "policy")')
+    throw new BadRequest('body must be JSON like {"size": 4194304} with a positive integer size (and optionally "policy" and "container")')
   }
   if (asked !== undefined && !isPolicy(asked)) throw new BadRequest(`unknown policy ${JSON.stringify(asked)}: one of ${POLICIES.join(', ')}`)
+  if (container !== undefined && (typeof container !== 'string' || container === '')) throw new BadRequest('container must be a container\'s id or name')
+  // A container's balls go near it: its host's bins take the locality bonus of the writer's.
+  const near = container === undefined ? undefined : containerHost(agent, container)
+  const writerHost = near?.agent ?? agent.id
   const policy = asked ?? agent.policy
   const candidates = durablePlacementBins(agent)
   const before = spread(candidates)
   let chosen: Array<{ id: string, agent: string, host?: string, level: string, dir: string }>
   if (agent.plane && policy === agent.plane.allocator.policy) {
-    chosen = agent.plane.allocate(size)
+    chosen = agent.plane.allocate(size, writerHost)
   } else {
     // Another policy than the one in use, or an agent alone (its writes go to its freest bin): a fresh allocator answers.
     const k = agent.plane ? agent.config.cluster.replicas : 1
     const allocator = new Allocator({ policy, seed: 1 })
     const owners = binOwners(agentRecords(agent))
-    chosen = allocator.allocate(agent.plane?.bins() ?? candidates, { size, k, writerHost: agent.id }).map((b) => {
+    chosen = allocator.allocate(agent.plane?.bins() ?? candidates, { size, k, writerHost }).map((b) => {
       const owner = owners.get(b.id)
       return { id: b.id, agent: b.agent, host: owner ? hostOf(owner) : b.agent, level: b.level, dir: b.dir }
     })
   }
   const picked = new Set(chosen.map((b) => b.id))
   const after = spread(candidates.map((b) => picked.has(b.id) ? { capacity: b.capacity, used: b.used + size } : b))
-  return { size, replicas: replicasOf(agent), policy, bins: chosen, balance: { before, after } }
+  return { size, replicas: replicasOf(agent), policy, ...(near ? { container: near } : {}), bins: chosen, balance: { before, after } }
+}
+
+// The agent whose host runs a container (by id, its prefix of at least 4 digits, or name), as the agents last reported their containers.
+function containerHost (agent: AgentView, wanted: string): { id: string, name: string, agent: string } {
+  const id = wanted.toLowerCase()
+  for (const rec of agentRecords(agent)) {
+    for (const c of rec.context?.containers?.list ?? []) {
+      const byId = /^[0-9a-f]{4,64}$/.test(id) && (c.id.startsWith(id.slice(0, 12)) && (id.length <= 12 || fullIdOf(agent, c.id)?.startsWith(id) !== false))
+      if (byId || c.name === wanted) return { id: c.id, name: c.name, agent: rec.id }
+    }
+  }
+  throw new HttpError(404, `no container ${wanted} on any agent: containers are known once their agent read their stats (Docker must answer there)`)
+}
+
+// A local container's full id (others' reports carry the short one only).
+function fullIdOf (agent: AgentView, short: string): string | undefined {
+  return agent.context.containers?.details.find((d) => d.id.startsWith(short))?.id
 }
 
 function intParam (url: URL, name: string, fallback: number): number {

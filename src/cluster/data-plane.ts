@@ -289,9 +289,9 @@ export class DataPlane implements RemoteBalls {
   }
 
   /** The bins a new ball of `size` would go to now. */
-  allocate (size: number): Allocation[] {
+  allocate (size: number, writerHost = this.opts.agentId): Allocation[] {
     const owners = binOwners([this.opts.self(), ...this.opts.pool.agents.values()])
-    return this.allocator.allocate(this.bins(), { size, k: this.opts.replicas, writerHost: this.opts.agentId }).map((b) => ({
+    return this.allocator.allocate(this.bins(), { size, k: this.opts.replicas, writerHost }).map((b) => ({
       id: b.id, agent: b.agent, host: hostOf(owners.get(b.id) ?? this.opts.self()), level: b.level, dir: b.dir
     }))
   }

@@ -4,6 +4,7 @@
 // their memory. No engine, no figures: the context then has none, and
 // `engine` says why (GET /status shows it).
 import Docker from 'dockerode'
+import type { ContainerIo } from './container-io.ts'
 
 export interface ContainerUse {
   running: number
@@ -25,6 +26,29 @@ export interface ContainerSample {
   memory: number
 }
 
+/** A container as the last sample saw it, with what the membership reports leave out. */
+export interface ContainerDetail {
+  /** The full id. */
+  id: string
+  name: string
+  image: string
+  /** Its bind mounts and volumes: where from (a host path, or a volume's name and driver) and where to. */
+  mounts: Array<{ type: string, source: string, destination: string, driver?: string }>
+  /** The share of the host's CPU it used since the last sample (0..1). */
+  cpu: number
+  memoryBytes: number
+  /** Its memory limit (the host's memory without one). */
+  memoryLimit: number
+  /** Bytes per second since the last sample (0 at its first): network received and sent, block I/O read and written. */
+  netRx: number
+  netTx: number
+  blkRead: number
+  blkWrite: number
+}
+
+// Per container: the counters the rates come from.
+interface IoMark { at: number, netRx: number, netTx: number, blkRead: number, blkWrite: number }
+
 /** Whether a Docker engine answered the last sample: its version, or why not. */
 export interface DockerEngine {
   available: boolean
@@ -42,19 +66,25 @@ const MAX_CONTAINERS = 64
 export class ContainerProbe {
   private readonly docker: Docker
   private marks = new Map<string, CpuMark>()
+  private ioMarks = new Map<string, IoMark>()
   /** The engine as the last sample found it; undefined before the first. */
   engine?: DockerEngine
+  /** The running containers of the last sample whose stats answered. */
+  details: ContainerDetail[] = []
 
-  constructor (private readonly socketPath = process.env.DOCKER_HOST?.replace(/^unix:\/\//, '') ?? '/var/run/docker.sock', timeoutMs = 3000) {
+  /** `io`: the bytes containers read and wrote through the mount, sampled with the rest. */
+  constructor (readonly io?: ContainerIo, private readonly socketPath = process.env.DOCKER_HOST?.replace(/^unix:\/\//, '') ?? '/var/run/docker.sock', timeoutMs = 3000) {
     this.docker = new Docker({ socketPath, timeout: timeoutMs })
   }
 
   async sample (): Promise<ContainerUse | undefined> {
+    this.io?.sample()
     let list: Docker.ContainerInfo[]
     try {
       list = await this.docker.listContainers()
     } catch (err) {
       this.engine = { available: false, socket: this.socketPath, reason: (err as Error).message }
+      this.details = []
       return undefined
     }
     // The version is asked once per time the engine comes (back).
@@ -63,6 +93,10 @@ export class ContainerProbe {
       this.engine = { available: true, socket: this.socketPath, version }
     }
     const marks = new Map<string, CpuMark>()
+    const ioMarks = new Map<string, IoMark>()
+    const details: ContainerDetail[] = []
+    const infos = new Map(list.map((c) => [c.Id, c]))
+    const now = Date.now()
     let cpuCores = 0
     let memoryBytes = 0
     const samples: ContainerSample[] = []
@@ -84,8 +118,44 @@ export class ContainerProbe {
       memoryBytes += memory
       const limit = s.memory_stats.limit ?? 0
       samples.push({ id: id.slice(0, 12), name: names.get(id) ?? id, cpu: Math.min(1, share), memory: limit > 0 ? Math.min(1, memory / limit) : 0 })
+      const io = ioCounters(s, now)
+      ioMarks.set(id, io)
+      const was = this.ioMarks.get(id)
+      const rate = (k: Exclude<keyof IoMark, 'at'>): number => was !== undefined && io.at > was.at ? Math.max(0, (io[k] - was[k]) * 1000 / (io.at - was.at)) : 0
+      const info = infos.get(id)
+      details.push({
+        id,
+        name: names.get(id) ?? id,
+        image: info?.Image ?? '',
+        mounts: (info?.Mounts ?? []).map((m) => ({
+          type: m.Type, source: m.Type === 'volume' ? m.Name ?? m.Source : m.Source, destination: m.Destination, ...(m.Driver ? { driver: m.Driver } : {})
+        })),
+        cpu: Math.min(1, share),
+        memoryBytes: memory,
+        memoryLimit: limit,
+        netRx: rate('netRx'),
+        netTx: rate('netTx'),
+        blkRead: rate('blkRead'),
+        blkWrite: rate('blkWrite')
+      })
     }
     this.marks = marks
+    this.ioMarks = ioMarks
+    this.details = details
     return { running: list.length, cpuCores: Math.max(0, cpuCores), memoryBytes, list: samples }
+  }
+}
+
+// A container's network and block I/O byte counters from its stats (none without a network, or on a cgroup without io accounting).
+function ioCounters (s: Docker.ContainerStats, at: number): IoMark {
+  const nets = Object.values(s.networks ?? {})
+  const blk = (s.blkio_stats?.io_service_bytes_recursive ?? []) as Array<{ op: string, value: number }>
+  const sum = (op: string): number => blk.filter((e) => e.op.toLowerCase() === op).reduce((n, e) => n + e.value, 0)
+  return {
+    at,
+    netRx: nets.reduce((n, x) => n + x.rx_bytes, 0),
+    netTx: nets.reduce((n, x) => n + x.tx_bytes, 0),
+    blkRead: sum('read'),
+    blkWrite: sum('write')
   }
 }

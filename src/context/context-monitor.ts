@@ -1,5 +1,5 @@
 // Samples the host's context every few seconds and keeps the latest.
-import type { ContainerUse, DockerEngine } from './container-probe.ts'
+import type { ContainerProbe, DockerEngine } from './container-probe.ts'
 import type { HostContext, HostProbe } from './host-context.ts'
 
 export class ContextMonitor {
@@ -15,7 +15,8 @@ export class ContextMonitor {
     private readonly dataDir: string,
     private readonly intervalMs: number,
     private readonly log: { info: (obj: object, msg: string) => void, warn: (obj: object, msg: string) => void },
-    private readonly containers?: { sample: () => Promise<ContainerUse | undefined>, readonly engine?: DockerEngine }
+    /** The containers on this host, where Docker answers. */
+    readonly containers?: ContainerProbe
   ) {}
 
   /** The Docker engine as the last sample found it, for GET /status (null before the first sample or without a probe). */

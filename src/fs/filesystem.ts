@@ -10,12 +10,14 @@ import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, inlineHash, isDir, isFile,
 import type { Slice } from '../meta/slices.ts'
 import type { BallStore } from '../store/ball-store.ts'
 import { OpenFile } from './open-file.ts'
+import type { UncommittedLog } from './uncommitted-log.ts'
 import type { AttrChanges, Caller, DirEntry, Opened, PlanChunk, ReadPlan, Stat, StatFs } from './types.ts'
 
 const S_ISGID = 0o2000
 const NAME_MAX = 255
 const PATH_MAX = 4096
 const O_ACCMODE = 3
+const O_RDWR = 2
 const O_EXCL = 0o200
 const O_TRUNC = 0o1000
 // Chunks a read plan covers at most (16 GiB in 4 MiB chunks).
@@ -23,7 +25,7 @@ const MAX_PLAN_BALLS = 4096
 
 // A directory handle lists the entries it had when read from the start, so
 // that offsets stay valid while the directory changes.
-interface Handle { ino: number, flags: number, entries?: DirEntry[] }
+interface Handle { ino: number, flags: number, entries?: DirEntry[], lost?: true }
 
 export interface FilesystemOptions {
   pool: Pool
@@ -33,6 +35,15 @@ export interface FilesystemOptions {
   cacheSkipOver: number
   /** Files up to this size are kept inline in the data pool instead of balls (0: never). */
   inlineMax: number
+  /**
+   * The first handle number given out (default 1). Handles below it may be
+   * an earlier agent's, on a connection taken over: see `adopt`.
+   */
+  firstHandle?: number
+  /** Where the files with acknowledged, uncommitted changes are written down (none: nowhere). */
+  uncommitted?: UncommittedLog
+  /** Files an earlier agent left with uncommitted changes: its handles of them are adopted broken (EIO). */
+  lostChanges?: Set<number>
   log: { warn: (obj: object, msg: string) => void, error: (obj: object, msg: string) => void }
 }
 
@@ -45,13 +56,16 @@ export class Filesystem {
   private readonly lookups = new Map<number, number>()
   // Each file's content (size and balls) when the kernel last saw it, for keepCache.
   private readonly seen = new Map<number, string>()
-  private nextFd = 1
+  private nextFd: number
+  private readonly firstHandle: number
   /** Bytes read and written through the mount since the start. */
   readonly traffic = { bytesRead: 0, bytesWritten: 0 }
 
   constructor (private readonly opts: FilesystemOptions) {
     this.pool = opts.pool
     this.store = opts.store
+    this.firstHandle = opts.firstHandle ?? 1
+    this.nextFd = this.firstHandle
   }
 
   // ---- the kernel's references ----
@@ -103,7 +117,7 @@ export class Filesystem {
     if (changes.size !== undefined) {
       if (isDir(node)) throw new ChaacError('CHAAC_IS_DIR', `inode ${ino} is a directory`)
       if (!isFile(node)) throw new ChaacError('CHAAC_INVALID', `inode ${ino} is not a regular file`)
-      if (fd !== undefined && this.handles.get(fd)?.ino === ino) await this.fileOf(fd).truncate(changes.size)
+      if (fd !== undefined && this.handles.get(fd)?.ino === ino) await this.changed(ino, this.fileOf(fd).truncate(changes.size))
       else await this.truncate(node, changes.size)
     }
     const patch: AttrPatch = {}
@@ -224,6 +238,8 @@ export class Filesystem {
       const { fd } = await this.openFile(ino, flags)
       return { stat: this.remember(ino), fd }
     }
+    // Not stored yet: lost if the agent dies before the first commit.
+    await this.opts.uncommitted?.mark(node.ino)
     const stat = this.remember(node.ino)
     return { stat, fd: this.openHandle(node, flags) }
   }
@@ -237,7 +253,7 @@ export class Filesystem {
     if (isFile(node) && (flags & O_TRUNC) !== 0 && (flags & O_ACCMODE) !== 0) {
       const file = this.open.get(node.ino) as OpenFile
       try {
-        if (file.size > 0) await file.truncate(0)
+        if (file.size > 0) await this.changed(ino, file.truncate(0))
       } catch (err) {
         await this.release(fd)
         throw err
@@ -309,7 +325,7 @@ export class Filesystem {
   /** `data` may be lent only until the first await (the kernel's request buffer): it is copied before. */
   async write (fd: number, data: Buffer, offset: number): Promise<number> {
     const n = data.length
-    await this.fileOf(fd).write(data, offset)
+    await this.changed(this.handle(fd).ino, this.fileOf(fd).write(data, offset))
     this.traffic.bytesWritten += n
     return n
   }
@@ -318,6 +334,7 @@ export class Filesystem {
     const h = this.handle(fd)
     if (writes(h)) await this.commit(h.ino, false)
     await this.pool.flushLazy()
+    await this.stored(h.ino)
   }
 
   async fsync (fd: number): Promise<void> {
@@ -325,7 +342,8 @@ export class Filesystem {
   }
 
   async release (fd: number): Promise<void> {
-    const h = this.handle(fd)
+    // A broken handle (adopted after its changes were lost) is released as any other.
+    const h = this.handles.get(fd) ?? this.handle(fd)
     const { ino } = h
     this.handles.delete(fd)
     const file = this.open.get(ino)
@@ -335,6 +353,7 @@ export class Filesystem {
     try {
       if (writes(h)) await this.commit(ino, false)
       await this.pool.flushLazy()
+      await this.stored(ino)
     } finally {
       if (--file.handles === 0) {
         this.open.delete(ino)
@@ -420,6 +439,21 @@ export class Filesystem {
     return undefined
   }
 
+  /**
+   * Takes on a handle an earlier agent gave out (this agent took its
+   * connection over): a handle of `ino`, read-write for a file, so that the
+   * process holding it goes on using it. Handles this agent could have
+   * given out are refused, as any unknown handle.
+   */
+  adopt (fd: number, ino: number): void {
+    if (fd >= this.firstHandle || this.handles.has(fd)) throw new ChaacError('CHAAC_BAD_HANDLE', `no open file with handle ${fd}`)
+    const node = this.pool.get(ino)
+    // Created by that agent and never stored: lost with it, as the changes below.
+    if (!node) throw new ChaacError('CHAAC_IO', `inode ${ino} of handle ${fd} was lost with the agent that died before storing it`, { ino })
+    this.openHandle(node, isFile(node) ? O_RDWR : 0, fd)
+    if (this.opts.lostChanges?.has(ino) === true) (this.handles.get(fd) as Handle).lost = true
+  }
+
   // ---- internals ----
 
   private async commit (ino: number, sync: boolean): Promise<void> {
@@ -455,6 +489,15 @@ export class Filesystem {
         await this.releaseBalls(snap.pinned)
       }
     })
+    // Its creation may still be waiting (a lazy create with nothing to commit).
+    await this.pool.flushLazy()
+    await this.stored(ino)
+  }
+
+  // Everything of the file is stored (its creation included, after flushLazy):
+  // changes made meanwhile keep it marked (checked and cleared in one turn).
+  private async stored (ino: number): Promise<void> {
+    if (this.open.get(ino)?.busy !== true) await this.opts.uncommitted?.clear(ino)
   }
 
   private async releaseBalls (ids: string[]): Promise<void> {
@@ -485,9 +528,7 @@ export class Filesystem {
     await this.releaseBalls(await this.pool.purge(node.ino))
   }
 
-  private openHandle (node: Inode, flags: number): number {
-    const fd = this.nextFd++
-    if (this.nextFd > 0x7fffffff) this.nextFd = 1
+  private openHandle (node: Inode, flags: number, fd = this.nextFd++): number {
     this.handles.set(fd, { ino: node.ino, flags })
     if (isFile(node)) {
       const ino = node.ino
@@ -522,7 +563,14 @@ export class Filesystem {
   private handle (fd: number): Handle {
     const h = this.handles.get(fd)
     if (!h) throw new ChaacError('CHAAC_BAD_HANDLE', `no open file with handle ${fd}`)
+    if (h.lost) throw new ChaacError('CHAAC_IO', `changes made through handle ${fd} of inode ${h.ino} were lost with the agent that died before committing them`, { ino: h.ino })
     return h
+  }
+
+  // A change of a file's bytes is answered once the file is written down as
+  // uncommitted (its bytes were copied before: the change's first await comes first).
+  private async changed (ino: number, change: Promise<void>): Promise<void> {
+    await Promise.all([change, this.opts.uncommitted?.mark(ino)])
   }
 
   private fileOf (fd: number): OpenFile {

@@ -23,7 +23,7 @@ const MAX_SEALING = 2
 // Balls fetched ahead of a sequential reader, or of one that missed the local cache.
 const READ_AHEAD_BALLS = 4
 /** Slices of a chunk that start merging it into a whole ball in the background. */
-export const COMPACT_AT = 64
+export const COMPACT_AT = 192
 /** Slices a chunk may gather at most: past them its next seal merges it (each slice costs a read). */
 export const MAX_SLICES = 256
 // A chunk this short is sealed whole: slices would save next to nothing.
@@ -331,6 +331,9 @@ export class OpenFile {
     const pinned = this.pinned
     this.pinned = []
     const named = new Set(this.slices.flatMap((list) => (list ?? []).filter((s) => s.pooled === true).map((s) => s.ball)))
+    // Bytes of slices no longer named (covered by newer ones, or merged) are of no use; a read that
+    // still wanted them finds the chunk's list moved and reads again.
+    for (const id of this.pooled.keys()) if (!named.has(id)) this.pooled.delete(id)
     return {
       pooled: [...this.pooled].filter(([id]) => named.has(id)).map(([id, data]) => ({ id, data })),
       size: this.size,
@@ -532,7 +535,7 @@ export class OpenFile {
         stored = true
         if (this.latest.get(idx) !== gen) return
         // No other seal of the chunk ended meanwhile (the generation says so); a merge may have.
-        const list = [...(this.slices[idx] ?? []), ...made]
+        const list = this.overlay(idx, made)
         this.slices[idx] = list
         if (list.length >= COMPACT_AT) this.compact(idx)
         return
@@ -561,6 +564,17 @@ export class OpenFile {
       if (stored && chunk.readers === 0 && chunk.buf.length === this.chunkSize) recycle(chunk.buf)
     })
     this.sealing.set(idx, { gen, chunk, done })
+  }
+
+  // The chunk's slices with new ones over them. An older slice wholly under a
+  // new one holds no byte a read can see: it goes, so that a page written
+  // again and again (a database's log) stays one slice. Not while a merge of
+  // the chunk runs: its list must stay as the merge took it.
+  private overlay (idx: number, made: Slice[]): Slice[] {
+    const list = this.slices[idx] ?? []
+    if (this.compacting.has(idx)) return [...list, ...made]
+    const seen = (s: Slice): boolean => !made.some((m) => m.at <= s.at && s.at + s.len <= m.at + m.len)
+    return [...list.filter(seen), ...made]
   }
 
   // Merges a chunk's ball and slices into one ball in the background, so that

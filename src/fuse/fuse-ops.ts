@@ -47,6 +47,10 @@ export class FuseOps {
   session?: SessionHandle
   // The read threads' bytes served when their ball reads were last noted.
   private nativeBytes = 0
+  /** Set after a takeover: a handle the previous agent gave out is adopted at its first use. */
+  adoptHandles = false
+  /** Called with the kernel's FUSE_INIT, once it went through: [major, minor, maxReadahead, flags, want, maxWrite]. */
+  onInit?: (values: Float64Array) => void
 
   constructor (
     private readonly fs: Filesystem,
@@ -93,16 +97,16 @@ export class FuseOps {
       case Op.READ:
         return this.answer(r, op, ino, async () => {
           const buf = Buffer.allocUnsafe(a[1])
-          return { buf, n: await fs.read(a[0], buf, a[1], a[2]) }
+          return { buf, n: await fs.read(this.fh(a[0], ino), buf, a[1], a[2]) }
         }, ({ buf, n }) => native.replyBuf(r, buf, n))
-      case Op.WRITE: return this.answer(r, op, ino, async () => await fs.write(a[0], a[1], a[2]), (n) => native.replyWrite(r, n))
-      case Op.FLUSH: return this.done(r, op, ino, async () => await fs.flush(a[0]))
-      case Op.RELEASE: return this.done(r, op, ino, async () => await fs.release(a[0]))
-      case Op.FSYNC: return this.done(r, op, ino, async () => await fs.fsync(a[0]))
+      case Op.WRITE: return this.answer(r, op, ino, async () => await fs.write(this.fh(a[0], ino), a[1], a[2]), (n) => native.replyWrite(r, n))
+      case Op.FLUSH: return this.done(r, op, ino, async () => await fs.flush(this.fh(a[0], ino)))
+      case Op.RELEASE: return this.done(r, op, ino, async () => await fs.release(this.fh(a[0], ino)))
+      case Op.FSYNC: return this.done(r, op, ino, async () => await fs.fsync(this.fh(a[0], ino)))
       case Op.OPENDIR:
         return this.answer(r, op, ino, () => fs.opendir(ino), (fd) => native.replyOpen(r, fd, false), (fd) => fs.releasedir(fd))
       case Op.READDIR:
-        return this.answer(r, op, ino, () => fs.readdir(a[0], a[2], Math.ceil(a[1] / MIN_DIRENT)), (list) => {
+        return this.answer(r, op, ino, () => fs.readdir(this.fh(a[0], ino), a[2], Math.ceil(a[1] / MIN_DIRENT)), (list) => {
           const inoModes = new Float64Array(list.length * 2)
           list.forEach((e, i) => { inoModes[2 * i] = e.ino; inoModes[2 * i + 1] = e.mode })
           native.replyDirents(r, a[1], list.map((e) => e.name), inoModes, a[2])
@@ -127,6 +131,7 @@ export class FuseOps {
           })
       case Op.STOPPED: return this.onStopped()
       case Op.BALL_READS: return fs.noteBallReads(a[0], a[1], this.nativeBytesSince())
+      case Op.INIT: return this.onInit?.(a[0])
       default:
         native.replyErr(r, constants.errno.ENOSYS)
     }
@@ -162,6 +167,12 @@ export class FuseOps {
     } finally {
       if (this.fs.epochOf(ino) !== epoch) this.dropPlans(ino)
     }
+  }
+
+  // A process keeps using a descriptor it opened under the previous agent.
+  private fh (fh: number, ino: number): number {
+    if (this.adoptHandles && !this.fs.isOpen(fh)) this.fs.adopt(fh, ino)
+    return fh
   }
 
   private dropPlans (ino: number): void {

@@ -33,7 +33,9 @@ export const Op = {
   /** Not a request: the session ended (the chaac path was unmounted). */
   STOPPED: 24,
   /** Not a request: how often the binding's read threads read each ball lately (ids, counts). */
-  BALL_READS: 25
+  BALL_READS: 25,
+  /** Not a request: the kernel's FUSE_INIT went through; [major, minor, maxReadahead, flags, want, maxWrite]. */
+  INIT: 26
 } as const
 
 export const OP_NAMES = Object.fromEntries(Object.entries(Op).map(([name, op]) => [op, name.toLowerCase()])) as Record<number, string>
@@ -64,6 +66,21 @@ export type Attrs = Float64Array
 /** The reply functions return 0, or a negative errno when the kernel no longer waits (interrupted). */
 export interface Binding {
   mount: (mountpoint: string, mountOptions: string, sessionOptions: string, entryTimeout: number, attrTimeout: number, dispatch: Dispatch, busyPollMicroseconds: number) => SessionHandle
+  /**
+   * Serves the connection whose /dev/fuse descriptor `fd` of the keeper `keeperPid` holds:
+   * copies it (pidfd_getfd), initialises libfuse with the kernel's saved INIT
+   * ([major, minor, maxReadahead, flags]) and has the kernel send again the
+   * requests the previous agent left unanswered. Throws, the mount untouched, when it cannot.
+   */
+  takeover: (keeperPid: number, fd: number, init: Float64Array, sessionOptions: string, entryTimeout: number, attrTimeout: number, dispatch: Dispatch, busyPollMicroseconds: number) => SessionHandle
+  /** Stops reading requests, the session left open: the keeper keeps the connection for the next agent. */
+  detach: (session: SessionHandle) => void
+  /** Marks every descriptor of the process above 2 close-on-exec, so that the next child inherits only what it is given. 0 or a negative errno. */
+  closeOnExec: () => number
+  /** Requests the kernel sent again after a takeover, so far. */
+  resent: (session: SessionHandle) => number
+  /** The session's /dev/fuse descriptor (for the keeper). */
+  sessionFd: (session: SessionHandle) => number
   /** Frees a session whose loop stopped, once every request was answered. */
   destroy: (session: SessionHandle) => void
   /** `errno` positive, or 0 for success of ops that answer no data. */
@@ -89,6 +106,8 @@ export interface Binding {
   dropReadPlans: (session: SessionHandle, ino: number) => void
   /** [reads served by the read threads, ball reads (local cache hits), bytes, reads handed to JS, blocks verified] */
   readStats: (session: SessionHandle) => Float64Array
+  /** Bytes asked to read and written per requesting process since the last call: [container's full id or "", read, written]. */
+  pidIo: () => Array<[string, number, number]>
 }
 
 export const binding = createRequire(import.meta.url)('../../native/chaac-fuse/build/Release/chaac_fuse.node') as Binding

@@ -1,5 +1,6 @@
 // Mounting the chaac path: the mount options that decide performance and
-// consistency, stale-mount cleanup after a crash, and the unmount.
+// consistency, taking the mount over from an agent that died (its keeper
+// held the connection), stale-mount cleanup when that cannot be, and the unmount.
 import { execFile } from 'node:child_process'
 import { mkdir, readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
@@ -10,7 +11,9 @@ import type { Pool } from '../meta/pool.ts'
 import { parseInodeKey } from '../meta/schema.ts'
 import { FsErrors, type ErrorLog } from './fs-errors.ts'
 import { FuseOps } from './fuse-ops.ts'
+import { killKeeper, loadKeeper, removeKeeperRecord, saveKeeper, startKeeper, whyNotTakeOver, type KeeperRecord } from './keeper.ts'
 import { binding, type SessionHandle } from './lowlevel.ts'
+import { shareParent } from './propagation.ts'
 
 const exec = promisify(execFile)
 
@@ -25,7 +28,40 @@ export interface MountOptions {
   negativeEntries: boolean
   /** Microseconds /dev/fuse is read again after every request was answered, before the agent sleeps (0: never). */
   busyPollUs: number
+  /**
+   * The agent's data folder, where the record of the mount's keeper is kept
+   * (keeper.json); without it no keeper is started and a mount left by a
+   * dead agent is unmounted, as after any crash.
+   */
+  keeperDir?: string
+  /** Make the folder that holds the chaac path a shared mount when it is not (default true). */
+  shareFolder?: boolean
 }
+
+export type MountLog = ErrorLog & { info: (obj: object, msg: string) => void }
+
+/** How this agent came by the mount it serves, when it took it over from an agent that died. */
+export interface Takeover {
+  /** The keeper that held the connection meanwhile (it goes on holding it). */
+  keeper: number
+  /** The agent that served it before. */
+  previousAgent: number
+  at: number
+  /** Requests the dead agent had read and not answered, sent again by the kernel (counted as they arrive). */
+  resent: number
+}
+
+const MOUNT_OPTIONS = [
+  'fsname=chaac', 'subtype=chaac',
+  // Other users and containers reach the mount; the kernel checks modes and owners.
+  'allow_other', 'default_permissions',
+  // The default chaac path (mount/) keeps a placeholder file so it exists in a fresh clone.
+  'nonempty',
+  'max_read=1048576'
+].join(',')
+const SESSION_OPTIONS = 'max_write=1048576,max_readahead=1048576'
+// When the requests sent again after a takeover have been read, for the log line that counts them.
+const RESENT_LOG_MS = 1_000
 
 /** True when something is mounted at `dir` (by /proc/self/mountinfo, which never touches the mount). */
 export async function isMounted (dir: string): Promise<boolean> {
@@ -60,23 +96,46 @@ export class ChaacMount {
   private ops?: FuseOps
   // The counts of the last session, once it is gone.
   private lastStats: Float64Array = new Float64Array(5)
+  // The previous agent's connection, looked up once: null when there is none to take over.
+  private previous?: KeeperRecord | null
+  /** The keeper of the connection this agent serves. */
+  keeper?: KeeperRecord
+  /** Set when this agent took the mount over from one that died. */
+  takenOver?: Omit<Takeover, 'resent'>
+  private resentSoFar = 0
+  private handedOver = false
+  /** The folder that holds the chaac path, and whether this agent made it a shared mount. */
+  folder?: { path: string, madeShared: boolean }
 
   /** Failures programs saw (EIO, ETIMEDOUT), logged and counted; for /metrics and /status. */
   readonly errors: FsErrors
 
-  constructor (readonly dir: string, private readonly fs: Filesystem, private readonly log: ErrorLog, private readonly opts: MountOptions) {
+  constructor (readonly dir: string, private readonly fs: Filesystem, private readonly log: MountLog, private readonly opts: MountOptions) {
     this.errors = new FsErrors(log, (ino) => fs.pathOf(ino))
   }
 
-  async mount (): Promise<void> {
-    // A previous agent that died leaves its mount behind ("transport endpoint is not connected"):
-    // it goes first, as even mkdir fails on it with ENOTCONN.
-    if (await isMounted(this.dir)) await lazyUnmount(this.dir)
-    try {
-      await mkdir(this.dir, { recursive: true })
-    } catch (err) {
-      throw new ChaacError('CHAAC_NOT_DIR', `the chaac path ${this.dir} cannot be a mount point (${(err as Error).message})`, { cause: err })
+  /**
+   * The connection an agent that died left with its keeper, when this agent
+   * can take it over; looked up once (the agent skips what must wait for it,
+   * such as deleting files unlinked while open, which a process may still hold).
+   */
+  async takeoverCandidate (): Promise<KeeperRecord | undefined> {
+    if (this.previous !== undefined) return this.previous ?? undefined
+    this.previous = null
+    const data = this.opts.keeperDir
+    const record = data === undefined ? undefined : await loadKeeper(data)
+    if (data === undefined || record === undefined) return undefined
+    const why = await isAgent(record.agentPid) ? `the agent that served it (pid ${record.agentPid}) is still running` : await whyNotTakeOver(record, this.dir)
+    if (why === undefined) {
+      this.previous = record
+      return record
     }
+    this.log.warn({ keeper: record.pid, reason: why }, `cannot take over the previous agent's mount (${why}); mounting anew`)
+    await this.dropKeeper(record)
+    return undefined
+  }
+
+  async mount (): Promise<void> {
     let onStopped = (): void => {}
     this.stopped = new Promise<void>((resolve) => { onStopped = resolve })
     const ops = new FuseOps(this.fs, this.errors, {
@@ -84,16 +143,10 @@ export class ChaacMount {
       default: 30_000, flush: 120_000, fsync: 120_000, release: 120_000, write: 60_000
     }, () => onStopped(), this.opts.negativeEntries)
     this.ops = ops
-    const mountOptions = [
-      'fsname=chaac', 'subtype=chaac',
-      // Other users and containers reach the mount; the kernel checks modes and owners.
-      'allow_other', 'default_permissions',
-      // The default chaac path (mount/) keeps a placeholder file so it exists in a fresh clone.
-      'nonempty',
-      'max_read=1048576'
-    ].join(',')
-    const session = binding.mount(resolve(this.dir), mountOptions, 'max_write=1048576,max_readahead=1048576',
-      this.opts.attrTimeout, this.opts.attrTimeout, ops.dispatch, this.opts.busyPollUs)
+    const previous = await this.takeoverCandidate()
+    let session = previous && this.takeOver(previous, ops)
+    if (session) await this.shareFolder()
+    else session = await this.mountAnew(ops)
     this.session = session
     ops.session = session
     // Once the kernel ended the session, free it as soon as no request waits for a reply.
@@ -104,6 +157,112 @@ export class ChaacMount {
       ops.session = undefined
       binding.destroy(session)
     })
+  }
+
+  // Serves the connection the keeper held; undefined (keeper gone, mount left for mountAnew to clean up) when that fails.
+  private takeOver (previous: KeeperRecord, ops: FuseOps): SessionHandle | undefined {
+    const { init } = previous
+    let session: SessionHandle
+    try {
+      session = binding.takeover(previous.pid, previous.fd, Float64Array.of(init.major, init.minor, init.maxReadahead, init.flags),
+        SESSION_OPTIONS, this.opts.attrTimeout, this.opts.attrTimeout, ops.dispatch, this.opts.busyPollUs)
+    } catch (err) {
+      this.log.warn({ keeper: previous.pid, err: (err as Error).message }, `could not take over the previous agent's mount (${(err as Error).message}); mounting anew`)
+      this.previous = null
+      return undefined
+    }
+    ops.adoptHandles = true
+    this.takenOver = { keeper: previous.pid, previousAgent: previous.agentPid, at: Date.now() }
+    this.keeper = { ...previous, agentPid: process.pid, since: Date.now() }
+    this.log.info({ keeper: previous.pid, previousAgent: previous.agentPid }, `took over the mount ${this.dir} from the previous agent (pid ${previous.agentPid}) that its keeper (pid ${previous.pid}) held`)
+    this.record(this.keeper)
+    setTimeout(() => {
+      const resent = this.takeover()?.resent ?? 0
+      this.log.info({ resent }, `${resent} requests the previous agent had not answered were sent again`)
+    }, RESENT_LOG_MS).unref()
+    return session
+  }
+
+  private async mountAnew (ops: FuseOps): Promise<SessionHandle> {
+    // A previous agent that died leaves its mount behind ("transport endpoint is not connected"):
+    // it goes first, as even mkdir fails on it with ENOTCONN. Its keeper first, or the connection lives on.
+    if (this.opts.keeperDir !== undefined) await this.dropKeeper(await loadKeeper(this.opts.keeperDir))
+    if (await isMounted(this.dir)) await lazyUnmount(this.dir)
+    try {
+      await mkdir(this.dir, { recursive: true })
+    } catch (err) {
+      throw new ChaacError('CHAAC_NOT_DIR', `the chaac path ${this.dir} cannot be a mount point (${(err as Error).message})`, { cause: err })
+    }
+    await this.shareFolder()
+    const mountpoint = resolve(this.dir)
+    if (this.opts.keeperDir !== undefined) ops.onInit = (v) => { void this.startKeeper(mountpoint, v) }
+    return binding.mount(mountpoint, MOUNT_OPTIONS, SESSION_OPTIONS, this.opts.attrTimeout, this.opts.attrTimeout, ops.dispatch, this.opts.busyPollUs)
+  }
+
+  // Before the mount, so that the mount is shared too (a new mount under a shared one is).
+  private async shareFolder (): Promise<void> {
+    if (this.opts.shareFolder === false) return
+    try {
+      const { folder, done } = await shareParent(this.dir)
+      this.folder = { path: folder, madeShared: done !== 'nothing' }
+      if (done !== 'nothing') this.log.info({ folder }, `made ${folder} a shared mount, so that containers can bind-mount it with rslave`)
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not make the folder that holds the chaac path a shared mount (docker -v ...:rslave will refuse it)')
+    }
+  }
+
+  // The kernel's INIT went through: from now on a keeper holds the connection, for the next agent should this one die.
+  private async startKeeper (mountpoint: string, v: Float64Array): Promise<void> {
+    const session = this.session
+    if (session === undefined || this.keeper !== undefined) return
+    try {
+      const { pid, fd } = await startKeeper(binding.sessionFd(session), mountpoint, binding.closeOnExec)
+      if (this.session !== session) {
+        // Unmounted meanwhile.
+        process.kill(pid, 'SIGKILL')
+        return
+      }
+      this.keeper = {
+        pid,
+        fd,
+        mountpoint,
+        init: { major: v[0], minor: v[1], maxReadahead: v[2], flags: v[3] },
+        negotiated: { want: v[4], maxWrite: v[5] },
+        agentPid: process.pid,
+        since: Date.now()
+      }
+      this.record(this.keeper)
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not start the keeper of the mount: a crash of the agent will leave the mount unusable until the next start')
+    }
+  }
+
+  private record (keeper: KeeperRecord): void {
+    saveKeeper(this.opts.keeperDir as string, keeper).catch((err) => this.log.warn({ err: (err as Error).message }, 'could not save the record of the keeper'))
+  }
+
+  private async dropKeeper (record: KeeperRecord | undefined): Promise<void> {
+    if (record !== undefined) await killKeeper(record)
+    if (this.opts.keeperDir !== undefined) await removeKeeperRecord(this.opts.keeperDir)
+  }
+
+  /**
+   * For a start that failed after a takeover: this agent stops reading
+   * requests and leaves the mount and its keeper to the next agent, instead
+   * of unmounting what programs are waiting on.
+   */
+  handOver (): void {
+    if (!this.session || !this.takenOver) return
+    binding.detach(this.session)
+    this.handedOver = true
+  }
+
+  /** The takeover this agent made, with the requests sent again so far. */
+  takeover (): Takeover | undefined {
+    if (!this.takenOver) return undefined
+    // Once the session is gone its count is too: the requests were answered long before.
+    if (this.session) this.resentSoFar = binding.resent(this.session)
+    return { ...this.takenOver, resent: this.resentSoFar }
   }
 
   /**
@@ -138,7 +297,7 @@ export class ChaacMount {
   }
 
   async unmount (): Promise<void> {
-    if (!this.session || !this.stopped) return
+    if (!this.session || !this.stopped || this.handedOver) return
     const dir = resolve(this.dir)
     await exec('fusermount', ['-u', dir]).catch(async (err) => {
       this.log.error({ err: (err as Error).message }, 'unmount failed (files still open?); unmounting lazily')
@@ -147,5 +306,16 @@ export class ChaacMount {
     let timer: NodeJS.Timeout | undefined
     await Promise.race([this.stopped, new Promise((resolve) => { timer = setTimeout(resolve, STOP_WAIT_MS) })])
     clearTimeout(timer)
+    // Unmounted on purpose: nothing to take over.
+    await this.dropKeeper(this.keeper)
+    this.keeper = undefined
   }
+}
+
+// Whether a chaac process other than this one runs with that pid.
+async function isAgent (pid: number): Promise<boolean> {
+  if (pid === process.pid) return false
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')
+  const args = cmdline.split('\0')
+  return args.includes('agent') && args.some((a) => a.includes('chaac'))
 }

@@ -21,7 +21,16 @@ export const CLUSTER_METRICS: Record<string, MetricInfo> = {
   'context.ufMemory': { unit: 'ratio' },
   'context.ufFileSystem': { unit: 'ratio' },
   'context.ufNet': { unit: 'ratio' },
-  'context.freeBytes': { unit: 'B' }
+  'context.freeBytes': { unit: 'B' },
+  // This agent's containers that use Chaac (the series' subject is the container's short id).
+  'container.cpu': { unit: 'ratio' },
+  'container.memory': { unit: 'B' },
+  'container.netRx': { unit: 'B/s' },
+  'container.netTx': { unit: 'B/s' },
+  'container.blkRead': { unit: 'B/s' },
+  'container.blkWrite': { unit: 'B/s' },
+  'container.chaacRead': { unit: 'B/s' },
+  'container.chaacWritten': { unit: 'B/s' }
 }
 
 // Which counter each rate metric is computed from.
@@ -74,7 +83,9 @@ export class ClusterHistory {
   constructor (
     readonly store: HistoryStore,
     private readonly agents: () => AgentReport[],
-    readonly intervalMs: number
+    readonly intervalMs: number,
+    /** What only this agent sees, sampled in the same rounds (its containers). */
+    private readonly local: () => Sample[] = () => []
   ) {}
 
   /** Takes a first round now (the counters to compute the next round's rates from), then one every interval. */
@@ -88,7 +99,7 @@ export class ClusterHistory {
     const agents = this.agents()
     const live = new Set(agents.map((a) => a.id))
     for (const id of this.previous.keys()) if (!live.has(id)) this.previous.delete(id)
-    this.store.record(Date.now(), roundSamples(agents, this.previous))
+    this.store.record(Date.now(), [...roundSamples(agents, this.previous), ...this.local()])
   }
 
   async close (): Promise<void> {

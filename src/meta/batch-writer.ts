@@ -6,6 +6,12 @@
 // the journal, or, when it asked for sync, once the journal is on stable
 // storage (fdatasync). LevelDB writes with sync only when a file of the
 // journal is to be emptied, and for `flush`.
+//
+// LevelDB gets the batches a little later (APPLY_DELAY_MS), gathered: handing
+// a batch to LevelDB costs the agent's thread about as much as the rest of a
+// small commit, and a file committed again and again (a database's fsyncs)
+// puts the same keys each time, of which LevelDB then gets only the last.
+// Until then `pending` answers for the keys written.
 import type { Level } from 'level'
 import { ChaacError } from '../errors.ts'
 import { JOURNAL_SEQ_KEY, type Journal } from './journal.ts'
@@ -14,6 +20,10 @@ export type BatchOp = { type: 'put', key: string, value: Buffer } | { type: 'del
 
 // `sync`: only a LevelDB batch written with sync settles it (one already on its way without does not).
 interface Waiter { seq: number, sync: boolean, resolve: () => void, reject: (err: unknown) => void }
+
+// How long batches gather before they go to LevelDB, and how many bytes at most.
+const APPLY_DELAY_MS = 20
+const APPLY_BYTES = 16 * 1024 * 1024
 
 // The last operation on each key, in their order: within one atomic batch an
 // earlier operation on the same key is void (a file created and committed in
@@ -26,6 +36,11 @@ function latest (ops: BatchOp[]): BatchOp[] {
 
 export class BatchWriter {
   private ops: BatchOp[] = []
+  private opsBytes = 0
+  // The last operation on each key not yet in LevelDB: those gathering, then those being written.
+  private gathering = new Map<string, BatchOp>()
+  private writing = new Map<string, BatchOp>()
+  private timer?: NodeJS.Timeout
   private sync = false
   private running = false
   // Journal records appended, and written to LevelDB.
@@ -49,10 +64,23 @@ export class BatchWriter {
     if (ops.length > 0) {
       this.journal.append(this.seq + 1, ops)
       this.seq++
-      this.ops.push(...ops)
+      for (const op of ops) {
+        this.ops.push(op)
+        this.gathering.set(op.key, op)
+        this.opsBytes += op.key.length + (op.type === 'put' ? op.value.length : 0)
+      }
     }
-    if (this.appliedSeq !== this.seq) this.kick(false)
+    if (this.appliedSeq !== this.seq) this.kick(this.opsBytes >= APPLY_BYTES)
     if (sync) await this.journal.sync()
+  }
+
+  /**
+   * A key's value as last written and not in LevelDB yet: its bytes, null
+   * when it was deleted, undefined when LevelDB answers for it.
+   */
+  pending (key: string): Buffer | null | undefined {
+    const op = this.gathering.get(key) ?? this.writing.get(key)
+    return op === undefined ? undefined : op.type === 'put' ? op.value : null
   }
 
   /** Resolves once LevelDB holds every batch written so far on stable storage (before the journal goes). */
@@ -64,21 +92,33 @@ export class BatchWriter {
     await done
   }
 
-  // Starts writing to LevelDB. Handing a batch to LevelDB takes the agent's
-  // thread a while (encoding every operation): unless a caller waits for it,
-  // that happens after the current callback, so the answer that the journal
-  // made possible goes out first.
+  // Starts writing to LevelDB: at once when a caller waits for it (or enough
+  // has gathered), else after APPLY_DELAY_MS, so that the answers the journal
+  // made possible go out first and later batches join.
   private kick (now: boolean): void {
+    // A drain under way takes what gathers meanwhile.
     if (this.running) return
-    this.running = true
-    if (now) void this.drain()
-    else setImmediate(() => { void this.drain() })
+    if (now) {
+      clearTimeout(this.timer)
+      this.timer = undefined
+      this.running = true
+      void this.drain()
+    } else {
+      this.timer ??= setTimeout(() => {
+        this.timer = undefined
+        this.kick(true)
+      }, APPLY_DELAY_MS)
+    }
   }
 
   /** Resolves once LevelDB holds every batch written so far (readers of LevelDB itself wait for this). */
   async applied (): Promise<void> {
     if (this.failure) throw this.failure
-    if (this.appliedSeq < this.seq) await this.whenApplied(false)
+    if (this.appliedSeq < this.seq) {
+      const done = this.whenApplied(false)
+      this.kick(true)
+      await done
+    }
   }
 
   private async whenApplied (sync: boolean): Promise<void> {
@@ -86,12 +126,16 @@ export class BatchWriter {
   }
 
   private async drain (): Promise<void> {
-    while (this.appliedSeq < this.seq || this.sync) {
+    // Batches that gathered while one was written go at once only when someone waits for them.
+    while (this.sync || (this.appliedSeq < this.seq && (this.waiters.length > 0 || this.opsBytes >= APPLY_BYTES))) {
       const ops = this.ops
       const seq = this.seq
       // With sync when asked to flush, and when that lets a full file of the journal go.
       const sync = this.sync || this.journal.waiting(seq)
       this.ops = []
+      this.opsBytes = 0
+      this.writing = this.gathering
+      this.gathering = new Map()
       this.sync = false
       try {
         await this.db.batch([...latest(ops), { type: 'put', key: JOURNAL_SEQ_KEY, value: Buffer.from(String(seq)) }], { sync })
@@ -101,6 +145,7 @@ export class BatchWriter {
         for (const w of this.waiters.splice(0)) w.reject(this.failure)
         break
       }
+      this.writing = new Map()
       this.appliedSeq = seq
       if (sync) this.storedSeq = seq
       const done = (w: Waiter): boolean => w.seq <= seq && (sync || !w.sync)
@@ -110,5 +155,6 @@ export class BatchWriter {
       this.journal.applied(this.storedSeq)
     }
     this.running = false
+    if (this.failure === undefined && this.appliedSeq < this.seq) this.kick(false)
   }
 }

@@ -148,6 +148,15 @@ export class DataPool extends PoolChanges implements Pool {
     return { ino, ops: [{ type: 'put', key: NEXT_INO_KEY, value: Buffer.from(String(this.nextIno)) }] }
   }
 
+  /**
+   * Numbers up to `ino` are not given to new files: an agent that died may
+   * have given them to files it never stored, which the kernel still knows
+   * (a mount taken over keeps the kernel's inodes).
+   */
+  skipInodes (ino: number): void {
+    if (this.nextIno <= ino) this.nextIno = ino + 1
+  }
+
   /** Stores changes made lazily, if any are waiting. */
   async flushLazy (): Promise<void> {
     if (this.lazy.length > 0) await this.persist([])
@@ -157,16 +166,14 @@ export class DataPool extends PoolChanges implements Pool {
     // A commit may land while LevelDB answers: then the bytes read are the old ones, and a second look finds the new.
     for (let tries = 0; tries < 3; tries++) {
       if (this.mustGet(ino).inline === undefined) throw new ChaacError('CHAAC_INVALID', `inode ${ino} is not kept inline`)
-      await this.writer.applied()
-      const data = await this.db.get(inlineKey(ino))
+      const data = await this.stored(inlineKey(ino))
       if (data !== undefined && inlineHash(data) === this.mustGet(ino).inline) return data
     }
     throw new ChaacError('CHAAC_IO', `inode ${ino}: its inline bytes are missing or corrupt`)
   }
 
   async readPooled (id: string): Promise<Buffer> {
-    await this.writer.applied()
-    const data = this.balls.get(id)?.pooled === true ? await this.db.get(pooledKey(id)) : undefined
+    const data = this.balls.get(id)?.pooled === true ? await this.stored(pooledKey(id)) : undefined
     if (data === undefined) throw new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: not in the data pool`)
     return data
   }
@@ -184,6 +191,12 @@ export class DataPool extends PoolChanges implements Pool {
   }
 
   // ---- helpers ----
+
+  // A stored value, as last written: LevelDB gets the journal's batches a little later.
+  private async stored (key: string): Promise<Buffer | undefined> {
+    const pending = this.writer.pending(key)
+    return pending === undefined ? await this.db.get(key) : pending ?? undefined
+  }
 
   private async persist (ops: BatchOp[], sync = false): Promise<void> {
     const origin = this.origin

@@ -3,10 +3,11 @@
 // that kills by PID and unmounts lazily so a failed test leaves no mount.
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
+import { killKeeper, loadKeeper } from '../../src/fuse/keeper.ts'
 import { waitFor, withDeadline } from './wait.ts'
 
 const execFileP = promisify(execFile)
@@ -30,11 +31,20 @@ export interface RunningAgent {
   url: string
   /** HOST:PORT of the HTTP API */
   http: string
+  /** The socket of the Docker volume driver the agent was started with (--volume-driver NAME). */
+  volumeSocket?: string
   log: () => string
   /** SIGTERM (or the signal given) and wait for a clean exit (unmounts). */
   stop: (signal?: NodeJS.Signals) => Promise<number | null>
-  /** SIGKILL: the mount is left behind, as after a crash. */
-  kill9: () => Promise<void>
+  /**
+   * SIGKILL of the agent, then of the keeper that holds its mount's
+   * connection: the mount is left behind stale, as after a crash of both.
+   * With `keepKeeper` the keeper lives on: processes using the mount wait
+   * for the next agent, which takes the mount over.
+   */
+  kill9: (opts?: { keepKeeper?: boolean }) => Promise<void>
+  /** The pid of the keeper of the agent's mount, from its data folder (undefined: none). */
+  keeperPid: () => Promise<number | undefined>
   json: (path: string) => Promise<any>
 }
 
@@ -66,6 +76,9 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
     CLI, 'agent', '--data', data, '--mount', mount, '--http', '127.0.0.1:0',
     ...(hasBin ? [] : ['--bin', `mem:${join(root, 'shm')}:64MiB`, '--bin', `disk:${join(data, 'bins', 'disk0')}:4GiB`]),
     ...metaArgs(opts.args ?? [], data),
+    // Test agents serve no Docker volume driver unless a test names one: a socket of the shared dockerd that a
+    // killed agent left behind would slow every `docker volume ls` on the host (Docker retries it for 30 s).
+    ...(volumeDriverOf(opts) === undefined ? ['--volume-driver', 'none'] : []),
     ...(opts.args ?? [])
   ]
   const child = spawn(process.execPath, args, { env: { ...process.env, CHAAC_LOG_LEVEL: 'warn', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -92,30 +105,63 @@ export async function startAgent (opts: AgentOptions = {}): Promise<RunningAgent
     mount,
     url,
     http,
+    volumeSocket: volumeSocketOf(opts),
     log: () => out,
     stop: async (signal = 'SIGTERM') => {
       if (gone) return child.exitCode
       child.kill(signal)
       return await withDeadline(exited, 60_000, 'agent shutdown')
     },
-    kill9: async () => {
-      if (gone) return
-      child.kill('SIGKILL')
-      await withDeadline(exited, 10_000, 'agent exit after SIGKILL')
+    kill9: async (o = {}) => {
+      if (!gone) {
+        child.kill('SIGKILL')
+        await withDeadline(exited, 10_000, 'agent exit after SIGKILL')
+      }
+      if (o.keepKeeper !== true) await stopKeeper(data)
     },
+    keeperPid: async () => (await loadKeeper(data))?.pid,
     json: async (path: string) => {
-      const res = await fetch(url + path, { signal: AbortSignal.timeout(10_000) })
+      // Generous: on a loaded 2-core machine an agent starting up may take seconds to answer.
+      const res = await fetch(url + path, { signal: AbortSignal.timeout(30_000) })
       return await res.json()
     }
   }
 }
 
-/** Kills what a test left running and unmounts its chaac paths; for t.teardown. */
+/** Kills what a test left running (the keeper too) and unmounts its chaac path and the folder around it; for t.teardown. */
 export async function cleanupAgent (agent: RunningAgent | undefined, removeRoot = true): Promise<void> {
   if (!agent) return
   await agent.kill9()
+  if (agent.volumeSocket !== undefined) await rm(agent.volumeSocket, { force: true })
   await unmountLazily(agent.mount)
+  // The agent made the folder of its chaac path a shared mount of its own (a bind onto itself), which outlives it.
+  if (await isMountPoint(agent.root)) await execFileP('umount', ['-l', agent.root]).catch(() => {})
   if (removeRoot) await rm(agent.root, { recursive: true, force: true })
+}
+
+/** Kills the keeper of the mount of an agent whose data folder is `data` (by its pid), and waits until it is gone. */
+export async function stopKeeper (data: string): Promise<void> {
+  const record = await loadKeeper(data)
+  if (record === undefined) return
+  await killKeeper(record)
+  await waitFor(async () => !await readFile(`/proc/${record.pid}/environ`, 'utf8').then((env) => env.includes('CHAAC_KEEPER='), () => false),
+    { timeoutMs: 10_000, what: `the keeper (pid ${record.pid}) to exit` })
+}
+
+async function isMountPoint (dir: string): Promise<boolean> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8')
+  return info.split('\n').some((line) => line.split(' ')[4] === resolve(dir))
+}
+
+// The --volume-driver (or CHAAC_VOLUME_DRIVER) a test gave an agent.
+function volumeDriverOf (opts: AgentOptions): string | undefined {
+  const args = opts.args ?? []
+  return args.includes('--volume-driver') ? args[args.indexOf('--volume-driver') + 1] : opts.env?.CHAAC_VOLUME_DRIVER
+}
+
+function volumeSocketOf (opts: AgentOptions): string | undefined {
+  const name = volumeDriverOf(opts)
+  return name === undefined || name === 'none' ? undefined : `/run/docker/plugins/${name}.sock`
 }
 
 export async function unmountLazily (mount: string): Promise<void> {

@@ -207,6 +207,60 @@ export async function ensureBusyboxImage (): Promise<string> {
   return BUSYBOX_IMAGE
 }
 
+export interface PrivateDocker {
+  /** unix:///.../docker.sock, for DOCKER_HOST */
+  host: string
+  /** Stops the engine (its containers with it) and removes its folder. */
+  stop: () => Promise<void>
+}
+
+/**
+ * A Docker engine of the caller's own, in a fresh folder (its data, its
+ * containerd, its API socket), for tests that teach an engine something it
+ * never forgets until it stops: a volume driver, which the engine keeps
+ * asking for 15 s whenever its socket is gone (on every `docker volume ls`,
+ * and before creating any volume), would slow the shared engine for everyone.
+ */
+export async function startPrivateDocker (): Promise<PrivateDocker> {
+  const root = await mkdtemp(join(tmpdir(), 'chaac-dockerd-'))
+  const sock = join(root, 'docker.sock')
+  const host = `unix://${sock}`
+  const log = await open(join(root, 'dockerd.log'), 'a')
+  const tag = root.split('-').pop() as string
+  const child = spawn('dockerd', [...DOCKERD_ARGS, '--ip-masq=false', '--data-root', join(root, 'data'), '--exec-root', join(root, 'exec'),
+    '--pidfile', join(root, 'dockerd.pid'), '-H', host, '--containerd-namespace', `chaac-${tag}`, '--containerd-plugins-namespace', `chaac-${tag}-plugins`],
+  { stdio: ['ignore', log.fd, log.fd], env: { ...process.env, PATH } })
+  await log.close()
+  let exited = false
+  const gone = new Promise<void>((resolve) => child.on('exit', () => { exited = true; resolve() }))
+  const kill = (): void => { child.kill('SIGKILL') }
+  process.on('exit', kill)
+  const stop = async (): Promise<void> => {
+    process.off('exit', kill)
+    if (!exited) {
+      child.kill('SIGTERM')
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([gone, new Promise((resolve) => { timer = setTimeout(resolve, 30_000) })])
+      clearTimeout(timer)
+      if (!exited) child.kill('SIGKILL')
+    }
+    // Whatever it left mounted in its folder goes before the folder.
+    const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1]).filter((m) => m?.startsWith(root + '/'))
+    for (const m of mounts.sort((a, b) => b.length - a.length)) await run('umount', ['-l', m]).catch(() => {})
+    await rm(root, { recursive: true, force: true })
+  }
+  try {
+    await waitFor(async () => {
+      if (exited) throw new Error(`dockerd exited:\n${await logTail(join(root, 'dockerd.log'))}`)
+      return (await run('docker', ['-H', host, 'info', '--format', '{{.ServerVersion}}'], { timeoutMs: 10_000 })).code === 0
+    }, { timeoutMs: 60_000, intervalMs: 250, what: 'a private Docker engine to answer' })
+  } catch (err) {
+    await stop()
+    throw err
+  }
+  return { host, stop }
+}
+
 /** The value of a `--name` option in docker run arguments, if the caller gave one. */
 function nameOption (args: string[]): string | undefined {
   for (let i = 0; i < args.length; i++) {
@@ -226,4 +280,24 @@ export async function dockerRun (args: string[], { timeoutMs = 120_000 }: { time
   const name = given ?? `chaac-test-${process.pid}-${randomBytes(4).toString('hex')}`
   const runArgs = ['run', '--rm', '--network', 'none', ...(given ? [] : ['--name', name]), ...args]
   return await docker(runArgs, { timeoutMs, onTimeout: () => docker(['kill', name], { timeoutMs: 15_000 }) })
+}
+
+// Each iteration: unless paused, appends its number to its own file and
+// checks the last line (a write, a close, a read), then reads the static
+// file through and checks its sum (when given). Stops when /ctl/stop appears, exit 1 at
+// the first error. While /ctl/pause exists it only reads, and says so.
+export function appendingLoop (name: string, sum?: string): string {
+  return `i=0
+while [ ! -e /ctl/stop ]; do
+  if [ -e /ctl/pause ]; then
+    touch /ctl/paused.${name}
+  else
+    rm -f /ctl/paused.${name}
+    echo $i >> /data/${name}.log || { echo "append $i failed"; exit 1; }
+    [ "$(tail -n 1 /data/${name}.log)" = "$i" ] || { echo "line $i reads wrong"; exit 1; }
+    i=$((i+1))
+  fi
+${sum === undefined ? '' : `  [ "$(md5sum < /data/static)" = "${sum}  -" ] || { echo "static reads wrong"; exit 1; }\n`}  usleep 20000
+done
+echo "done $i"`
 }

@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { cleanupAgent, sh, shOk, startAgent, testMeta, type RunningAgent } from '../helpers/agent.ts'
 import { flipByte } from '../helpers/faults.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const MiB = 1024 * 1024
 const READS = 50
@@ -66,7 +67,9 @@ t.test('EIO - a missing or corrupt ball is logged at warn with code, inode, path
   const cat = await sh('cat dir/gone > /dev/null', { cwd: agent.mount })
   t.not(cat.code, 0, 'reading a file whose ball is gone fails')
   t.match(cat.stderr, /Input\/output error/, 'with EIO')
-  const missing = warnings(agent).find((l) => l.code === 'CHAAC_BALL_MISSING' && l.op === 'read')
+  // The agent's log reaches this process through a pipe, a little after the failed read.
+  const missing = await waitFor(() => warnings(agent).find((l) => l.code === 'CHAAC_BALL_MISSING' && l.op === 'read'),
+    { timeoutMs: 10_000, what: 'a warn line that names the failed read' }).catch(() => undefined)
   t.ok(missing, 'a warn line names the failed read')
   t.match(missing, { errno: 'EIO', ino: inos.gone, path: '/dir/gone', ball: gone.id })
   t.ok(await errorsCounted(agent, 'CHAAC_BALL_MISSING', 'read') >= 1, '/metrics counts it')
@@ -74,7 +77,8 @@ t.test('EIO - a missing or corrupt ball is logged at warn with code, inode, path
   // The corrupt copy fails its hash (and is dropped: the reads after find no copy at all).
   const reads = await sh(`for i in $(seq ${READS}); do dd if=dir/bad of=/dev/null iflag=direct bs=64k count=1 status=none 2>&1; done`, { cwd: agent.mount })
   t.equal((reads.stdout.match(/Input\/output error/g) ?? []).length, READS, `each of ${READS} reads fails with EIO`)
-  const bads = warnings(agent).filter((l) => l.op === 'read' && l.ball === bad.id)
+  const badLines = (): any[] => warnings(agent).filter((l) => l.op === 'read' && l.ball === bad.id)
+  const bads = await waitFor(() => badLines().length > 0 ? badLines() : undefined, { timeoutMs: 10_000, what: 'a warn line of the corrupt ball' }).catch(() => [])
   // An agent of a cluster on etcd looks for a good copy on its peers, and finds none.
   const code = testMeta() === undefined ? 'CHAAC_BALL_CORRUPT' : 'CHAAC_BALL_MISSING'
   t.match(bads[0], { code, errno: 'EIO', ino: inos.bad, path: '/dir/bad' }, 'the first failure names the corrupt ball')

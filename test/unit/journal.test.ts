@@ -5,8 +5,9 @@ import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
+import { Level } from 'level'
 import { DataPool } from '../../src/meta/data-pool.ts'
-import type { BatchOp } from '../../src/meta/batch-writer.ts'
+import { BatchWriter, type BatchOp } from '../../src/meta/batch-writer.ts'
 import { Journal, decodeRecords, encodeRecord } from '../../src/meta/journal.ts'
 import { ROOT_INO, S_IFREG, direntKey, encode, inodeKey, type Inode } from '../../src/meta/schema.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -194,4 +195,35 @@ t.test('journal - its files are laid out ahead of the records and written in pla
   again.close()
   t.same(seqs.filter((seq) => seq > 59), [60], 'the last record is read back')
   t.ok(seqs.every((seq, i) => i === 0 || seq > seqs[i - 1]), 'in order, no record twice')
+})
+
+t.test('journal - LevelDB gets the batches gathered: a key committed again and again goes once; until then the writer answers for it', async (t) => {
+  const dir = await poolDir(t)
+  const db = new Level<string, Buffer>(dir, { valueEncoding: 'buffer' })
+  await db.open()
+  const journal = Journal.open(join(dir, JOURNAL))
+  t.teardown(async () => {
+    journal.close()
+    await db.close()
+  })
+  const batches: Array<Array<{ key: string }>> = []
+  const batch = db.batch.bind(db) as (ops: any[], opts?: any) => Promise<void>
+  ;(db as any).batch = async (ops: any[], opts?: any) => {
+    batches.push(ops)
+    await batch(ops, opts)
+  }
+  const writer = new BatchWriter(db, journal, 0)
+  for (let i = 0; i < 50; i++) await writer.write([{ type: 'put', key: 'k', value: Buffer.from(`v${i}`) }], i % 10 === 0)
+  await writer.write([{ type: 'put', key: 'gone', value: Buffer.from('x') }])
+  await writer.write([{ type: 'del', key: 'gone' }])
+  t.same(writer.pending('k'), Buffer.from('v49'), 'the last value, before LevelDB has it')
+  t.equal(writer.pending('gone'), null, 'a deleted key answers null')
+  t.equal(writer.pending('other'), undefined, 'LevelDB answers for the rest')
+  await writer.applied()
+  t.same(await db.get('k'), Buffer.from('v49'))
+  t.equal(await db.get('gone'), undefined)
+  t.equal(writer.pending('k'), undefined, 'LevelDB answers once it holds the key')
+  const puts = batches.flat().filter((op) => op.key === 'k').length
+  t.ok(puts < 10, `50 commits of one key went to LevelDB ${puts} times`)
+  await writer.flush()
 })

@@ -147,7 +147,7 @@ t.test('open file - small overwrites are sealed as slices of what was written; r
 t.test('open file - a chunk that gathered many slices is merged into one ball in the background', async (t) => {
   const { pooled, s, file, model } = overBall(7)
   for (let i = 0; i < COMPACT_AT + 3; i++) {
-    const at = i * 8192
+    const at = i * 4096
     await file.write(Buffer.alloc(100, i), at)
     model.fill(i, at, at + 100)
     await commit(file, pooled)
@@ -161,6 +161,33 @@ t.test('open file - a chunk that gathered many slices is merged into one ball in
   t.ok((snap.slices[0]?.length ?? 0) < 5, `a few slices left (${snap.slices[0]?.length ?? 0})`)
   t.same(content(snap, s.balls, pooled), model, 'the same bytes')
   t.same(await read(file, 0, C), model)
+})
+
+t.test('open file - a page written again and again stays one slice: slices wholly under newer ones go', async (t) => {
+  const { pooled, s, file, model } = overBall(7)
+  // A database's log: the page being filled is written and synced again at every commit, then the next one.
+  for (let i = 0; i < 3 * COMPACT_AT; i++) {
+    const at = 40_960 + Math.floor(i / 20) * 8192
+    const data = Buffer.alloc(8192, i % 251)
+    await file.write(data, at)
+    data.copy(model, at)
+    const snap = await commit(file, pooled)
+    t.same(content(snap, s.balls, pooled), model, `commit ${i} holds the file`)
+  }
+  const snap = await commit(file, pooled)
+  const pages = Math.ceil(3 * COMPACT_AT / 20)
+  t.equal(snap.slices[0]?.length, pages, 'a slice a page: the last one written')
+  t.same(s.puts, [], 'no merge into a whole ball was needed')
+  t.same(await read(file, 0, C), model, 'the open file reads the same')
+  // A slice only partly under a newer one stays.
+  await file.write(Buffer.alloc(4096, 0xaa), 200_000)
+  await commit(file, pooled)
+  await file.write(Buffer.alloc(4096, 0xbb), 202_048)
+  model.fill(0xaa, 200_000, 204_096)
+  model.fill(0xbb, 202_048, 206_144)
+  const last = await commit(file, pooled)
+  t.equal(last.slices[0]?.length, pages + 2, 'the partly covered slice stays under the newer one')
+  t.same(content(last, s.balls, pooled), model)
 })
 
 t.test('open file - a write of more than a quarter of a chunk is sealed whole, not as a slice', async (t) => {
