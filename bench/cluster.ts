@@ -65,7 +65,7 @@ class Agent {
   constructor (readonly name: string, readonly root: string, private readonly bins: string, host: string, extra: string[], secret: string) {
     const nodeArgs = (process.env.CHAAC_BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
     this.daemon = new Daemon(`agent ${name}`, process.execPath, [
-      ...nodeArgs, CLI, 'agent', '--volume-driver', 'none', '--data', join(root, 'data'), '--mount', this.mount,
+      ...nodeArgs, CLI, 'agent', '--volume-driver', 'none', '--no-share-folder', '--data', join(root, 'data'), '--mount', this.mount,
       '--http', `${host}:0`, '--listen', `${host}:0`,
       '--bin', `mem:${join(bins, 'mem')}:256MiB`, '--bin', `disk:${join(bins, 'disk')}:64GiB`,
       '--cloud', 'none', '--replicas', '1', ...extra

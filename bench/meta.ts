@@ -86,7 +86,7 @@ class Agent {
   get logFile (): string { return join(this.dir, 'agent.log') }
   get pid (): number | undefined { return this.daemon?.pid }
   get args (): string[] {
-    return ['agent', '--volume-driver', 'none', '--data', join(this.dir, 'data'), '--mount', this.mount, '--http', `${this.host}:0`, '--listen', `${this.host}:0`,
+    return ['agent', '--volume-driver', 'none', '--no-share-folder', '--data', join(this.dir, 'data'), '--mount', this.mount, '--http', `${this.host}:0`, '--listen', `${this.host}:0`,
       '--bin', `mem:${join(this.shm, 'mem')}:256MiB`, '--bin', `disk:${join(this.dir, 'data', 'bins', 'disk0')}:64GiB`,
       '--cloud', 'none', ...this.role]
   }

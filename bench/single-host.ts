@@ -147,7 +147,7 @@ class AgentProcess {
 
   get args (): string[] {
     return [
-      'agent', '--volume-driver', 'none', '--data', this.data, '--mount', this.mount, '--http', '127.0.0.1:0',
+      'agent', '--volume-driver', 'none', '--no-share-folder', '--data', this.data, '--mount', this.mount, '--http', '127.0.0.1:0',
       '--bin', `mem:${this.memBin}:${flags['mem-bin']}`,
       '--bin', `disk:${join(this.data, 'bins', 'disk0')}:64GiB`,
       // In the embedded default the cloud tier is one more folder on this same

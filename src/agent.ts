@@ -151,7 +151,7 @@ export class Agent {
       pool, store, chunkSize: config.chunkSize, cacheSkipOver: config.cacheSkipOver, inlineMax: config.inlineMax, log, firstHandle: firstHandle(), uncommitted, lostChanges
     })
     const mount = new ChaacMount(config.mount, fs, log, {
-      attrTimeout: config.attrTimeout, negativeEntries: config.cluster.role === 'single', busyPollUs: config.busyPollUs, keeperDir: config.data
+      attrTimeout: config.attrTimeout, negativeEntries: config.cluster.role === 'single', busyPollUs: config.busyPollUs, keeperDir: config.data, shareFolder: config.shareFolder
     })
     // Processes of a mount taken over may still hold files unlinked while open: those wait for their release.
     const takingOver = await mount.takeoverCandidate() !== undefined

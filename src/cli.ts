@@ -79,6 +79,7 @@ program.command('agent')
   .addOption(new Option('--admin-token <token>', 'the token that allows changes through the HTTP API (PUT /api/v1/scheme, as Authorization: Bearer <token>); none: the API is read-only (prefer the variable: a flag shows in ps)').env('CHAAC_ADMIN_TOKEN'))
   .addOption(new Option('--auto-bins <fill>', 'when the disk bins are fuller than this together (0..1, e.g. 0.8), the cluster\'s background worker launches a disk bin (a data container) on the least loaded host').env('CHAAC_AUTO_BINS'))
   .addOption(new Option('--auto-bins-capacity <size>', 'the capacity of a bin --auto-bins launches').env('CHAAC_AUTO_BINS_CAPACITY').default(DEFAULTS.autoBinsCapacity))
+  .addOption(new Option('--no-share-folder', 'leave the mount propagation of the folder that holds the chaac path as it is (by default the agent makes it a shared mount when it is private, for docker -v ...:rslave)').env('CHAAC_NO_SHARE_FOLDER'))
   .addOption(new Option('--volume-driver <name>', 'the name of the Docker volume driver this agent serves on /run/docker/plugins/NAME.sock (docker volume create -d NAME); none: no driver').env('CHAAC_VOLUME_DRIVER').default(DEFAULTS.volumeDriver))
   .addOption(new Option('--log-level <level>', 'how much to log (to stderr, as JSON lines)').env('CHAAC_LOG_LEVEL').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .action(async (flags: AgentFlags, cmd: Command) => await runAgent(flags, givenSettings(cmd)))
@@ -232,6 +233,7 @@ interface AgentFlags {
   autoBins?: string
   autoBinsCapacity: string
   volumeDriver: string
+  shareFolder: boolean
 }
 
 // The cluster's settings the user gave, by flag or variable: only those may contradict the stored ones.
@@ -293,6 +295,7 @@ function configFromFlags (f: AgentFlags, given: GivenSettings = {}): AgentConfig
       ? undefined
       : { fill: check('--auto-bins', () => parseFill(f.autoBins as string)), capacity: autoBinsCapacity(f.autoBinsCapacity) },
     volumeDriver: check('--volume-driver', () => parseVolumeDriver(f.volumeDriver)),
+    shareFolder: f.shareFolder,
     settings: { given, cloudFor }
   }
 }

@@ -43,6 +43,8 @@ export interface AgentConfig {
   adminToken?: string
   /** The name Docker knows this agent's volume driver by (docker volume create -d NAME); none: no driver. */
   volumeDriver?: string
+  /** Whether the agent makes the folder that holds the chaac path a shared mount when it is private (default true). */
+  shareFolder?: boolean
   /**
    * Which of the cluster's settings the user gave (the others come from the
    * settings stored in the engine, when it has some), and the cloud tier a

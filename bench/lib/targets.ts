@@ -250,7 +250,7 @@ export class ChaacAgent {
 
   get args (): string[] {
     return [
-      'agent', '--volume-driver', 'none', '--data', this.data, '--mount', this.mount, '--http', '127.0.0.1:0',
+      'agent', '--volume-driver', 'none', '--no-share-folder', '--data', this.data, '--mount', this.mount, '--http', '127.0.0.1:0',
       '--bin', `mem:${this.memBin}:${this.memBinSize}`,
       '--bin', `disk:${this.diskBin}:${this.opts.diskBinSize ?? '64GiB'}`,
       ...(this.opts.cloud ?? ['--cloud', 'none'])
