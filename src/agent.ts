@@ -420,7 +420,7 @@ export class Agent {
       await step('unmount', async () => await this.mount.unmount())
       await step('commit open files', async () => await this.fs.commitAll()
         .catch((err) => this.log.error({ err }, 'could not commit open files at shutdown')))
-      await step('uncommitted log', async () => await this.uncommitted?.close())
+      await step('uncommitted log', async () => this.uncommitted?.close())
       await step('uploads', async () => await this.uploader.close())
       await step('cloud garbage', async () => await this.collector.close())
       await step('http', async () => await this.http.close())

@@ -239,7 +239,7 @@ export class Filesystem {
       return { stat: this.remember(ino), fd }
     }
     // Not stored yet: lost if the agent dies before the first commit.
-    await this.opts.uncommitted?.mark(node.ino)
+    this.opts.uncommitted?.mark(node.ino)
     const stat = this.remember(node.ino)
     return { stat, fd: this.openHandle(node, flags) }
   }
@@ -497,7 +497,7 @@ export class Filesystem {
   // Everything of the file is stored (its creation included, after flushLazy):
   // changes made meanwhile keep it marked (checked and cleared in one turn).
   private async stored (ino: number): Promise<void> {
-    if (this.open.get(ino)?.busy !== true) await this.opts.uncommitted?.clear(ino)
+    if (this.open.get(ino)?.busy !== true) this.opts.uncommitted?.clear(ino)
   }
 
   private async releaseBalls (ids: string[]): Promise<void> {
@@ -570,7 +570,11 @@ export class Filesystem {
   // A change of a file's bytes is answered once the file is written down as
   // uncommitted (its bytes were copied before: the change's first await comes first).
   private async changed (ino: number, change: Promise<void>): Promise<void> {
-    await Promise.all([change, this.opts.uncommitted?.mark(ino)])
+    try {
+      this.opts.uncommitted?.mark(ino)
+    } finally {
+      await change
+    }
   }
 
   private fileOf (fd: number): OpenFile {
@@ -668,8 +672,20 @@ function checkName (name: string): void {
 
 function contentStamp (c: { size: number, balls: Array<string | null>, slices?: Array<Slice[] | null> }, inline: string | undefined): string {
   // Chunks without slices leave no trace: an open file's list and the stored one differ in trailing empties only.
-  const slices = (c.slices ?? []).flatMap((list, i) => (list ?? []).map((s) => `${i}@${s.at}+${s.len}=${s.ball}`))
-  return `${c.size}:${c.balls.join(',')}:${slices.join(',')}:${inline ?? ''}`
+  let slices = ''
+  for (const [i, list] of (c.slices ?? []).entries()) if (list !== null && list.length > 0) slices += `${i}@${listStamp(list)},`
+  return `${c.size}:${c.balls.join(',')}:${slices}:${inline ?? ''}`
+}
+
+// Slice lists are never changed in place: each one's part of a stamp is worked out once.
+const listStamps = new WeakMap<Slice[], string>()
+function listStamp (list: Slice[]): string {
+  let stamp = listStamps.get(list)
+  if (stamp === undefined) {
+    stamp = list.map((s) => `${s.at}+${s.len}=${s.ball}`).join(' ')
+    listStamps.set(list, stamp)
+  }
+  return stamp
 }
 
 function isDirMode (mode: number): boolean {

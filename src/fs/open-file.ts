@@ -109,7 +109,7 @@ export class OpenFile {
   private pinned: string[] = []
   private unsynced: string[] = []
   // Pooled slices sealed and not yet committed: their bytes go with the commit.
-  private readonly pooled = new Map<string, Buffer>()
+  private readonly pooled = new Map<string, { data: Buffer, chunks: Set<number> }>()
   private readonly store: BallStore
   private readonly inlineMax: number
   private readonly readPooled: (id: string) => Promise<Buffer>
@@ -125,7 +125,7 @@ export class OpenFile {
     this.size = node.size
     this.mtime = node.mtime
     this.balls = [...(node.balls ?? [])]
-    this.slices = (node.slices ?? []).map((list) => list === null ? null : [...list])
+    this.slices = [...(node.slices ?? [])]
     this.chunkSize = node.chunkSize ?? opts.chunkSize
     this.store = opts.store
     this.inlineMax = opts.inlineMax
@@ -138,7 +138,7 @@ export class OpenFile {
     this.size = node.size
     this.mtime = node.mtime
     this.balls = [...(node.balls ?? [])]
-    this.slices = (node.slices ?? []).map((list) => list === null ? null : [...list])
+    this.slices = [...(node.slices ?? [])]
     this.inline = undefined
     this.fetchInline = fetchInline
     this.lastBallRead = -2
@@ -267,7 +267,7 @@ export class OpenFile {
   // The checked bytes of a pooled slice: at hand until committed, then from the data pool.
   private async pooledBytes (id: string): Promise<Buffer> {
     const held = this.pooled.get(id)
-    if (held) return held
+    if (held) return held.data
     const data = await this.readPooled(id)
     if (encodeBall(data).id !== id) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the data pool's bytes of a slice fail their hash`)
     return data
@@ -330,15 +330,17 @@ export class OpenFile {
     const inline = held === 0 ? await this.takeInline() : undefined
     const pinned = this.pinned
     this.pinned = []
-    const named = new Set(this.slices.flatMap((list) => (list ?? []).filter((s) => s.pooled === true).map((s) => s.ball)))
     // Bytes of slices no longer named (covered by newer ones, or merged) are of no use; a read that
     // still wanted them finds the chunk's list moved and reads again.
-    for (const id of this.pooled.keys()) if (!named.has(id)) this.pooled.delete(id)
+    for (const [id, held] of this.pooled) {
+      if (![...held.chunks].some((idx) => this.slices[idx]?.some((s) => s.ball === id) === true)) this.pooled.delete(id)
+    }
     return {
-      pooled: [...this.pooled].filter(([id]) => named.has(id)).map(([id, data]) => ({ id, data })),
+      pooled: [...this.pooled].map(([id, held]) => ({ id, data: held.data })),
       size: this.size,
       balls: [...this.balls],
-      slices: this.slices.map((list) => list === null ? null : [...list]),
+      // Lists are never changed in place: the commit tells an unchanged chunk by its list.
+      slices: Array.from(this.slices, (list) => list ?? null),
       chunkSize: this.chunkSize,
       mtime: this.mtime,
       pinned,
@@ -394,7 +396,7 @@ export class OpenFile {
 
   /** After a commit: the data pool holds the pooled slices of that snapshot. */
   markPooled (snap: Snapshot): void {
-    for (const { id, data } of snap.pooled) if (this.pooled.get(id) === data) this.pooled.delete(id)
+    for (const { id, data } of snap.pooled) if (this.pooled.get(id)?.data === data) this.pooled.delete(id)
   }
 
   /** After an fsync: the balls of that snapshot are on stable storage. */
@@ -531,7 +533,7 @@ export class OpenFile {
     let stored = false
     const done = (async () => {
       if (ranges) {
-        const made = await Promise.all(ranges.map(async (r) => await this.putSlice(chunk.buf.subarray(r.start - chunk.origin, r.end - chunk.origin), r.start)))
+        const made = await Promise.all(ranges.map(async (r) => await this.putSlice(idx, chunk.buf.subarray(r.start - chunk.origin, r.end - chunk.origin), r.start)))
         stored = true
         if (this.latest.get(idx) !== gen) return
         // No other seal of the chunk ended meanwhile (the generation says so); a merge may have.
@@ -631,11 +633,14 @@ export class OpenFile {
 
   // A small slice stays in memory until the commit takes it to the data pool
   // (one write makes it and the chunk list durable); a larger one is a ball in bins.
-  private async putSlice (bytes: Buffer, at: number): Promise<Slice> {
+  private async putSlice (idx: number, bytes: Buffer, at: number): Promise<Slice> {
     if (bytes.length > MAX_POOLED_SLICE) return { at, len: bytes.length, ball: await this.put(bytes) }
     const data = Buffer.from(bytes)
     const { id } = encodeBall(data)
-    this.pooled.set(id, data)
+    // The same bytes may be a slice of several chunks.
+    const held = this.pooled.get(id)
+    if (held) held.chunks.add(idx)
+    else this.pooled.set(id, { data, chunks: new Set([idx]) })
     return { at, len: data.length, ball: id, pooled: true }
   }
 

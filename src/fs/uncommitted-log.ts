@@ -7,17 +7,20 @@
 // when a commit leaves it clean; it reaches the page cache before the write
 // is answered, so it survives the agent (not the host, as the writes
 // themselves would not either).
-import { open, rename, readFile, type FileHandle } from 'node:fs/promises'
+import { closeSync, openSync, renameSync, writeSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 
 // Lines after which the log is rewritten with only the files still uncommitted.
 const COMPACT_AFTER = 100_000
 
+// The log is written with plain system calls on the agent's thread: a line
+// into the page cache takes a few microseconds, less than a hop through the
+// thread pool, and two come with every write + fsync of a database.
 export class UncommittedLog {
   private readonly marked = new Set<number>()
-  private chain: Promise<unknown> = Promise.resolve()
   private lines = 0
 
-  private constructor (private readonly file: string, private fh: FileHandle, private readonly compactAfter: number) {}
+  private constructor (private readonly file: string, private fd: number, private readonly compactAfter: number) {}
 
   /** Opens the log afresh; `previous` holds the files an earlier agent left uncommitted. */
   static async open (file: string, compactAfter = COMPACT_AFTER): Promise<{ log: UncommittedLog, previous: Set<number> }> {
@@ -29,43 +32,38 @@ export class UncommittedLog {
       if (line[0] === '+') previous.add(ino)
       else if (line[0] === '-') previous.delete(ino)
     }
-    return { log: new UncommittedLog(file, await open(file, 'w'), compactAfter), previous }
+    return { log: new UncommittedLog(file, openSync(file, 'w'), compactAfter), previous }
   }
 
-  /** The file has changes not committed yet; resolves once that is written down. */
-  async mark (ino: number): Promise<void> {
+  /** The file has changes not committed yet; written down when this returns. */
+  mark (ino: number): void {
     if (this.marked.has(ino)) return
     this.marked.add(ino)
-    await this.append(`+${ino}\n`)
+    this.append(`+${ino}\n`)
   }
 
   /** The file's changes are all committed. */
-  async clear (ino: number): Promise<void> {
+  clear (ino: number): void {
     if (!this.marked.delete(ino)) return
-    await this.append(`-${ino}\n`)
+    this.append(`-${ino}\n`)
   }
 
-  async close (): Promise<void> {
-    await this.chain.catch(() => {})
-    await this.fh.close()
+  close (): void {
+    closeSync(this.fd)
   }
 
-  private async append (line: string): Promise<void> {
-    const run = this.chain.then(async () => {
-      if (++this.lines > this.compactAfter) await this.compact()
-      await this.fh.write(line)
-    })
-    this.chain = run.catch(() => {})
-    await run
+  private append (line: string): void {
+    if (++this.lines > this.compactAfter) this.compact()
+    writeSync(this.fd, line)
   }
 
-  private async compact (): Promise<void> {
+  private compact (): void {
     const tmp = this.file + '.tmp'
-    const fresh = await open(tmp, 'w')
-    await fresh.write([...this.marked].map((ino) => `+${ino}\n`).join(''))
-    await rename(tmp, this.file)
-    await this.fh.close()
-    this.fh = fresh
+    const fresh = openSync(tmp, 'w')
+    writeSync(fresh, [...this.marked].map((ino) => `+${ino}\n`).join(''))
+    renameSync(tmp, this.file)
+    closeSync(this.fd)
+    this.fd = fresh
     this.lines = this.marked.size
   }
 }

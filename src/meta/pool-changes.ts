@@ -9,10 +9,10 @@ import type { BatchOp } from './batch-writer.ts'
 import type { AttrPatch, CopyOptions, FileContent, NewNode } from './pool.ts'
 import { PoolState } from './pool-state.ts'
 import { encodeSettings, type ClusterSettings } from './settings.ts'
-import { MAX_POOLED_SLICE, badSlices, ballsOf, sameSlices, type Slice } from './slices.ts'
+import { MAX_POOLED_SLICE, badSlices, ballsOf, chunkDiff, diffBalls, type Slice } from './slices.ts'
 import {
   MAX_INLINE_BYTES, ROOT_INO, SETTINGS_KEY, S_IFDIR, S_IFMT, agentKey, ballKey, direntKey, encode, garbageKey, inlineHash,
-  inlineKey, inodeKey, pooledKey, sliceKey, isDir, isFile, uploadKey, durableCopies, type AgentReport, type BallRecord, type Inode
+  inlineKey, inodeKey, pooledKey, sliceKey, encodeSlices, isDir, isFile, uploadKey, durableCopies, type AgentReport, type BallRecord, type Inode
 } from './schema.ts'
 
 /** How long an agent that stopped reporting keeps its bins to itself. */
@@ -228,13 +228,16 @@ export abstract class PoolChanges extends PoolState {
     if (inline !== undefined && (!isFile(node) || content.balls.length > 0 || inline.length !== content.size || inline.length > MAX_INLINE_BYTES)) {
       throw new ChaacError('CHAAC_INVALID', `inode ${ino}: inline content must be a regular file's only bytes, at most ${MAX_INLINE_BYTES}`)
     }
-    const bad = badSlices(content.slices ?? [], content.chunkSize) ?? this.badPooled(content)
+    // Only what changed is checked and counted: a database's fsync changes one
+    // chunk of a file whose other chunks may carry hundreds of slices.
+    const diff = chunkDiff(node.balls ?? [], node.slices ?? [], content.balls, content.slices ?? [])
+    const bad = badSlices(content.slices ?? [], content.chunkSize, node.chunkSize === content.chunkSize ? diff.slices : undefined) ?? this.badPooled(content, diff.added)
     if (bad !== undefined || (inline !== undefined && ballsOf([], content.slices).length > 0)) {
       throw new ChaacError('CHAAC_INVALID', `inode ${ino}: ${bad ?? 'a file kept inline has no slices'}`)
     }
     const ops: BatchOp[] = []
-    const after = ballsOf(content.balls, content.slices)
-    const released = this.adjustRefs(ballsOf(node.balls ?? [], node.slices), after, ops)
+    const after = diffBalls(content.balls, diff, 'after')
+    const released = this.adjustRefs(diffBalls(node.balls ?? [], diff, 'before'), after, ops)
     for (const { id, data } of content.pooled ?? []) {
       const rec = this.balls.get(id)
       if (rec === undefined || rec.pooled === true || rec.refs <= 0) continue
@@ -251,7 +254,7 @@ export abstract class PoolChanges extends PoolState {
         ops.push({ type: 'put', key: uploadKey(id), value: Buffer.alloc(0) })
       }
     }
-    const sliceOps = this.sliceOps(node, content.slices ?? [])
+    const sliceOps = this.sliceOps(node, content.slices ?? [], diff.slices)
     node.balls = content.balls
     node.size = content.size
     node.chunkSize = content.chunkSize
@@ -270,16 +273,14 @@ export abstract class PoolChanges extends PoolState {
     return { ops, value: released }
   }
 
-  // A pooled slice the commit names must be held already or come with its bytes.
-  private badPooled (content: FileContent): string | undefined {
+  // A pooled slice the commit adds must be held already or come with its bytes.
+  private badPooled (content: FileContent, added: Slice[]): string | undefined {
     const brought = new Map((content.pooled ?? []).map(({ id, data }) => [id, data]))
-    for (const list of content.slices ?? []) {
-      for (const s of list ?? []) {
-        if (s.pooled !== true) continue
-        const data = brought.get(s.ball)
-        if (data === undefined && this.balls.get(s.ball)?.pooled !== true) return `slice ${s.ball}: its bytes are not in the data pool`
-        if (data !== undefined && (data.length !== s.len || data.length > MAX_POOLED_SLICE)) return `slice ${s.ball}: ${data.length} bytes for a slice of ${s.len}`
-      }
+    for (const s of added) {
+      if (s.pooled !== true) continue
+      const data = brought.get(s.ball)
+      if (data === undefined && this.balls.get(s.ball)?.pooled !== true) return `slice ${s.ball}: its bytes are not in the data pool`
+      if (data !== undefined && (data.length !== s.len || data.length > MAX_POOLED_SLICE)) return `slice ${s.ball}: ${data.length} bytes for a slice of ${s.len}`
     }
     return undefined
   }
@@ -289,9 +290,10 @@ export abstract class PoolChanges extends PoolState {
     return await this.run(() => {
       const node = this.inodes.get(ino)
       if (!node || node.nlink > 0) return { ops: [], value: [] }
-      const ops: BatchOp[] = [{ type: 'del', key: inodeKey(ino) }, ...this.sliceOps(node, [])]
+      const all = chunkDiff(node.balls ?? [], node.slices ?? [], [], [])
+      const ops: BatchOp[] = [{ type: 'del', key: inodeKey(ino) }, ...this.sliceOps(node, [], all.slices)]
       if (node.inline !== undefined) ops.push({ type: 'del', key: inlineKey(ino) })
-      const released = this.adjustRefs(ballsOf(node.balls ?? [], node.slices), [], ops)
+      const released = this.adjustRefs(diffBalls(node.balls ?? [], all, 'before'), [], ops)
       this.inodes.delete(ino)
       return { ops, value: released }
     })
@@ -561,18 +563,14 @@ export abstract class PoolChanges extends PoolState {
     return { type: 'put', key: inodeKey(node.ino), value: encode(record) }
   }
 
-  // Makes a file's slices `after`: the records of the chunks whose lists changed.
-  private sliceOps (node: Inode, after: Array<Slice[] | null>): BatchOp[] {
-    const before = node.slices ?? []
+  // Makes a file's slices `after`: the records of the chunks `changed`.
+  private sliceOps (node: Inode, after: Array<Slice[] | null>, changed: number[]): BatchOp[] {
     const ops: BatchOp[] = []
-    const kept: Array<Slice[] | null> = []
-    for (let i = 0; i < Math.max(before.length, after.length); i++) {
-      const old = before[i] ?? []
+    for (const i of changed) {
       const now = after[i] ?? []
-      kept.push(now.length > 0 ? now : null)
-      if (sameSlices(old, now)) continue
-      ops.push(now.length > 0 ? { type: 'put', key: sliceKey(node.ino, i), value: encode(now) } : { type: 'del', key: sliceKey(node.ino, i) })
+      ops.push(now.length > 0 ? { type: 'put', key: sliceKey(node.ino, i), value: encodeSlices(now) } : { type: 'del', key: sliceKey(node.ino, i) })
     }
+    const kept = Array.from(after, (list) => list != null && list.length > 0 ? list : null)
     while (kept.length > 0 && kept[kept.length - 1] === null) kept.pop()
     if (kept.length > 0) node.slices = kept
     else delete node.slices

@@ -8,9 +8,8 @@ import { ChaacError } from '../errors.ts'
 import type { PoolEvents } from './pool.ts'
 import { decodeSettings, type ClusterSettings } from './settings.ts'
 import {
-  NEXT_INO_KEY, ROOT_INO, SETTINGS_KEY, decode, isDir, isFile, parseDirentKey, parseSliceKey, type AgentRecord, type BallRecord, type Inode
+  NEXT_INO_KEY, ROOT_INO, SETTINGS_KEY, decode, decodeSlices, isDir, isFile, parseDirentKey, parseSliceKey, type AgentRecord, type BallRecord, type Inode
 } from './schema.ts'
-import type { Slice } from './slices.ts'
 
 export class PoolState extends EventEmitter<PoolEvents> {
   protected readonly inodes = new Map<number, Inode>()
@@ -132,7 +131,7 @@ export class PoolState extends EventEmitter<PoolEvents> {
     if (!node || !isFile(node)) return false
     const slices = node.slices ?? []
     while (slices.length <= chunk) slices.push(null)
-    slices[chunk] = value ? decode<Slice[]>(value) : null
+    slices[chunk] = value ? decodeSlices(value) : null
     while (slices.length > 0 && slices[slices.length - 1] === null) slices.pop()
     if (slices.length > 0) node.slices = slices
     else delete node.slices

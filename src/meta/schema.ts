@@ -181,3 +181,52 @@ export function parseDirentKey (key: string): { parent: number, name: string } {
 
 export const encode = (value: unknown): Buffer => pack(value)
 export const decode = <T>(buf: Uint8Array): T => unpack(buf) as T
+
+// A chunk's slice list is stored again at every commit that changes the
+// chunk (a database's fsync), with up to a few hundred slices: packed as 41
+// bytes each (offset, length, flags, the id's 32 bytes) after a byte
+// MessagePack never uses, rather than as MessagePack maps of about 95. Lists
+// stored as MessagePack (before this format, or with ids that are not
+// SHA-256 hex) read as before.
+const SLICES_FORMAT = 0xc1
+const SLICE_BYTES = 41
+const POOLED_FLAG = 1
+const packedSlices = new WeakMap<Slice, Buffer>()
+
+export function encodeSlices (list: readonly Slice[]): Buffer {
+  const out = Buffer.allocUnsafe(1 + list.length * SLICE_BYTES)
+  out[0] = SLICES_FORMAT
+  for (const [i, s] of list.entries()) {
+    // Slices are never changed in place, and a chunk keeps most of them from one commit to the next.
+    let packed = packedSlices.get(s)
+    if (packed === undefined) {
+      if (!HEX_ID.test(s.ball) || !isU32(s.at) || !isU32(s.len)) return pack(list)
+      packed = Buffer.allocUnsafe(SLICE_BYTES)
+      packed.writeUInt32BE(s.at, 0)
+      packed.writeUInt32BE(s.len, 4)
+      packed[8] = s.pooled === true ? POOLED_FLAG : 0
+      packed.write(s.ball, 9, 'hex')
+      packedSlices.set(s, packed)
+    }
+    out.set(packed, 1 + i * SLICE_BYTES)
+  }
+  return out
+}
+
+export function decodeSlices (buf: Uint8Array): Slice[] {
+  if (buf[0] !== SLICES_FORMAT) return unpack(buf) as Slice[]
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength)
+  if ((b.length - 1) % SLICE_BYTES !== 0) throw new Error(`a slice list of ${b.length} bytes is not whole`)
+  const list: Slice[] = []
+  for (let pos = 1; pos < b.length; pos += SLICE_BYTES) {
+    const s: Slice = { at: b.readUInt32BE(pos), len: b.readUInt32BE(pos + 4), ball: b.toString('hex', pos + 9, pos + SLICE_BYTES) }
+    if ((b[pos + 8] & POOLED_FLAG) !== 0) s.pooled = true
+    list.push(s)
+  }
+  return list
+}
+
+const HEX_ID = /^[0-9a-f]{64}$/
+function isU32 (n: number): boolean {
+  return Number.isInteger(n) && n >= 0 && n <= 0xffffffff
+}

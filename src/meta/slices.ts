@@ -46,10 +46,10 @@ export function ballsOf (balls: ReadonlyArray<string | null>, slices?: ReadonlyA
   return ids
 }
 
-/** What is wrong with a chunk list's slices for chunks of `chunkSize` bytes, or undefined. */
-export function badSlices (slices: ReadonlyArray<readonly Slice[] | null>, chunkSize: number): string | undefined {
-  for (const [idx, list] of slices.entries()) {
-    for (const s of list ?? []) {
+/** What is wrong with a chunk list's slices (of the chunks `only`, else all) for chunks of `chunkSize` bytes, or undefined. */
+export function badSlices (slices: ReadonlyArray<readonly Slice[] | null>, chunkSize: number, only?: readonly number[]): string | undefined {
+  for (const idx of only ?? slices.keys()) {
+    for (const s of slices[idx] ?? []) {
       if (!Number.isInteger(s.at) || !Number.isInteger(s.len) || s.at < 0 || s.len <= 0 || s.at + s.len > chunkSize) {
         return `chunk ${idx}: slice of ${s.len} bytes at ${s.at} is not within a chunk of ${chunkSize}`
       }
@@ -57,6 +57,51 @@ export function badSlices (slices: ReadonlyArray<readonly Slice[] | null>, chunk
   }
   return undefined
 }
+
+/**
+ * Where two chunk lists differ: the chunks whose base ball differs, those
+ * whose slice list does, and the slices only one side has.
+ */
+export interface ChunkDiff { balls: number[], slices: number[], added: Slice[], removed: Slice[] }
+
+/**
+ * Where two chunk lists differ. Slices and slice lists are never changed in
+ * place, so the same object is the same slice (or list): a commit that laid
+ * a slice over one chunk costs that slice, not the file nor the chunk.
+ */
+export function chunkDiff (
+  ballsBefore: ReadonlyArray<string | null>, slicesBefore: ReadonlyArray<readonly Slice[] | null>,
+  ballsAfter: ReadonlyArray<string | null>, slicesAfter: ReadonlyArray<readonly Slice[] | null>
+): ChunkDiff {
+  const diff: ChunkDiff = { balls: [], slices: [], added: [], removed: [] }
+  for (let i = 0; i < Math.max(ballsBefore.length, ballsAfter.length); i++) {
+    if ((ballsBefore[i] ?? null) !== (ballsAfter[i] ?? null)) diff.balls.push(i)
+  }
+  for (let i = 0; i < Math.max(slicesBefore.length, slicesAfter.length); i++) {
+    const a = slicesBefore[i] ?? EMPTY
+    const b = slicesAfter[i] ?? EMPTY
+    if (a === b || sameSlices(a, b)) continue
+    diff.slices.push(i)
+    const had = new Set(a)
+    const has = new Set(b)
+    for (const s of b) if (!had.has(s)) diff.added.push(s)
+    for (const s of a) if (!has.has(s)) diff.removed.push(s)
+  }
+  return diff
+}
+
+/** The balls one side of a diff names where the two differ (`before`: the removed slices, else the added), once each per use. */
+export function diffBalls (balls: ReadonlyArray<string | null>, diff: ChunkDiff, side: 'before' | 'after'): string[] {
+  const ids: string[] = []
+  for (const i of diff.balls) {
+    const id = balls[i] ?? null
+    if (id !== null) ids.push(id)
+  }
+  for (const s of side === 'before' ? diff.removed : diff.added) ids.push(s.ball)
+  return ids
+}
+
+const EMPTY: readonly Slice[] = []
 
 /** Whether two lists name the same slices in the same order. */
 export function sameSlices (a: readonly Slice[], b: readonly Slice[]): boolean {

@@ -2,7 +2,8 @@
 // chunk's bytes come from when slices lie over its ball.
 import t from 'tap'
 import { Ranges } from '../../src/fs/ranges.ts'
-import { badSlices, ballsOf, pieces } from '../../src/meta/slices.ts'
+import { badSlices, ballsOf, chunkDiff, diffBalls, pieces, type Slice } from '../../src/meta/slices.ts'
+import { decodeSlices, encode, encodeSlices } from '../../src/meta/schema.ts'
 
 t.test('ranges - added ranges merge where they touch or overlap, and are cut at a limit', async (t) => {
   const r = new Ranges()
@@ -43,4 +44,33 @@ t.test('slices - a slice outside its chunk is refused', async (t) => {
   t.ok(badSlices([[{ at: 0, len: 0, ball: 'a' }]], 10), 'empty')
   t.ok(badSlices([[{ at: -1, len: 2, ball: 'a' }]], 10), 'negative')
   t.ok(badSlices([[{ at: 0.5, len: 2, ball: 'a' }]], 10), 'not whole')
+})
+
+t.test('slices - a commit sees only the chunks whose lists or balls changed', async (t) => {
+  const a: Slice[] = [{ at: 0, len: 4, ball: 'p' }]
+  const b: Slice[] = [{ at: 0, len: 4, ball: 'p' }, { at: 8, len: 4, ball: 'q' }]
+  const same: Slice[] = [{ at: 0, len: 4, ball: 'p' }]
+  const diff = chunkDiff(['x', 'y', null], [a, null, a], ['x', 'z', null, 'w'], [same, b, a])
+  t.same(diff, { balls: [1, 3], slices: [1], added: b, removed: [] }, 'an equal list in a new object is no change; a ball of a new chunk is one')
+  t.same(diffBalls(['x', 'y', null], diff, 'before'), ['y'], 'the balls the chunks that changed named before')
+  t.same(diffBalls(['x', 'z', null, 'w'], diff, 'after'), ['z', 'w', 'p', 'q'], 'and after')
+  const kept = b[1]
+  const moved = chunkDiff(['x'], [b], ['x'], [[kept, { at: 0, len: 2, ball: 'r' }]])
+  t.same(moved, { balls: [], slices: [0], added: [{ at: 0, len: 2, ball: 'r' }], removed: [b[0]] }, 'a slice kept by the next list is neither added nor removed')
+  t.same(chunkDiff([], [a, [], null], [], []), { balls: [], slices: [0], added: [], removed: a }, 'an empty list is no list')
+  t.equal(badSlices([[{ at: 0, len: 99, ball: 'a' }], [{ at: 0, len: 1, ball: 'b' }]], 10, [1]), undefined, 'only the chunks named are checked')
+})
+
+t.test('slices - a chunk list packs into 41 bytes a slice and back; other lists stay MessagePack', async (t) => {
+  const id = (c: string): string => c.repeat(64)
+  const list: Slice[] = [{ at: 0, len: 8192, ball: id('a'), pooled: true }, { at: 4194303, len: 1, ball: id('0') }, { at: 65536, len: 65536, ball: id('f') }]
+  const packed = encodeSlices(list)
+  t.equal(packed.length, 1 + 3 * 41)
+  t.same(decodeSlices(packed), list)
+  t.same(decodeSlices(encodeSlices(list)), list, 'again, from the slices packed before')
+  t.same(decodeSlices(encode(list)), list, 'a list stored as MessagePack reads as before')
+  const odd: Slice[] = [{ at: 0, len: 1, ball: 'not-an-id' }]
+  t.same(decodeSlices(encodeSlices(odd)), odd, 'ids that are not SHA-256 hex are kept as MessagePack')
+  t.same(decodeSlices(encodeSlices([])), [])
+  t.throws(() => decodeSlices(packed.subarray(0, 30)), /not whole/, 'a cut list is refused')
 })
