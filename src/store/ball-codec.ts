@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto'
 export const BLOCK_SIZE = 64 * 1024
 const MAGIC = 0x43484231 // "CHB1"
 const FIXED_HEADER = 12
-const HASH_SIZE = 32
+export const HASH_SIZE = 32
 
 export interface BallHeader {
   id: string

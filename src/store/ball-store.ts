@@ -80,7 +80,7 @@ export class BallStore extends EventEmitter<StoreEvents> {
   readonly bins: Bin[]
   readonly cloud?: CloudTier
   readonly writePolicy: WritePolicy
-  private readonly reader = new VerifiedReader()
+  private readonly reader = new VerifiedReader({ blockHashes: async (data) => await this.hasher.blockHashes(data) })
   private readonly hasher = new Hasher()
   /** The data plane, in a cluster. */
   remote?: RemoteBalls

@@ -39,6 +39,16 @@ export class Hasher {
     return ballHeader(data.length, BLOCK_SIZE, hashes)
   }
 
+  /**
+   * The SHA-256 of each block of bytes read back (a read's check against its
+   * ball's header), on a worker; undefined when they are better hashed inline
+   * (few bytes, or the hasher is closed).
+   */
+  async blockHashes (data: Buffer): Promise<Uint8Array | undefined> {
+    if (data.length < INLINE_BELOW || this.closed) return undefined
+    return await this.hash(shared(data))
+  }
+
   /** Stops the workers: encodes waiting on them fail, later ones hash inline. */
   async close (): Promise<void> {
     this.closed = true

@@ -282,6 +282,19 @@ t.test('ball store - a corrupt copy is detected, fetched again from the cloud ti
   await fresh.close()
 })
 
+t.test('ball store - a large read is checked on a hash worker: a flipped byte in any block fails it, never wrong bytes', async (t) => {
+  const { store, bins: [disk] } = await setup(t, { bins: [['disk', 8192 * KiB]] })
+  const data = randomBytes(4096 * KiB)
+  const id = await store.put(data)
+  const { header } = encodeBall(data)
+  const into = Buffer.from(new SharedArrayBuffer(data.length))
+  t.ok((await store.read(id, 0, data.length, false, into)).equals(data), 'the whole ball, read into shared memory')
+  t.ok((await store.read(id, 512 * KiB, 1024 * KiB, false)).equals(data.subarray(512 * KiB, 1536 * KiB)), 'a part of it, on ordinary memory')
+  await flipByte(ballPath(disk, id), header.length + 3000 * KiB + 7)
+  await t.rejects(store.read(id, 0, data.length, false), { code: 'CHAAC_BALL_CORRUPT' }, 'the block with the flipped byte fails the whole read')
+  await t.rejects(store.read(id, 2048 * KiB, 1024 * KiB, false, into), { errno: 'EIO' }, 'and any later read of it (the corrupt copy was dropped: no copy is left)')
+})
+
 t.test('ball store - a corrupt header is detected too', async (t) => {
   const { store, bins: [, disk] } = await setup(t, { bins: [['mem', 1024 * KiB], ['disk', 4096 * KiB]], cloud: true })
   const data = randomBytes(70 * KiB)
