@@ -91,6 +91,8 @@ export class OpenFile {
   readonly chunkSize: number
   private balls: Array<string | null>
   private slices: Array<Slice[] | null>
+  // The balls `balls` and `slices` name, worked out when first asked after a change of either.
+  private refs?: Set<string>
   // The bytes of a file kept inline (chunk 0): fetched from the data pool
   // when first needed (an open served from the kernel's cache needs none),
   // until a write copies them into a dirty chunk.
@@ -126,6 +128,7 @@ export class OpenFile {
     this.mtime = node.mtime
     this.balls = [...(node.balls ?? [])]
     this.slices = [...(node.slices ?? [])]
+    this.refs = undefined
     this.chunkSize = node.chunkSize ?? opts.chunkSize
     this.store = opts.store
     this.inlineMax = opts.inlineMax
@@ -139,6 +142,7 @@ export class OpenFile {
     this.mtime = node.mtime
     this.balls = [...(node.balls ?? [])]
     this.slices = [...(node.slices ?? [])]
+    this.refs = undefined
     this.inline = undefined
     this.fetchInline = fetchInline
     this.lastBallRead = -2
@@ -301,6 +305,7 @@ export class OpenFile {
     }
     this.balls.length = Math.min(this.balls.length, keep)
     this.slices.length = Math.min(this.slices.length, keep)
+    this.refs = undefined
     if (keep === 0) {
       this.inline = undefined
       this.fetchInline = undefined
@@ -372,6 +377,7 @@ export class OpenFile {
     this.inline = bytes
     this.balls = []
     this.slices = []
+    this.refs = undefined
     return bytes
   }
 
@@ -401,7 +407,13 @@ export class OpenFile {
 
   /** Whether the file's current content (committed or not) uses the ball. */
   refersTo (id: string): boolean {
-    return this.balls.includes(id) || this.slices.some((list) => list?.some((s) => s.ball === id) === true)
+    // Asked for every ball a commit lets go, of every open file: once per change, not per question.
+    if (this.refs === undefined) {
+      this.refs = new Set()
+      for (const ball of this.balls) if (ball != null) this.refs.add(ball)
+      for (const list of this.slices) for (const s of list ?? []) this.refs.add(s.ball)
+    }
+    return this.refs.has(id)
   }
 
   /** After a commit: the data pool holds the pooled slices of that snapshot. */
@@ -550,6 +562,7 @@ export class OpenFile {
         // No other seal of the chunk ended meanwhile (the generation says so); a merge may have.
         const list = this.overlay(idx, made)
         this.slices[idx] = list
+        this.refs = undefined
         if (list.length >= COMPACT_AT) this.compact(idx)
         return
       }
@@ -561,6 +574,7 @@ export class OpenFile {
       while (this.balls.length <= idx) this.balls.push(null)
       this.balls[idx] = id
       if (this.slices[idx] != null) this.slices[idx] = null
+      this.refs = undefined
       // A file that grew out of its inline bytes: they are in the ball now, and no longer the chunk's content.
       if (idx === 0) {
         this.inline = undefined
@@ -633,6 +647,7 @@ export class OpenFile {
     while (this.balls.length <= idx) this.balls.push(null)
     this.balls[idx] = id
     this.slices[idx] = now.length > list.length ? now.slice(list.length) : null
+    this.refs = undefined
     // The same bytes in fewer pieces: a change the next commit records.
     this.version++
   }
