@@ -29,6 +29,7 @@
 
 #include "native-reads.h"
 #include "pid-io.h"
+#include "kernel-init.h"
 #include "takeover.h"
 
 // Worker threads of the native read path.
@@ -180,7 +181,7 @@ static void ll_init (void *userdata, struct fuse_conn_info *conn) {
   r->init[IN_MAX_READAHEAD] = s->init.max_readahead;
   r->init[IN_FLAGS] = s->init.flags;
   r->init[IN_WANT] = conn->want;
-  r->init[IN_MAX_WRITE] = conn->max_write;
+  r->init[IN_MAX_WRITE] = kernel_max_write(&s->init, conn->max_write);
   call_js(s, r);
 }
 
@@ -584,15 +585,18 @@ static void call_js (session_t *s, request_t *r) {
 // being worked on waits for the event loop, which the spin holds up. And only
 // while it pays: after a spin that found nothing, the next happens once a
 // request again came within the window.
-// Keeps what a takeover needs of the kernel's INIT, and counts requests sent again.
-static void note_request (session_t *s, int len) {
+// Keeps what a takeover needs of the kernel's INIT, and counts requests sent
+// again. Whether the request is the kernel's INIT.
+static int note_request (session_t *s, int len) {
   uint32_t opcode;
   uint64_t unique;
-  if (len < INIT_HEADER_BYTES) return;
+  if (len < INIT_HEADER_BYTES) return 0;
   memcpy(&opcode, s->buf + 4, sizeof(opcode));
   memcpy(&unique, s->buf + 8, sizeof(unique));
   if (unique & UNIQUE_RESEND) s->resent++;
-  if (opcode == INIT_OPCODE && len >= INIT_HEADER_BYTES + (int) sizeof(init_params_t)) memcpy(&s->init, s->buf + INIT_HEADER_BYTES, sizeof(init_params_t));
+  if (opcode != INIT_OPCODE || len < INIT_HEADER_BYTES + (int) sizeof(init_params_t)) return 0;
+  memcpy(&s->init, s->buf + INIT_HEADER_BYTES, sizeof(init_params_t));
+  return 1;
 }
 
 static void on_readable (uv_poll_t *handle, int status, int events) {
@@ -607,8 +611,13 @@ static void on_readable (uv_poll_t *handle, int status, int events) {
     }
     if (res == -EINTR) continue;
     if (res > 0 && !fuse_session_exited(s->se)) {
-      note_request(s, res);
+      int init = note_request(s, res);
       s->spin = s->busy_poll_ns > 0 && now_ns() - s->answered_at < s->busy_poll_ns;
+      // The first INIT is answered with larger requests than libfuse can ask for (kernel-init.c).
+      if (init && !s->inited && kernel_init(s->se, fuse_chan_fd(ch), &s->init, s->buf, res) == 0) {
+        i++;
+        continue;
+      }
       fuse_session_process(s->se, s->buf, res, ch);
       i++;
       continue;
@@ -819,7 +828,9 @@ static const char *session_open (session_t *s, char *lopts) {
 static napi_value serve (napi_env env, session_t *s, napi_value dispatch, const char *mnt) {
   int fd = fuse_chan_fd(s->ch);
   uv_loop_t *loop = NULL;
+  // Room for the largest WRITE the kernel may send (a request header, its arguments, KERNEL_MAX_WRITE bytes).
   s->bufsize = fuse_chan_bufsize(s->ch);
+  if (s->bufsize < KERNEL_MAX_WRITE + 4096) s->bufsize = KERNEL_MAX_WRITE + 4096;
   s->buf = malloc(s->bufsize);
   napi_get_uv_event_loop(env, &loop);
   // Close-on-exec: only the keeper, given the descriptor on purpose, may hold the connection beyond the agent.

@@ -227,7 +227,8 @@ function status (agent: AgentView): object {
       nativeReads: agent.mount.nativeReads(),
       keeper: agent.mount.keeper?.pid ?? null,
       takeover: agent.mount.takeover() ?? null,
-      folder: agent.mount.folder ?? null
+      folder: agent.mount.folder ?? null,
+      requests: agent.mount.requests()
     },
     http: agent.http.address ? `${agent.http.address.address}:${agent.http.address.port}` : null,
     chunkSize: agent.config.chunkSize,

@@ -47,6 +47,8 @@ export class FuseOps {
   session?: SessionHandle
   // The read threads' bytes served when their ball reads were last noted.
   private nativeBytes = 0
+  /** The largest write the kernel sent so far (how large its requests are, for /status). */
+  largestWrite = 0
   /** Set after a takeover: a handle the previous agent gave out is adopted at its first use. */
   adoptHandles = false
   /** Called with the kernel's FUSE_INIT, once it went through: [major, minor, maxReadahead, flags, want, maxWrite]. */
@@ -99,7 +101,9 @@ export class FuseOps {
           const buf = Buffer.allocUnsafe(a[1])
           return { buf, n: await fs.read(this.fh(a[0], ino), buf, a[1], a[2]) }
         }, ({ buf, n }) => native.replyBuf(r, buf, n))
-      case Op.WRITE: return this.answer(r, op, ino, async () => await fs.write(this.fh(a[0], ino), a[1], a[2]), (n) => native.replyWrite(r, n))
+      case Op.WRITE:
+        if (a[1].length > this.largestWrite) this.largestWrite = a[1].length
+        return this.answer(r, op, ino, async () => await fs.write(this.fh(a[0], ino), a[1], a[2]), (n) => native.replyWrite(r, n))
       case Op.FLUSH: return this.done(r, op, ino, async () => await fs.flush(this.fh(a[0], ino)))
       case Op.RELEASE: return this.done(r, op, ino, async () => await fs.release(this.fh(a[0], ino)))
       case Op.FSYNC: return this.done(r, op, ino, async () => await fs.fsync(this.fh(a[0], ino)))

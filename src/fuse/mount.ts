@@ -106,6 +106,8 @@ export class ChaacMount {
   private handedOver = false
   /** The folder that holds the chaac path, and whether this agent made it a shared mount. */
   folder?: { path: string, madeShared: boolean }
+  /** The largest write (and read) request the kernel sends this mount, once its INIT went through. */
+  maxRequest?: number
 
   /** Failures programs saw (EIO, ETIMEDOUT), logged and counted; for /metrics and /status. */
   readonly errors: FsErrors
@@ -174,6 +176,7 @@ export class ChaacMount {
     ops.adoptHandles = true
     this.takenOver = { keeper: previous.pid, previousAgent: previous.agentPid, at: Date.now() }
     this.keeper = { ...previous, agentPid: process.pid, since: Date.now() }
+    this.maxRequest = previous.negotiated.maxWrite
     this.log.info({ keeper: previous.pid, previousAgent: previous.agentPid }, `took over the mount ${this.dir} from the previous agent (pid ${previous.agentPid}) that its keeper (pid ${previous.pid}) held`)
     this.record(this.keeper)
     setTimeout(() => {
@@ -195,7 +198,10 @@ export class ChaacMount {
     }
     await this.shareFolder()
     const mountpoint = resolve(this.dir)
-    if (this.opts.keeperDir !== undefined) ops.onInit = (v) => { void this.startKeeper(mountpoint, v) }
+    ops.onInit = (v) => {
+      this.maxRequest = v[5]
+      if (this.opts.keeperDir !== undefined) void this.startKeeper(mountpoint, v)
+    }
     return binding.mount(mountpoint, MOUNT_OPTIONS, SESSION_OPTIONS, this.opts.attrTimeout, this.opts.attrTimeout, ops.dispatch, this.opts.busyPollUs)
   }
 
@@ -291,6 +297,11 @@ export class ChaacMount {
   }
 
   /** Reads served by the binding's read threads so far. */
+  /** The largest request the kernel may send, and the largest write it sent. */
+  requests (): { max: number | null, largestWrite: number } {
+    return { max: this.maxRequest ?? null, largestWrite: this.ops?.largestWrite ?? 0 }
+  }
+
   nativeReads (): NativeReads {
     const s = this.ops?.readStats() ?? this.lastStats
     return { reads: s[0], balls: s[1], bytes: s[2], handedBack: s[3], blocksVerified: s[4] }

@@ -7,8 +7,11 @@ t.test('agent - mounts, serves a file written and read by another process, unmou
   t.teardown(async () => await cleanupAgent(agent))
   await shOk('echo hello > a.txt && mkdir d && cp a.txt d/b', { cwd: agent.mount })
   t.equal(await shOk('cat d/b', { cwd: agent.mount }), 'hello\n')
+  // libfuse 2.9 alone would have the kernel cut a 1 MiB write into eight requests.
+  await shOk('dd if=/dev/urandom of=big bs=1M count=8 status=none && dd if=big of=copy bs=1M conv=fsync status=none && cmp big copy', { cwd: agent.mount })
   const status = await agent.json('/status')
   t.equal(status.mount.path, agent.mount)
+  t.same(status.mount.requests, { max: 1048576, largestWrite: 1048576 }, 'the kernel sends writes of up to 1 MiB in one request')
   t.equal(await agent.stop(), 0)
   t.notMatch(await shOk('cat /proc/self/mountinfo'), agent.mount, 'unmounted after SIGTERM')
 })
