@@ -3,7 +3,8 @@
 // must return exactly what the JS path would: the source's bytes, EIO (never
 // wrong bytes) for a corrupt block, new bytes once a write was answered. Reads
 // use O_DIRECT, so that each reaches the agent rather than the page cache.
-import { stat } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { cleanupAgent, py, startAgent, type RunningAgent } from '../helpers/agent.ts'
@@ -233,11 +234,15 @@ t.test('native reads - an agent stopped while readers are at work exits cleanly'
   t.teardown(async () => await cleanupAgent(own))
   const p = `${own.mount}/busy.bin`
   await py(`with open('${p}', 'wb') as f: f.write(bytes(range(256)) * 32768)`)
+  // Each reader leaves a mark outside the mount once it has the file open: the agent stops only then.
+  const marks = await mkdtemp(join(tmpdir(), 'chaac-readers-'))
+  t.teardown(async () => await rm(marks, { recursive: true, force: true }))
   // Four readers that read until the mount goes away (or 30 s pass).
   const reader = `${PRELUDE}
 import time
 src = bytes(range(256)) * 32768
 fd = dopen('${p}')
+open(os.path.join('${marks}', str(os.getpid())), 'w').close()
 end = time.time() + 30
 n = 0
 try:
@@ -251,7 +256,7 @@ else:
     print('done', n)
 `
   const readers = [1, 2, 3, 4].map(async () => await py(reader))
-  await waitFor(async () => (await own.json('/status')).mount.nativeReads.reads > 1000, { timeoutMs: 20_000, what: 'native reads' })
+  await waitFor(async () => (await readdir(marks)).length === 4 && (await own.json('/status')).mount.nativeReads.reads > 1000, { timeoutMs: 20_000, what: 'four readers at work' })
   const code = await own.stop()
   const outs = await Promise.all(readers)
   t.comment(outs.map((o) => o.trim()).join('; '))
