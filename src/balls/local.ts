@@ -111,7 +111,7 @@ export class LocalBalls extends EventEmitter<LocalEvents> {
     return this.bins.filter((b) => b.has(id))
   }
 
-  // True when the last pin went.
+  /** Takes one pin off the ball; true when the last pin went. */
   dropPin (id: string): boolean {
     const n = (this.pins.get(id) ?? 0) - 1
     if (n > 0) this.pins.set(id, n)
@@ -123,6 +123,7 @@ export class LocalBalls extends EventEmitter<LocalEvents> {
     return this.pins.has(id)
   }
 
+  /** A writer is storing the ball: it stays (forget refuses it) until its pins go. */
   pin (id: string): void {
     this.pins.set(id, (this.pins.get(id) ?? 0) + 1)
   }
