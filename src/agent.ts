@@ -29,6 +29,9 @@ import { ChaacMount } from './fuse/mount.ts'
 import { binding } from './fuse/lowlevel.ts'
 import { BALL_STREAMING, DataPlane } from './cluster/data-plane.ts'
 import { Repairer } from './cluster/repair.ts'
+import { hasDurableCopy } from './cluster/view.ts'
+import { Balls } from './balls/balls.ts'
+import { LocalBalls } from './balls/local.ts'
 import { DataPool } from './meta/data-pool.ts'
 import { ChaacError } from './errors.ts'
 import { PoolChanges } from './meta/pool-changes.ts'
@@ -44,7 +47,6 @@ import { PoolReplica } from './meta/pool-replica.ts'
 import { PoolService } from './meta/pool-service.ts'
 import { BackgroundWorker } from './cluster/worker.ts'
 import { listenPeers, type PeerServer } from './net/peer-server.ts'
-import { BallStore } from './store/ball-store.ts'
 import { Bin } from './store/bin.ts'
 import { ContainerBins } from './containers/container-bins.ts'
 import { DockerEngine } from './containers/docker-engine.ts'
@@ -63,7 +65,7 @@ export class Agent {
     readonly id: string,
     readonly config: AgentConfig,
     readonly pool: Pool,
-    readonly store: BallStore,
+    readonly store: Balls,
     readonly fs: Filesystem,
     readonly uploader: CloudUploader,
     readonly collector: CloudCollector,
@@ -131,20 +133,23 @@ export class Agent {
     const { role } = config.cluster
     const bins = config.bins.map((spec) => new Bin(spec))
     await Promise.all(bins.map(async (b) => await b.open()))
-    const store = new BallStore({
+    const local = new LocalBalls({
       bins,
-      cloud,
-      writePolicy: config.writePolicy,
       eviction: config.eviction,
       inCloud: (ball) => pool.inCloud(ball),
+      durableElsewhere: role === 'single' ? undefined : (ball) => hasDurableCopy(pool.balls, pool.agents, ball, id, Date.now(), config.contextIntervalMs),
       record: async (bin, ball, bytes, present, kind) => await pool.recordCopy(bin, ball, bytes, present, kind),
       release: async (bin, ball) => await pool.releaseCopy(bin, ball),
       log
     })
-    store.on('uploaded', (ball, bytes) => {
+    await local.reconcile(pool.balls)
+    // The data plane serves this agent's bins to peers; the reader and the writer are given it.
+    // It reports this agent only once started, after the agent below exists.
+    const plane: DataPlane | undefined = role === 'single' ? undefined : dataPlane(config, { id, pool, local, cloud, self: (): AgentReport => agent.report(), log })
+    const store = new Balls({ local, cloud, writePolicy: config.writePolicy, inCloud: (ball) => pool.inCloud(ball), remote: plane, log })
+    store.writer.on('uploaded', (ball, bytes) => {
       pool.markInCloud(ball, bytes, !store.isPinned(ball) && !pool.inUse(ball)).catch((err) => log.error({ err }, 'could not update the map of balls'))
     })
-    await store.reconcile(pool.balls)
 
     const { log: uncommitted, previous: lostChanges } = await UncommittedLog.open(join(config.data, 'uncommitted'))
     const fs = new Filesystem({
@@ -160,7 +165,7 @@ export class Agent {
     // The pool's agent collects for the whole namespace, before any other agent is let in; on etcd, where
     // another agent may hold a file unlinked while open, each agent collects only the copies it holds.
     if (role !== 'join') await fs.collectGarbage({ orphans: role !== 'etcd' && !takingOver })
-    await store.fitCapacity()
+    await local.fitCapacity()
     const uploader = new CloudUploader(pool, store, log)
     if (store.writePolicy === 'async') uploader.start()
     const collector = new CloudCollector(pool, store, config.cloudGcGraceMs, log)
@@ -171,7 +176,6 @@ export class Agent {
     const agent = new Agent(id, config, pool, store, fs, uploader, collector, context, mount, new HttpApi(), log)
     agent.uncommitted = uncommitted
     await agent.history.store.load()
-    const plane = role === 'single' ? undefined : dataPlane(config, agent)
     agent.plane = plane
     pool.on('change', (_seq, ops) => {
       if (ops.some((op) => op.key === SETTINGS_KEY)) agent.followSettings()
@@ -180,7 +184,7 @@ export class Agent {
       agent.followSettings()
       agent.membership.reportNow()
       // Copies recorded while the pool was away were lost with their calls.
-      store.reconcile(pool.balls).catch((err) => log.warn({ err: (err as Error).message }, 'could not reconcile the map of balls'))
+      local.reconcile(pool.balls).catch((err) => log.warn({ err: (err as Error).message }, 'could not reconcile the map of balls'))
     })
     try {
       if (plane) {
@@ -288,7 +292,7 @@ export class Agent {
 
   // Data containers labelled chaac.bin on this host become bins of this agent while they run.
   private followContainers (): void {
-    const { store, pool, log } = this
+    const { store: { local }, pool, log } = this
     this.containerBins = new ContainerBins({
       engine: this.engine,
       agentId: this.id,
@@ -297,24 +301,24 @@ export class Agent {
         const bin = new Bin({ level: spec.level, dir, capacity: spec.capacity })
         await bin.open()
         try {
-          store.addBin(bin)
+          local.addBin(bin)
         } catch (err) {
           await bin.close()
           throw err
         }
-        await store.reconcile(pool.balls, [bin])
+        await local.reconcile(pool.balls, [bin])
         this.membership.reportNow()
         return bin
       },
       detach: async (bin) => {
-        await store.removeBin(bin)
+        await local.removeBin(bin)
         this.membership.reportNow()
       }
     })
     this.containerBins.start()
     const plane = this.plane
     this.launcher = new Launcher({
-      engine: this.engine, bins: this.containerBins, store, agentId: this.id, log, elsewhere: plane && (async (ball) => await plane.copyElsewhere(ball))
+      engine: this.engine, bins: this.containerBins, local, agentId: this.id, log, elsewhere: plane && (async (ball) => await plane.copyElsewhere(ball))
     })
   }
 
@@ -544,13 +548,14 @@ async function serveVolumes (name: string, agent: Agent): Promise<NonNullable<Ag
   }
 }
 
-function dataPlane (config: AgentConfig, agent: Agent): DataPlane {
+function dataPlane (config: AgentConfig, parts: { id: string, pool: Pool, local: LocalBalls, cloud?: CloudTier, self: () => AgentReport, log: Logger }): DataPlane {
   const { replicas, policy, peerTimeoutMs, secret } = config.cluster
-  const plane = new DataPlane({
-    agentId: agent.id,
-    pool: agent.pool,
-    store: agent.store,
-    self: () => agent.report(),
+  return new DataPlane({
+    agentId: parts.id,
+    pool: parts.pool,
+    local: parts.local,
+    cloud: parts.cloud,
+    self: parts.self,
     replicas,
     policy,
     peerTimeoutMs,
@@ -558,8 +563,6 @@ function dataPlane (config: AgentConfig, agent: Agent): DataPlane {
     secret,
     maxFrameBytes: CLUSTER_MAX_FRAME_BYTES,
     localAddress: dialFrom(config),
-    log: agent.log
+    log: parts.log
   })
-  agent.store.remote = plane
-  return plane
 }

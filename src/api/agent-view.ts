@@ -10,7 +10,7 @@ import type { DataPlane } from '../cluster/data-plane.ts'
 import type { Pool } from '../meta/pool.ts'
 import type { AgentCounters, AgentReport } from '../meta/schema.ts'
 import type { Policy } from '../placement/types.ts'
-import type { BallStore } from '../store/ball-store.ts'
+import type { Balls } from '../balls/balls.ts'
 import type { Launcher } from '../containers/launcher.ts'
 import type { HttpApi } from './http-api.ts'
 
@@ -20,7 +20,7 @@ export interface AgentView {
   readonly startedAt: number
   readonly config: AgentConfig
   readonly pool: Pool
-  readonly store: BallStore
+  readonly store: Balls
   readonly fs: Filesystem
   readonly mount: ChaacMount
   readonly uploader: CloudUploader

@@ -14,14 +14,19 @@ import { Peers } from '../net/peers.ts'
 import { Allocator } from '../placement/allocator.ts'
 import type { Policy } from '../placement/types.ts'
 import { peekHeaderLength } from '../store/ball-codec.ts'
-import type { BallStore, NewBall, RemoteBalls, RemoteSource } from '../store/ball-store.ts'
+import type { CloudTier } from '../cloud/cloud-tier.ts'
+import type { LocalBalls } from '../balls/local.ts'
+import type { NewBall, RemoteBalls, RemoteSource } from '../balls/types.ts'
 import { BALL_OP, parseGet, parsePull, parsePulled, parseSync, type PullRequest } from './ball-protocol.ts'
 import { binOwners, holders, hostOf, offlineBins, placementBins, rankPeers, type ClusterBin } from './view.ts'
 
 export interface DataPlaneOptions {
   agentId: string
   pool: Pool
-  store: BallStore
+  /** This agent's bins: served to peers, and where this agent's copies of new balls go. */
+  local: LocalBalls
+  /** Where a pull falls back to when no peer has the ball. */
+  cloud?: CloudTier
   /** This agent as it would report itself now (its bins' use is current). */
   self: () => AgentReport
   replicas: number
@@ -126,11 +131,6 @@ export class DataPlane implements RemoteBalls {
     return rankPeers(candidates).map((c) => this.source(c.agent, rec.bytes))
   }
 
-  hasDurableCopy (id: string): boolean {
-    const rec = this.opts.pool.balls.get(id)
-    return rec !== undefined && holders(rec, this.opts.pool.agents, this.opts.agentId, Date.now(), this.opts.intervalMs, false).length > 0
-  }
-
   /** A copy of a ball on agent `agent`, read over this agent's link to it. */
   source (agent: string, bytes = 0): RemoteSource {
     return {
@@ -229,7 +229,7 @@ export class DataPlane implements RemoteBalls {
 
   private async copyTo (bin: ClusterBin, ball: NewBall, bytes: number, writer: string | undefined): Promise<void> {
     if (bin.agent === this.opts.agentId) {
-      await this.opts.store.storeDurable(ball, { bin: bin.id, writer })
+      await this.opts.local.storeDurable(ball, { bin: bin.id, writer })
       return
     }
     await this.pullTo(bin.agent, { id: ball.id, bytes, from: [this.opts.agentId], cloud: false, bin: bin.id, writer })
@@ -269,7 +269,7 @@ export class DataPlane implements RemoteBalls {
   }
 
   private async pullHere (req: PullRequest): Promise<string> {
-    return await this.opts.store.pull(req.id, async () => await this.fetch(req), { bin: req.bin, writer: req.writer })
+    return await this.opts.local.pull(req.id, async () => await this.fetch(req), { bin: req.bin, writer: req.writer })
   }
 
   // The stored ball from the first source that has it; the store checks it.
@@ -283,7 +283,7 @@ export class DataPlane implements RemoteBalls {
         failure = err
       }
     }
-    const cloud = this.opts.store.cloud
+    const cloud = this.opts.cloud
     if (req.cloud && cloud) return await cloud.readBall(req.id)
     throw failure ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${req.id}: no source to fetch it from`)
   }
@@ -345,18 +345,18 @@ export class DataPlane implements RemoteBalls {
   // Pins whose unpin was lost while the pool was away.
   private unpinLeftovers (): void {
     for (const [id, rec] of this.opts.pool.balls) {
-      if (rec.writers?.includes(this.opts.agentId) === true && !this.opts.store.isPinned(id)) this.unpinned(id)
+      if (rec.writers?.includes(this.opts.agentId) === true && !this.opts.local.isPinned(id)) this.unpinned(id)
     }
   }
 
   /** Checks every local copy: those of balls no file and no writer needs go. */
   sweep (): void {
-    for (const id of this.opts.store.localBalls()) this.check(id)
+    for (const id of this.opts.local.localBalls()) this.check(id)
   }
 
   private check (id: string): void {
-    const { pool, store } = this.opts
-    if (this.closed || !pool.reachable || !store.isLocal(id) || pool.inUse(id) || store.isPinned(id)) return
+    const { pool, local } = this.opts
+    if (this.closed || !pool.reachable || !local.isLocal(id) || pool.inUse(id) || local.isPinned(id)) return
     this.garbage.add(id)
     this.collecting ??= this.collect().finally(() => { this.collecting = undefined })
   }
@@ -365,8 +365,8 @@ export class DataPlane implements RemoteBalls {
     for (const id of this.garbage) {
       this.garbage.delete(id)
       if (this.closed) return
-      // The pool agrees before anything goes (store.forget asks it for each copy).
-      await this.opts.store.forget(id).catch((err: Error) => {
+      // The pool agrees before anything goes (local.forget asks it for each copy).
+      await this.opts.local.forget(id).catch((err: Error) => {
         this.opts.log.warn({ ball: id, err: err.message }, 'could not drop a copy of an unreferenced ball')
       })
     }
@@ -378,11 +378,11 @@ export class DataPlane implements RemoteBalls {
     return {
       [BALL_OP.get]: async (body) => {
         const { id, start, length } = parseGet(body)
-        return new StreamReply(await this.opts.store.rawRange(id, start, length))
+        return new StreamReply(await this.opts.local.rawRange(id, start, length))
       },
       [BALL_OP.pull]: async (body) => ({ bin: await this.pullHere(parsePull(body)) }),
       [BALL_OP.sync]: async (body) => {
-        await this.opts.store.syncLocal(parseSync(body).ids)
+        await this.opts.local.syncLocal(parseSync(body).ids)
         return {}
       }
     }

@@ -65,6 +65,12 @@ export function rankPeers<C extends PeerCandidate> (candidates: C[]): C[] {
   return [...candidates].sort((a, b) => Number(a.suspect) - Number(b.suspect) || score(a) - score(b) || (a.agent < b.agent ? -1 : 1))
 }
 
+/** Whether an agent alive other than `self` holds a copy of the ball that is not a cache. */
+export function hasDurableCopy (balls: ReadonlyMap<string, BallRecord>, agents: ReadonlyMap<string, AgentRecord>, id: string, self: string, now: number, intervalMs: number): boolean {
+  const rec = balls.get(id)
+  return rec !== undefined && holders(rec, agents, self, now, intervalMs, false).length > 0
+}
+
 /** Agents alive other than `self` that hold a copy of the ball (any copy with `cached`, else only durable ones). */
 export function holders (rec: BallRecord, agents: ReadonlyMap<string, AgentRecord>, self: string, now: number, intervalMs: number, cached = true): AgentRecord[] {
   const owners = binOwners(agents.values())

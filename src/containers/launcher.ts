@@ -5,7 +5,8 @@
 // capacity; the container, the volume and the image carry `chaac.*` labels.
 import { randomBytes } from 'node:crypto'
 import { ChaacError } from '../errors.ts'
-import type { BallStore, NewBall } from '../store/ball-store.ts'
+import type { LocalBalls } from '../balls/local.ts'
+import type { NewBall } from '../balls/types.ts'
 import { LEVELS, type Level } from '../store/bin.ts'
 import { formatSize, parseSize } from '../units.ts'
 import { VERSION } from '../version.ts'
@@ -57,7 +58,7 @@ export interface LaunchedBin { id: string, agent: string, level: Level, capacity
 export interface LauncherOptions {
   engine: DockerEngine
   bins: ContainerBins
-  store: BallStore
+  local: LocalBalls
   agentId: string
   /** Stores one more copy of a ball on another host (the data plane), in a cluster. */
   elsewhere?: (ball: NewBall) => Promise<void>
@@ -102,16 +103,16 @@ export class Launcher {
    * container and its volume go.
    */
   async remove (key: string): Promise<LaunchedBin & { moved: number, dropped: number }> {
-    const { bins, store, engine, agentId, log } = this.opts
+    const { bins, local, engine, agentId, log } = this.opts
     const found = bins.find(key)
     if (!found) {
-      if (store.bins.some((b) => b.id === key)) throw invalid(`bin ${key} is a directory (--bin), not a data container: take it out of the agent's flags instead`)
+      if (local.bins.some((b) => b.id === key)) throw invalid(`bin ${key} is a directory (--bin), not a data container: take it out of the agent's flags instead`)
       throw new ChaacError('CHAAC_NOT_FOUND', `no data container bin ${key} on agent ${agentId}`)
     }
     const { containerId, spec, bin } = found
     if (!bin) throw invalid(`the container ${spec.container.name} of bin ${key} is stopped: start it (docker start ${spec.container.name}) so that its balls can be moved first`)
     const info = bins.containerOf(bin.id)?.info as ContainerInfo
-    const { moved, dropped } = await store.drain(bin, this.opts.elsewhere)
+    const { moved, dropped } = await local.drain(bin, this.opts.elsewhere)
     await bins.release(containerId)
     await this.withEngine(async () => await engine.remove(containerId, spec.path))
     log.info({ container: spec.container.name, bin: bin.id, moved, dropped }, 'removed a data container bin after moving its balls')

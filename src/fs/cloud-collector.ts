@@ -3,7 +3,7 @@
 // the cloud copy while their file is not committed yet; at deletion time the
 // ball is checked again, under the same rules as local garbage.
 import type { Pool } from '../meta/pool.ts'
-import type { BallStore } from '../store/ball-store.ts'
+import type { Balls } from '../balls/balls.ts'
 
 const MAX_INTERVAL_MS = 60_000
 
@@ -14,7 +14,7 @@ export class CloudCollector {
 
   constructor (
     private readonly pool: Pool,
-    private readonly store: BallStore,
+    private readonly store: Balls,
     private readonly graceMs: number,
     private readonly log: { warn: (obj: object, msg: string) => void }
   ) {}

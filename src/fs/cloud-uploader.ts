@@ -3,7 +3,7 @@
 // in the same batch as the file's ball list, so it survives a crash. In a
 // cluster the queue is shared: each agent uploads the balls its bins hold.
 import type { Pool } from '../meta/pool.ts'
-import type { BallStore } from '../store/ball-store.ts'
+import type { Balls } from '../balls/balls.ts'
 
 const CONCURRENCY = 2
 const MAX_BACKOFF_MS = 30_000
@@ -17,7 +17,7 @@ export class CloudUploader {
 
   constructor (
     private readonly pool: Pool,
-    private readonly store: BallStore,
+    private readonly store: Balls,
     private readonly log: { warn: (obj: object, msg: string) => void }
   ) {
     pool.on('queued', () => this.pump())

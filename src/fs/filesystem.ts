@@ -8,7 +8,7 @@ import { ChaacError, isChaacError, notFound } from '../errors.ts'
 import type { AttrPatch, Pool } from '../meta/pool.ts'
 import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, inlineHash, isDir, isFile, isSymlink, type Inode } from '../meta/schema.ts'
 import type { Slice } from '../meta/slices.ts'
-import type { BallStore } from '../store/ball-store.ts'
+import type { Balls } from '../balls/balls.ts'
 import { OpenFile } from './open-file.ts'
 import type { UncommittedLog } from './uncommitted-log.ts'
 import type { AttrChanges, Caller, DirEntry, Opened, PlanChunk, ReadPlan, Stat, StatFs } from './types.ts'
@@ -29,7 +29,7 @@ interface Handle { ino: number, flags: number, entries?: DirEntry[], lost?: true
 
 export interface FilesystemOptions {
   pool: Pool
-  store: BallStore
+  store: Balls
   chunkSize: number
   /** Files larger than this are read without being cached (cache skip). */
   cacheSkipOver: number
@@ -49,7 +49,7 @@ export interface FilesystemOptions {
 
 export class Filesystem {
   private readonly pool: Pool
-  private readonly store: BallStore
+  private readonly store: Balls
   private readonly handles = new Map<number, Handle>()
   private readonly open = new Map<number, OpenFile>()
   // How many references the kernel holds to each inode (entries it was given, minus forgets).

@@ -14,7 +14,7 @@ import { ChaacError, isChaacError } from '../errors.ts'
 import type { Inode } from '../meta/schema.ts'
 import { MAX_POOLED_SLICE, pieces, type Slice } from '../meta/slices.ts'
 import { encodeBall } from '../store/ball-codec.ts'
-import type { BallStore } from '../store/ball-store.ts'
+import type { Balls } from '../balls/balls.ts'
 import { Ranges } from './ranges.ts'
 
 /** Dirty chunks kept before the oldest is sealed, and seals in flight per file. */
@@ -71,7 +71,7 @@ export interface Snapshot {
 
 export interface OpenFileOptions {
   chunkSize: number
-  store: BallStore
+  store: Balls
   /** Files up to this size are committed inline. */
   inlineMax: number
   /** The bytes of a file kept inline. */
@@ -112,7 +112,7 @@ export class OpenFile {
   private unsynced: string[] = []
   // Pooled slices sealed and not yet committed: their bytes go with the commit.
   private readonly pooled = new Map<string, { data: Buffer, chunks: Set<number> }>()
-  private readonly store: BallStore
+  private readonly store: Balls
   private readonly inlineMax: number
   private readonly readPooled: (id: string) => Promise<Buffer>
   private error: unknown

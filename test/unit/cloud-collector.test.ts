@@ -6,11 +6,12 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
+import { Balls } from '../../src/balls/balls.ts'
+import { LocalBalls } from '../../src/balls/local.ts'
 import { DirCloud } from '../../src/cloud/dir-cloud.ts'
 import { CloudCollector } from '../../src/fs/cloud-collector.ts'
 import { DataPool } from '../../src/meta/data-pool.ts'
 import { S_IFREG } from '../../src/meta/schema.ts'
-import { BallStore } from '../../src/store/ball-store.ts'
 import { Bin } from '../../src/store/bin.ts'
 
 const GRACE = 60_000
@@ -24,15 +25,16 @@ class SlowDeleteCloud extends DirCloud {
   }
 }
 
-async function setup (t: Test): Promise<{ pool: DataPool, store: BallStore, cloud: SlowDeleteCloud, collector: CloudCollector, dir: string }> {
+async function setup (t: Test): Promise<{ pool: DataPool, store: Balls, cloud: SlowDeleteCloud, collector: CloudCollector, dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'chaac-unit-gc-'))
   const pool = await DataPool.open(join(dir, 'meta'))
   const bin = new Bin({ level: 'disk', dir: join(dir, 'bin'), capacity: 64 * 1024 * 1024 })
   await bin.open()
   const cloud = new SlowDeleteCloud(join(dir, 'cloud'))
   await cloud.open()
-  const store = new BallStore({ bins: [bin], cloud, writePolicy: 'through', eviction: 'lru', inCloud: (id) => pool.inCloud(id) })
-  store.on('uploaded', (id, bytes) => { void pool.markInCloud(id, bytes) })
+  const local = new LocalBalls({ bins: [bin], eviction: 'lru', inCloud: (id) => pool.inCloud(id) })
+  const store = new Balls({ local, cloud, writePolicy: 'through', inCloud: (id) => pool.inCloud(id) })
+  store.writer.on('uploaded', (id, bytes) => { void pool.markInCloud(id, bytes) })
   const collector = new CloudCollector(pool, store, GRACE, quiet)
   t.teardown(async () => {
     await collector.close()
@@ -44,7 +46,7 @@ async function setup (t: Test): Promise<{ pool: DataPool, store: BallStore, clou
 }
 
 /** A committed file holding one ball of `data`; returns the inode and the ball. */
-async function fileWith (pool: DataPool, store: BallStore, name: string, data: Buffer): Promise<{ ino: number, id: string }> {
+async function fileWith (pool: DataPool, store: Balls, name: string, data: Buffer): Promise<{ ino: number, id: string }> {
   const node = await pool.create(1, name, { mode: S_IFREG | 0o644, uid: 0, gid: 0 })
   const id = await store.put(data)
   await pool.commitFile(node.ino, { size: data.length, balls: [id], chunkSize: 4 << 20 })
@@ -53,7 +55,7 @@ async function fileWith (pool: DataPool, store: BallStore, name: string, data: B
 }
 
 /** Drops the file's reference, as the filesystem does on unlink: local copies go, the cloud copy waits. */
-async function release (pool: DataPool, store: BallStore, ino: number, id: string, at: number): Promise<void> {
+async function release (pool: DataPool, store: Balls, ino: number, id: string, at: number): Promise<void> {
   await pool.commitFile(ino, { size: 0, balls: [], chunkSize: 4 << 20 })
   t.ok(await store.forget(id))
   await pool.markGarbage(id, at)

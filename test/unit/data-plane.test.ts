@@ -1,6 +1,6 @@
 // The data plane's pure parts (which peers to ask, which balls lack copies,
 // the checks on ball requests), the map of balls' pins and garbage rules in
-// a real data pool, and the ball store's remote reads, pulls and caches over
+// a real data pool, and the ball reader's remote reads, pulls and caches over
 // a fake set of peers (real bins on disk).
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -8,11 +8,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { parseGet, parsePull, parseSync } from '../../src/cluster/ball-protocol.ts'
+import { Balls } from '../../src/balls/balls.ts'
+import { LocalBalls } from '../../src/balls/local.ts'
+import type { RemoteBalls, RemoteSource } from '../../src/balls/types.ts'
 import { placementBins, rankPeers, repairPlan } from '../../src/cluster/view.ts'
 import { DataPool } from '../../src/meta/data-pool.ts'
 import type { AgentRecord, BallRecord } from '../../src/meta/schema.ts'
 import { encodeBall } from '../../src/store/ball-codec.ts'
-import { BallStore, type RemoteBalls, type RemoteSource } from '../../src/store/ball-store.ts'
 import { Bin } from '../../src/store/bin.ts'
 
 const KiB = 1024
@@ -121,12 +123,12 @@ t.test('data pool - writers pin balls; a copy is released only when nothing need
   t.equal(pool.agents.get('w')?.goneAt, undefined, 'back once it reports')
 })
 
-t.test('ball store - remote sources: reads from the best peer, moves on from a bad one, caches, evicts caches', async (t) => {
+t.test('ball reader - remote sources: reads from the best peer, moves on from a bad one, caches, evicts caches', async (t) => {
   const root = await tempDir(t, 'chaac-unit-remote-')
   const disk = new Bin({ level: 'disk', dir: join(root, 'disk'), capacity: 300 * KiB })
   await disk.open()
-  const store = new BallStore({ bins: [disk], writePolicy: 'none', eviction: 'lru', inCloud: () => false })
-  t.teardown(async () => await store.close())
+  let durableElsewhere = true
+  const local = new LocalBalls({ bins: [disk], eviction: 'lru', inCloud: () => false, durableElsewhere: () => durableElsewhere })
   // Balls the peers hold: the bad peer's copies have a flipped byte.
   const stored = new Map<string, Buffer>()
   const make = (bytes: number): { id: string, data: Buffer } => {
@@ -155,15 +157,14 @@ t.test('ball store - remote sources: reads from the best peer, moves on from a b
       }
     }
   }
-  let durableElsewhere = true
   const remote: RemoteBalls = {
     sources: () => [peer('bad', true), peer('good', false)],
-    hasDurableCopy: () => durableElsewhere,
     place: async () => {},
     sync: async () => {},
     unpinned: () => {}
   }
-  store.remote = remote
+  const store = new Balls({ local, writePolicy: 'none', inCloud: () => false, remote })
+  t.teardown(async () => await store.close())
   t.same(await store.read(id, 1000, 10, false), data.subarray(1000, 1010))
   t.same(served, ['bad', 'good'], 'the corrupt copy was passed over')
   t.equal(store.outcomes.remoteHit, 1)
@@ -175,10 +176,10 @@ t.test('ball store - remote sources: reads from the best peer, moves on from a b
   // A cache goes for room when a durable copy is elsewhere; a durable copy stays.
   const other = randomBytes(250 * KiB)
   const pulled = encodeBall(other)
-  t.equal(await store.pull(pulled.id, async () => Buffer.concat([pulled.header, other])), disk.id, 'a pulled ball is stored durable')
+  t.equal(await local.pull(pulled.id, async () => Buffer.concat([pulled.header, other])), disk.id, 'a pulled ball is stored durable')
   t.notOk(disk.has(id), 'the cache made room')
   durableElsewhere = false
-  await t.rejects(store.pull(ball(9), async () => Buffer.from('not a ball')), /fails its hash/, 'a pulled ball is checked')
+  await t.rejects(local.pull(ball(9), async () => Buffer.from('not a ball')), /fails its hash/, 'a pulled ball is checked')
   t.ok(disk.has(pulled.id) && disk.entries.get(pulled.id)?.cached === false)
 
   // Cache skip: only the blocks needed, from a peer, nothing kept.

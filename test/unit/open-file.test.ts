@@ -6,7 +6,7 @@ import t from 'tap'
 import { COMPACT_AT, OpenFile, type Snapshot } from '../../src/fs/open-file.ts'
 import { S_IFREG, type Inode } from '../../src/meta/schema.ts'
 import type { Slice } from '../../src/meta/slices.ts'
-import type { BallStore } from '../../src/store/ball-store.ts'
+import type { Balls } from '../../src/balls/balls.ts'
 
 const C = 1024 * 1024
 
@@ -14,7 +14,7 @@ function inode (balls: Array<string | null>, size: number, slices?: Array<Slice[
   return { ino: 2, mode: S_IFREG | 0o644, uid: 0, gid: 0, nlink: 1, size, rdev: 0, atime: 0, mtime: 0, ctime: 0, balls, slices, chunkSize: C }
 }
 
-interface FakeStore { store: BallStore, balls: Map<string, Buffer>, release: () => void, reads: string[], puts: number[] }
+interface FakeStore { store: Balls, balls: Map<string, Buffer>, release: () => void, reads: string[], puts: number[] }
 
 // Committed pooled slices, as the data pool would hold them.
 type Pooled = Map<string, Buffer>
@@ -59,7 +59,7 @@ function fakeStore (gated = false): FakeStore {
     prefetch: () => {},
     sync: async () => {}
   }
-  return { store: store as unknown as BallStore, balls, release: () => open?.(), reads, puts }
+  return { store: store as unknown as Balls, balls, release: () => open?.(), reads, puts }
 }
 
 // A file of one chunk stored as the ball 'base', every byte `fill`.
