@@ -2,7 +2,7 @@
 // consistency, taking the mount over from an agent that died (its keeper
 // held the connection), stale-mount cleanup when that cannot be, and the unmount.
 import { execFile } from 'node:child_process'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { promisify } from 'node:util'
 import { ChaacError } from '../errors.ts'
@@ -200,24 +200,9 @@ export class ChaacMount {
     const mountpoint = resolve(this.dir)
     ops.onInit = (v) => {
       this.maxRequest = v[5]
-      void this.widenReadahead(mountpoint, v[5])
       if (this.opts.keeperDir !== undefined) void this.startKeeper(mountpoint, v)
     }
     return binding.mount(mountpoint, MOUNT_OPTIONS, SESSION_OPTIONS, this.opts.attrTimeout, this.opts.attrTimeout, ops.dispatch, this.opts.busyPollUs)
-  }
-
-  // The kernel reads ahead of a sequential reader 128 KiB at a time unless the
-  // mount's backing device says more: with requests of up to 1 MiB, a READ
-  // as large as a request (fewer round trips, measured in bench/results-fuse-proto.md).
-  private async widenReadahead (mountpoint: string, maxRequest: number): Promise<void> {
-    if (maxRequest <= 128 * 1024) return
-    try {
-      const line = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')).find((f) => f[4] === mountpoint)
-      if (line === undefined) return
-      await writeFile(`/sys/class/bdi/${line[2]}/read_ahead_kb`, String(maxRequest / 1024))
-    } catch (err) {
-      this.log.debug({ err: (err as Error).message }, 'could not widen the read-ahead of the mount')
-    }
   }
 
   // Before the mount, so that the mount is shared too (a new mount under a shared one is).
