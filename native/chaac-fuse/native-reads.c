@@ -22,7 +22,9 @@
 // How often each ball was read goes back to JS in batches (a ball's count
 // once it reaches REPORT_EVERY, and what is left when no plan names it any
 // more), so that the store's use counts, eviction order and promotion into
-// the memory level see these reads as they see their own. A plan may ask for
+// the memory level see these reads as they see their own. A read counts one
+// for each READ_UNIT of a ball it covers, so that the counts do not depend on
+// how large the kernel makes its requests (up to 1 MiB). A plan may ask for
 // a ball's count right after a given number of reads: the read that makes
 // the store promote the ball is reported at once.
 #define _GNU_SOURCE
@@ -43,6 +45,8 @@
 #define MAX_IDLE_BALLS 4096
 #define MAX_IDLE_BYTES (16 << 20)
 #define REPORT_EVERY 16
+// The kernel's read-ahead: a sequential pass over a 4 MiB ball counts 32 reads, whatever the requests.
+#define READ_UNIT (128 * 1024)
 
 // A ball file held open; closed when the last user lets go.
 typedef struct {
@@ -392,8 +396,10 @@ static int serve (readers_t *r, job_t *j) {
     }
     if (!p->skip_cache) {
       pthread_mutex_lock(&r->lock);
-      int due = b->report_in > 0 && --b->report_in == 0;
-      int wake = (++b->unreported >= REPORT_EVERY || due) && report(r, b);
+      uint32_t units = (uint32_t) ((n + READ_UNIT - 1) / READ_UNIT);
+      int due = b->report_in > 0 && (b->report_in <= units ? (b->report_in = 0, 1) : (b->report_in -= units, 0));
+      b->unreported += units;
+      int wake = (b->unreported >= REPORT_EVERY || due) && report(r, b);
       pthread_mutex_unlock(&r->lock);
       if (wake) r->forward(r->arg);
     }
