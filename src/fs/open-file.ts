@@ -91,8 +91,10 @@ export class OpenFile {
   readonly chunkSize: number
   private balls: Array<string | null>
   private slices: Array<Slice[] | null>
-  // The balls `balls` and `slices` name, worked out when first asked after a change of either.
-  private refs?: Set<string>
+  // How often `balls` and `slices` name each ball: worked out when first
+  // asked after a reload, then kept up by every change of a chunk (asked
+  // for every ball a commit lets go, of every open file).
+  private refs?: Map<string, number>
   // The bytes of a file kept inline (chunk 0): fetched from the data pool
   // when first needed (an open served from the kernel's cache needs none),
   // until a write copies them into a dirty chunk.
@@ -409,11 +411,36 @@ export class OpenFile {
   refersTo (id: string): boolean {
     // Asked for every ball a commit lets go, of every open file: once per change, not per question.
     if (this.refs === undefined) {
-      this.refs = new Set()
-      for (const ball of this.balls) if (ball != null) this.refs.add(ball)
-      for (const list of this.slices) for (const s of list ?? []) this.refs.add(s.ball)
+      this.refs = new Map()
+      for (let idx = 0; idx < Math.max(this.balls.length, this.slices.length); idx++) this.count(idx, 1)
     }
     return this.refs.has(id)
+  }
+
+  // Adds (or takes away) the references of chunk `idx` to the counts.
+  private count (idx: number, by: 1 | -1): void {
+    const refs = this.refs
+    if (refs === undefined) return
+    const add = (id: string): void => {
+      const n = (refs.get(id) ?? 0) + by
+      if (n > 0) refs.set(id, n)
+      else refs.delete(id)
+    }
+    const ball = this.balls[idx]
+    if (ball != null) add(ball)
+    for (const s of this.slices[idx] ?? []) add(s.ball)
+  }
+
+  // Gives chunk `idx` a new ball and slice list, keeping the counts up.
+  private setChunk (idx: number, ball: string | null, list: Slice[] | null): void {
+    this.count(idx, -1)
+    while (this.balls.length <= idx) this.balls.push(null)
+    this.balls[idx] = ball
+    if (list !== null || this.slices[idx] != null) {
+      while (this.slices.length <= idx) this.slices.push(null)
+      this.slices[idx] = list
+    }
+    this.count(idx, 1)
   }
 
   /** After a commit: the data pool holds the pooled slices of that snapshot. */
@@ -561,8 +588,9 @@ export class OpenFile {
         if (this.latest.get(idx) !== gen) return
         // No other seal of the chunk ended meanwhile (the generation says so); a merge may have.
         const list = this.overlay(idx, made)
+        this.count(idx, -1)
         this.slices[idx] = list
-        this.refs = undefined
+        this.count(idx, 1)
         if (list.length >= COMPACT_AT) this.compact(idx)
         return
       }
@@ -571,10 +599,7 @@ export class OpenFile {
       const id = length === 0 || isZero(data) ? null : await this.put(data)
       stored = true
       if (this.latest.get(idx) !== gen) return
-      while (this.balls.length <= idx) this.balls.push(null)
-      this.balls[idx] = id
-      if (this.slices[idx] != null) this.slices[idx] = null
-      this.refs = undefined
+      this.setChunk(idx, id, null)
       // A file that grew out of its inline bytes: they are in the ball now, and no longer the chunk's content.
       if (idx === 0) {
         this.inline = undefined
@@ -644,10 +669,7 @@ export class OpenFile {
   private install (idx: number, base: string | null, list: Slice[], id: string | null): void {
     const now = this.slices[idx] ?? []
     if ((this.balls[idx] ?? null) !== base || now.length < list.length || list.some((s, i) => now[i] !== s)) return
-    while (this.balls.length <= idx) this.balls.push(null)
-    this.balls[idx] = id
-    this.slices[idx] = now.length > list.length ? now.slice(list.length) : null
-    this.refs = undefined
+    this.setChunk(idx, id, now.length > list.length ? now.slice(list.length) : null)
     // The same bytes in fewer pieces: a change the next commit records.
     this.version++
   }

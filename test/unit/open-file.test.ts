@@ -2,7 +2,7 @@
 // a commit holds, how a dirty chunk is sealed (slices of what was written, or
 // whole) and how reads lay written bytes over the stored ones. Checked with
 // a fake ball store in memory whose reads can be held back.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { COMPACT_AT, OpenFile, type Snapshot } from '../../src/fs/open-file.ts'
 import { S_IFREG, type Inode } from '../../src/meta/schema.ts'
 import type { Slice } from '../../src/meta/slices.ts'
@@ -144,19 +144,35 @@ t.test('open file - small overwrites are sealed as slices of what was written; r
   t.same(await read(reopened, 0, C), model, 'and so does a fresh open of the committed chunk list')
 })
 
+// The balls a snapshot names; refersTo answers the same for every ball seen so far.
+function checkRefs (t: Test, file: OpenFile, snap: Snapshot, seen: Set<string>): void {
+  const named = new Set<string>()
+  for (const ball of snap.balls) if (ball != null) named.add(ball)
+  for (const list of snap.slices) for (const s of list ?? []) named.add(s.ball)
+  for (const id of named) seen.add(id)
+  const wrong = [...seen].filter((id) => file.refersTo(id) !== named.has(id))
+  t.same(wrong, [], 'refersTo names exactly the balls of the content')
+}
+
 t.test('open file - a chunk that gathered many slices is merged into one ball in the background', async (t) => {
   const { pooled, s, file, model } = overBall(7)
+  const seen = new Set<string>()
+  t.ok(file.refersTo('base'))
   for (let i = 0; i < COMPACT_AT + 3; i++) {
     const at = i * 4096
     await file.write(Buffer.alloc(100, i), at)
     model.fill(i, at, at + 100)
-    await commit(file, pooled)
+    const snap = await commit(file, pooled)
+    // The merge starts with the last slice and changes the content behind the snapshot.
+    if (i < COMPACT_AT - 1) checkRefs(t, file, snap, seen)
   }
   await file.drain()
   // One more slice after the merge: it stays a slice over the merged ball.
   await file.write(Buffer.alloc(10, 0xee), 500_000)
   model.fill(0xee, 500_000, 500_010)
   const snap = await commit(file, pooled)
+  checkRefs(t, file, snap, seen)
+  t.notOk(file.refersTo('base'), 'the merged ball replaced the old one')
   t.not(snap.balls[0], 'base', 'a new ball')
   t.ok((snap.slices[0]?.length ?? 0) < 5, `a few slices left (${snap.slices[0]?.length ?? 0})`)
   t.same(content(snap, s.balls, pooled), model, 'the same bytes')
@@ -165,6 +181,7 @@ t.test('open file - a chunk that gathered many slices is merged into one ball in
 
 t.test('open file - a page written again and again stays one slice: slices wholly under newer ones go', async (t) => {
   const { pooled, s, file, model } = overBall(7)
+  const seen = new Set<string>()
   // A database's log: the page being filled is written and synced again at every commit, then the next one.
   for (let i = 0; i < 3 * COMPACT_AT; i++) {
     const at = 40_960 + Math.floor(i / 20) * 8192
@@ -173,6 +190,7 @@ t.test('open file - a page written again and again stays one slice: slices wholl
     data.copy(model, at)
     const snap = await commit(file, pooled)
     t.same(content(snap, s.balls, pooled), model, `commit ${i} holds the file`)
+    checkRefs(t, file, snap, seen)
   }
   const snap = await commit(file, pooled)
   const pages = Math.ceil(3 * COMPACT_AT / 20)
