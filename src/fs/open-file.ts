@@ -419,16 +419,19 @@ export class OpenFile {
 
   // Adds (or takes away) the references of chunk `idx` to the counts.
   private count (idx: number, by: 1 | -1): void {
+    const ball = this.balls[idx]
+    if (ball != null) this.recount([{ ball }], by)
+    this.recount(this.slices[idx] ?? [], by)
+  }
+
+  private recount (named: Array<{ ball: string }>, by: 1 | -1): void {
     const refs = this.refs
     if (refs === undefined) return
-    const add = (id: string): void => {
-      const n = (refs.get(id) ?? 0) + by
-      if (n > 0) refs.set(id, n)
-      else refs.delete(id)
+    for (const { ball } of named) {
+      const n = (refs.get(ball) ?? 0) + by
+      if (n > 0) refs.set(ball, n)
+      else refs.delete(ball)
     }
-    const ball = this.balls[idx]
-    if (ball != null) add(ball)
-    for (const s of this.slices[idx] ?? []) add(s.ball)
   }
 
   // Gives chunk `idx` a new ball and slice list, keeping the counts up.
@@ -587,10 +590,10 @@ export class OpenFile {
         stored = true
         if (this.latest.get(idx) !== gen) return
         // No other seal of the chunk ended meanwhile (the generation says so); a merge may have.
-        const list = this.overlay(idx, made)
-        this.count(idx, -1)
+        const { list, gone } = this.overlay(idx, made)
         this.slices[idx] = list
-        this.count(idx, 1)
+        this.recount(gone, -1)
+        this.recount(made, 1)
         if (list.length >= COMPACT_AT) this.compact(idx)
         return
       }
@@ -622,11 +625,13 @@ export class OpenFile {
   // new one holds no byte a read can see: it goes, so that a page written
   // again and again (a database's log) stays one slice. Not while a merge of
   // the chunk runs: its list must stay as the merge took it.
-  private overlay (idx: number, made: Slice[]): Slice[] {
+  private overlay (idx: number, made: Slice[]): { list: Slice[], gone: Slice[] } {
     const list = this.slices[idx] ?? []
-    if (this.compacting.has(idx)) return [...list, ...made]
-    const seen = (s: Slice): boolean => !made.some((m) => m.at <= s.at && s.at + s.len <= m.at + m.len)
-    return [...list.filter(seen), ...made]
+    if (this.compacting.has(idx)) return { list: [...list, ...made], gone: [] }
+    const kept: Slice[] = []
+    const gone: Slice[] = []
+    for (const s of list) (made.some((m) => m.at <= s.at && s.at + s.len <= m.at + m.len) ? gone : kept).push(s)
+    return { list: gone.length > 0 ? [...kept, ...made] : [...list, ...made], gone }
   }
 
   // Merges a chunk's ball and slices into one ball in the background, so that
