@@ -18,13 +18,20 @@
 // to 0; the old records left behind are not read again, as record numbers
 // only grow within a file.
 //
-// A record: length (u32 BE) | CRC-32 of the body (u32 BE) | body (msgpack of
-// [seq, [[key, value or null], ...]]). A torn or corrupt tail (a crash in the
-// middle of an append) ends the journal: that batch was never acknowledged.
+// A record: length (u32 BE) | CRC-32 of the body (u32 BE) | body. The body:
+// 0xc1 (a byte MessagePack never uses) | seq (f64 BE) | count (u32 BE) | per
+// operation: key length (u32 BE), key (UTF-8), value length (u32 BE;
+// 0xffffffff for a delete), value. Written straight into a buffer the
+// journal keeps: a commit's record holds the bytes of its slices, and a new
+// buffer for each (or a MessagePack copy) made the agent's garbage collector
+// run several times a second under a database. Bodies of MessagePack
+// ([seq, [[key, value or null], ...]]) from older agents read as before. A
+// torn or corrupt tail (a crash in the middle of an append) ends the
+// journal: that batch was never acknowledged.
 import { closeSync, constants, fdatasync, fstatSync, openSync, readSync, writeSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { crc32 } from 'node:zlib'
-import { pack, unpack } from 'msgpackr'
+import { unpack } from 'msgpackr'
 import { ChaacError } from '../errors.ts'
 import type { BatchOp } from './batch-writer.ts'
 
@@ -32,6 +39,10 @@ import type { BatchOp } from './batch-writer.ts'
 export const JOURNAL_SEQ_KEY = 'm!journal-seq'
 
 const HEAD = 8
+const BINARY = 0xc1
+const DELETED = 0xffffffff
+// The journal's buffer for records grows up to this; larger records get their own.
+const SCRATCH_MAX = 1024 * 1024
 // Zeros laid out ahead of the records.
 const LAYOUT_STEP = 1024 * 1024
 const PAGE_OF_ZEROS = Buffer.alloc(4096)
@@ -39,13 +50,56 @@ const fdatasyncP = promisify(fdatasync)
 
 export interface JournalRecord { seq: number, ops: BatchOp[] }
 
-export function encodeRecord (seq: number, ops: BatchOp[]): Buffer {
-  const body = pack([seq, ops.map((op) => [op.key, op.type === 'put' ? op.value : null])])
-  const out = Buffer.allocUnsafe(HEAD + body.length)
-  out.writeUInt32BE(body.length, 0)
-  out.writeUInt32BE(crc32(body), 4)
-  body.copy(out, HEAD)
+/** The record's bytes; in `scratch` when it is large enough (valid until its next use). */
+export function encodeRecord (seq: number, ops: BatchOp[], scratch?: Buffer): Buffer {
+  let size = HEAD + 13
+  for (const op of ops) size += 8 + Buffer.byteLength(op.key) + (op.type === 'put' ? op.value.length : 0)
+  const out = scratch !== undefined && scratch.length >= size ? scratch.subarray(0, size) : Buffer.allocUnsafe(size)
+  let pos = HEAD
+  out[pos++] = BINARY
+  out.writeDoubleBE(seq, pos)
+  out.writeUInt32BE(ops.length, pos + 8)
+  pos += 12
+  for (const op of ops) {
+    const keyLength = out.write(op.key, pos + 4)
+    out.writeUInt32BE(keyLength, pos)
+    pos += 4 + keyLength
+    if (op.type === 'put') {
+      out.writeUInt32BE(op.value.length, pos)
+      out.set(op.value, pos + 4)
+      pos += 4 + op.value.length
+    } else {
+      out.writeUInt32BE(DELETED, pos)
+      pos += 4
+    }
+  }
+  out.writeUInt32BE(size - HEAD, 0)
+  out.writeUInt32BE(crc32(out.subarray(HEAD)), 4)
   return out
+}
+
+function decodeBody (body: Buffer): JournalRecord {
+  if (body[0] !== BINARY) {
+    const [seq, pairs] = unpack(body) as [number, Array<[string, Uint8Array | null]>]
+    return { seq, ops: pairs.map(([key, value]) => value === null ? { type: 'del', key } : { type: 'put', key, value: Buffer.from(value) }) }
+  }
+  const seq = body.readDoubleBE(1)
+  const count = body.readUInt32BE(9)
+  const ops: BatchOp[] = []
+  let pos = 13
+  for (let i = 0; i < count; i++) {
+    const keyEnd = pos + 4 + body.readUInt32BE(pos)
+    const key = body.toString('utf8', pos + 4, keyEnd)
+    const length = body.readUInt32BE(keyEnd)
+    pos = keyEnd + 4
+    if (length === DELETED) {
+      ops.push({ type: 'del', key })
+    } else {
+      ops.push({ type: 'put', key, value: Buffer.from(body.subarray(pos, pos + length)) })
+      pos += length
+    }
+  }
+  return { seq, ops }
 }
 
 /**
@@ -65,12 +119,9 @@ function scanRecords (buf: Buffer): { records: JournalRecord[], end: number } {
     const length = buf.readUInt32BE(pos)
     const body = buf.subarray(pos + HEAD, pos + HEAD + length)
     if (length === 0 || body.length < length || crc32(body) !== buf.readUInt32BE(pos + 4)) break
-    const [seq, pairs] = unpack(body) as [number, Array<[string, Uint8Array | null]>]
-    if (records.length > 0 && seq <= records[records.length - 1].seq) break
-    records.push({
-      seq,
-      ops: pairs.map(([key, value]) => value === null ? { type: 'del', key } : { type: 'put', key, value: Buffer.from(value) })
-    })
+    const record = decodeBody(body)
+    if (records.length > 0 && record.seq <= records[records.length - 1].seq) break
+    records.push(record)
     pos += HEAD + length
   }
   return { records, end: pos }
@@ -171,6 +222,7 @@ class Segment {
  */
 export class Journal {
   private active: number
+  private scratch = Buffer.allocUnsafe(64 * 1024)
 
   private constructor (private readonly segments: [Segment, Segment], private readonly segmentBytes: number) {
     this.active = segments[0].size <= segments[1].size ? 0 : 1
@@ -207,7 +259,9 @@ export class Journal {
       this.active = 1 - this.active
       segment = other
     }
-    segment.append(encodeRecord(seq, ops))
+    const record = encodeRecord(seq, ops, this.scratch)
+    if (record.buffer !== this.scratch.buffer && record.length <= SCRATCH_MAX) this.scratch = Buffer.allocUnsafe(Math.min(SCRATCH_MAX, 2 * record.length))
+    segment.append(record)
     segment.lastSeq = seq
   }
 

@@ -4,6 +4,8 @@
 import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { crc32 } from 'node:zlib'
+import { pack } from 'msgpackr'
 import t, { type Test } from 'tap'
 import { Level } from 'level'
 import { DataPool } from '../../src/meta/data-pool.ts'
@@ -55,6 +57,27 @@ t.test('journal - records read back whole; a torn or corrupt tail ends the journ
   bad[bad.length - 1] ^= 1
   t.same(decodeRecords(Buffer.concat([a, bad, c])).map((r) => r.seq), [1], 'a corrupt record and all after it are dropped')
   t.same(decodeRecords(Buffer.alloc(0)), [])
+  const scratch = Buffer.alloc(64)
+  const inScratch = encodeRecord(4, [{ type: 'put', key: 'k4', value: Buffer.from('v4') }], scratch)
+  t.equal(inScratch.buffer, scratch.buffer, 'a record that fits is written into the buffer given')
+  t.same(decodeRecords(inScratch)[0].ops, [{ type: 'put', key: 'k4', value: Buffer.from('v4') }])
+  t.not(encodeRecord(5, [{ type: 'put', key: 'k5', value: Buffer.alloc(100) }], scratch).buffer, scratch.buffer, 'a larger one gets its own')
+  t.same(decodeRecords(encodeRecord(6, [{ type: 'put', key: 'dir!ñame', value: Buffer.alloc(0) }]))[0].ops, [{ type: 'put', key: 'dir!ñame', value: Buffer.alloc(0) }], 'keys in UTF-8, empty values')
+})
+
+t.test('journal - records an older agent wrote (MessagePack bodies) read as before', async (t) => {
+  const old = (seq: number, pairs: Array<[string, Buffer | null]>): Buffer => {
+    const body = pack([seq, pairs])
+    const head = Buffer.alloc(8)
+    head.writeUInt32BE(body.length, 0)
+    head.writeUInt32BE(crc32(body), 4)
+    return Buffer.concat([head, body])
+  }
+  const records = decodeRecords(Buffer.concat([old(1, [['k1', Buffer.from('v1')], ['k0', null]]), encodeRecord(2, [{ type: 'del', key: 'k1' }])]))
+  t.same(records, [
+    { seq: 1, ops: [{ type: 'put', key: 'k1', value: Buffer.from('v1') }, { type: 'del', key: 'k0' }] },
+    { seq: 2, ops: [{ type: 'del', key: 'k1' }] }
+  ])
 })
 
 t.test('journal - LevelDB gets the records it misses at open; the journal is emptied', async (t) => {
