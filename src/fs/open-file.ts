@@ -586,7 +586,12 @@ export class OpenFile {
     let stored = false
     const done = (async () => {
       if (ranges) {
-        const made = await Promise.all(ranges.map(async (r) => await this.putSlice(idx, chunk.buf.subarray(r.start - chunk.origin, r.end - chunk.origin), r.start)))
+        // A buffer smaller than a chunk is never reused nor written again once
+        // sealed (a write meanwhile copies it): its slices may keep it rather
+        // than a copy each, when they are most of it.
+        const bytes = ranges.reduce((sum, r) => sum + r.end - r.start, 0)
+        const lend = chunk.buf.length < this.chunkSize && 2 * bytes >= chunk.buf.length
+        const made = await Promise.all(ranges.map(async (r) => await this.putSlice(idx, chunk.buf.subarray(r.start - chunk.origin, r.end - chunk.origin), r.start, lend)))
         stored = true
         if (this.latest.get(idx) !== gen) return
         // No other seal of the chunk ended meanwhile (the generation says so); a merge may have.
@@ -686,9 +691,10 @@ export class OpenFile {
 
   // A small slice stays in memory until the commit takes it to the data pool
   // (one write makes it and the chunk list durable); a larger one is a ball in bins.
-  private async putSlice (idx: number, bytes: Buffer, at: number): Promise<Slice> {
+  // `kept`: the bytes are the slice's for good (else they are copied).
+  private async putSlice (idx: number, bytes: Buffer, at: number, kept: boolean): Promise<Slice> {
     if (bytes.length > MAX_POOLED_SLICE) return { at, len: bytes.length, ball: await this.put(bytes) }
-    const data = Buffer.from(bytes)
+    const data = kept ? bytes : Buffer.from(bytes)
     const { id } = encodeBall(data)
     // The same bytes may be a slice of several chunks.
     const held = this.pooled.get(id)
