@@ -1083,6 +1083,26 @@ static napi_value reply_open (napi_env env, napi_callback_info info) {
   return result(env, fuse_reply_open(req, &fi));
 }
 
+// replyOpendir(req, fh, keepCache): the kernel keeps the listings it reads
+// through the handle in its cache (FOPEN_CACHE_DIR, which libfuse 2.9 cannot
+// send), and with keepCache those it kept from before serve this open.
+#define CACHE_DIR_FLAG (1 << 3)
+#define KEEP_CACHE_FLAG (1 << 1)
+static napi_value reply_opendir (napi_env env, napi_callback_info info) {
+  ARGS(3)
+  double fh;
+  bool keep;
+  napi_get_value_double(env, argv[1], &fh);
+  napi_get_value_bool(env, argv[2], &keep);
+  // struct fuse_open_out of the kernel's protocol.
+  struct { uint64_t fh; uint32_t open_flags; uint32_t padding; } out = {
+    (uint64_t) fh, CACHE_DIR_FLAG | (keep ? KEEP_CACHE_FLAG : 0), 0
+  };
+  fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) return NULL;
+  return result(env, fuse_reply_buf(req, (const char *) &out, sizeof(out)));
+}
+
 // replyBuf(req, buffer, length)
 static napi_value reply_buf (napi_env env, napi_callback_info info) {
   ARGS(3)
@@ -1169,19 +1189,24 @@ static napi_value reply_dirents (napi_env env, napi_callback_info info) {
   return result(env, i);
 }
 
-// invalAttrs(session, ino): the kernel drops the attributes it cached of an
-// inode (a change made on another host), so the next stat or read past the
-// cached size asks again. Pages stay (keep_cache at open decides about them):
-// with a negative offset the kernel takes no page lock, so this cannot wait
-// on a request that waits for the JS thread.
+// invalAttrs(session, ino, pages): the kernel drops the attributes it cached
+// of an inode (a change made on another host), so the next stat or read past
+// the cached size asks again. A file's pages stay (keep_cache at open decides
+// about them): with a negative offset the kernel takes no page lock, so this
+// cannot wait on a request that waits for the JS thread. With `pages` (for a
+// directory) its cached listings go too: the kernel fills those pages only
+// after a READDIR was answered, never holding one locked while it waits.
 static napi_value inval_attrs (napi_env env, napi_callback_info info) {
-  ARGS(2)
+  ARGS(3)
   session_t *s = NULL;
   double ino;
+  bool pages;
   napi_get_value_external(env, argv[0], (void **) &s);
   napi_get_value_double(env, argv[1], &ino);
+  napi_get_value_bool(env, argv[2], &pages);
   if (s == NULL) THROW(env, "not a session");
-  return result(env, fuse_lowlevel_notify_inval_inode(s->ch, (fuse_ino_t) ino, -1, 0));
+  // Offset 0 and length 0: every cached page of the inode as well (a directory's listings).
+  return result(env, fuse_lowlevel_notify_inval_inode(s->ch, (fuse_ino_t) ino, pages ? 0 : -1, 0));
 }
 
 // notify(path, message) -> 0 or a negative errno: one datagram to a unix
@@ -1348,6 +1373,7 @@ NAPI_MODULE_INIT () {
     { "replyAttr", NULL, reply_attr, NULL, NULL, NULL, napi_default, NULL },
     { "replyReadlink", NULL, reply_readlink, NULL, NULL, NULL, napi_default, NULL },
     { "replyOpen", NULL, reply_open, NULL, NULL, NULL, napi_default, NULL },
+    { "replyOpendir", NULL, reply_opendir, NULL, NULL, NULL, napi_default, NULL },
     { "replyBuf", NULL, reply_buf, NULL, NULL, NULL, napi_default, NULL },
     { "replyWrite", NULL, reply_write, NULL, NULL, NULL, napi_default, NULL },
     { "replyStatfs", NULL, reply_statfs, NULL, NULL, NULL, napi_default, NULL },

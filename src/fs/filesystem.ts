@@ -6,7 +6,7 @@
 // released when the last one lets go.
 import { ChaacError, isChaacError, notFound } from '../errors.ts'
 import type { AttrPatch, Pool } from '../meta/pool.ts'
-import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, inlineHash, isDir, isFile, isSymlink, type Inode } from '../meta/schema.ts'
+import { ROOT_INO, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, inlineHash, isDir, isDirentKey, isFile, isSymlink, parseDirentKey, type Inode } from '../meta/schema.ts'
 import type { Slice } from '../meta/slices.ts'
 import type { Balls } from '../balls/balls.ts'
 import { OpenFile } from './open-file.ts'
@@ -56,6 +56,13 @@ export class Filesystem {
   private readonly lookups = new Map<number, number>()
   // Each file's content (size and balls) when the kernel last saw it, for keepCache.
   private readonly seen = new Map<number, string>()
+  // The same for listings: how often each directory's entries changed
+  // (here or on another agent), how many fresh snapshots a replica took
+  // (anything may have changed), and where both stood when the kernel last
+  // listed a directory.
+  private readonly dirChanges = new Map<number, number>()
+  private snapshots = 0
+  private readonly listed = new Map<number, string>()
   private nextFd: number
   private readonly firstHandle: number
   /** Bytes read and written through the mount since the start. */
@@ -66,6 +73,14 @@ export class Filesystem {
     this.store = opts.store
     this.firstHandle = opts.firstHandle ?? 1
     this.nextFd = this.firstHandle
+    this.pool.on('change', (_seq, ops) => {
+      for (const op of ops) {
+        if (!isDirentKey(op.key)) continue
+        const { parent } = parseDirentKey(op.key)
+        this.dirChanges.set(parent, (this.dirChanges.get(parent) ?? 0) + 1)
+      }
+    })
+    this.pool.on('synced', () => { this.snapshots++ })
   }
 
   // ---- the kernel's references ----
@@ -90,8 +105,9 @@ export class Filesystem {
       return
     }
     this.lookups.delete(ino)
-    // The kernel dropped its pages of the file along with the inode.
+    // The kernel dropped its pages of the file (its listings) along with the inode.
     this.seen.delete(ino)
+    this.listed.delete(ino)
     const node = this.pool.get(ino)
     if (node) await this.dropIfUnused(node)
   }
@@ -157,12 +173,22 @@ export class Filesystem {
 
   // ---- directories ----
 
-  async opendir (ino: number): Promise<number> {
+  /** keepCache: the kernel may list the directory from what it cached (nothing changed since it last listed it). */
+  async opendir (ino: number): Promise<Opened> {
     // A listing shows every change stored before it started, wherever it was made.
     await this.pool.revalidate()
     const node = this.node(ino)
     if (!isDir(node)) throw new ChaacError('CHAAC_NOT_DIR', `inode ${ino} is not a directory`)
-    return this.openHandle(node, 0)
+    const fd = this.openHandle(node, 0)
+    const now = `${this.snapshots}:${this.dirChanges.get(ino) ?? 0}`
+    const keepCache = this.listed.get(ino) === now
+    this.listed.set(ino, now)
+    return { fd, keepCache }
+  }
+
+  isDirectory (ino: number): boolean {
+    const node = this.pool.get(ino)
+    return node !== undefined && isDir(node)
   }
 
   /** At most `max` entries from position `offset`; position 0 starts over with a fresh listing. */

@@ -49,6 +49,8 @@ export class FuseOps {
   private nativeBytes = 0
   /** The largest write the kernel sent so far (how large its requests are, for /status). */
   largestWrite = 0
+  /** READDIRs from the start: listings the kernel did not have cached. */
+  listings = 0
   /** Set after a takeover: a handle the previous agent gave out is adopted at its first use. */
   adoptHandles = false
   /** Called with the kernel's FUSE_INIT, once it went through: [major, minor, maxReadahead, flags, want, maxWrite]. */
@@ -108,8 +110,9 @@ export class FuseOps {
       case Op.RELEASE: return this.done(r, op, ino, async () => await fs.release(this.fh(a[0], ino)))
       case Op.FSYNC: return this.done(r, op, ino, async () => await fs.fsync(this.fh(a[0], ino)))
       case Op.OPENDIR:
-        return this.answer(r, op, ino, () => fs.opendir(ino), (fd) => native.replyOpen(r, fd, false), (fd) => fs.releasedir(fd))
+        return this.answer(r, op, ino, async () => await fs.opendir(ino), (o) => native.replyOpendir(r, o.fd, o.keepCache), (o) => fs.releasedir(o.fd))
       case Op.READDIR:
+        if (a[2] === 0) this.listings++
         return this.answer(r, op, ino, () => fs.readdir(this.fh(a[0], ino), a[2], Math.ceil(a[1] / MIN_DIRENT)), (list) => {
           const inoModes = new Float64Array(list.length * 2)
           list.forEach((e, i) => { inoModes[2 * i] = e.ino; inoModes[2 * i + 1] = e.mode })

@@ -90,6 +90,8 @@ export interface Binding {
   replyAttr: (req: Req, attrs: Attrs) => number
   replyReadlink: (req: Req, target: string) => number
   replyOpen: (req: Req, fh: number, keepCache: boolean) => number
+  /** Answers an opendir: the kernel caches the listings read through it; with keepCache, those cached before serve it. */
+  replyOpendir: (req: Req, fh: number, keepCache: boolean) => number
   replyBuf: (req: Req, data: Buffer, length: number) => number
   replyWrite: (req: Req, count: number) => number
   /** [bsize, frsize, blocks, bfree, bavail, files, ffree, favail, fsid, flag, namemax] */
@@ -97,7 +99,8 @@ export interface Binding {
   /** Packs as many entries as fit in `size` bytes; entry i resumes at firstOffset + i + 1. Returns how many went. */
   replyDirents: (req: Req, size: number, names: string[], inoModes: Float64Array, firstOffset: number) => number
   /** Makes the kernel drop the attributes it cached of an inode; its pages stay. Returns 0 or a negative errno. */
-  invalAttrs: (session: SessionHandle, ino: number) => number
+  /** The kernel forgets the inode's attributes; with `pages`, its cached pages too. */
+  invalAttrs: (session: SessionHandle, ino: number, pages: boolean) => number
   /** Sends one datagram to a unix socket ('@name': the abstract namespace), as sd_notify does. Returns 0 or a negative errno. */
   notify: (path: string, message: string) => number
   /** Reads of the handle are served by the binding's read threads from now on (native-reads.c), until a change drops the plan. */

@@ -292,14 +292,15 @@ export class ChaacMount {
     for (const ino of inos) {
       if (ino === undefined) continue
       binding.dropReadPlans(session, ino)
-      if (this.fs.knows(ino)) binding.invalAttrs(session, ino)
+      // A directory's cached listings go too: a handle kept open and rewound lists from them.
+      if (this.fs.knows(ino)) binding.invalAttrs(session, ino, this.fs.isDirectory(ino))
     }
   }
 
   /** Reads served by the binding's read threads so far. */
-  /** The largest request the kernel may send, and the largest write it sent. */
-  requests (): { max: number | null, largestWrite: number } {
-    return { max: this.maxRequest ?? null, largestWrite: this.ops?.largestWrite ?? 0 }
+  /** The largest request the kernel may send, the largest write it sent, and the listings it asked for. */
+  requests (): { max: number | null, largestWrite: number, listings: number } {
+    return { max: this.maxRequest ?? null, largestWrite: this.ops?.largestWrite ?? 0, listings: this.ops?.listings ?? 0 }
   }
 
   nativeReads (): NativeReads {

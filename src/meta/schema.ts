@@ -163,6 +163,7 @@ export const MAX_INLINE_BYTES = 64 * 1024
 
 export const inlineHash = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex')
 export const direntKey = (parent: number, name: string): string => `d!${hex(parent)}!${name}`
+export const isDirentKey = (key: string): boolean => key.startsWith('d!')
 export const ballKey = (id: string): string => `b!${id}`
 export const uploadKey = (id: string): string => `q!${id}`
 export const garbageKey = (id: string): string => `g!${id}`

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import type { RunningAgent } from '../helpers/agent.ts'
-import { sh, shOk } from '../helpers/agent.ts'
+import { py, sh, shOk } from '../helpers/agent.ts'
 import { startCluster } from '../helpers/cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -70,6 +70,28 @@ t.test('cluster - one namespace over three agents', OPTS, async (t) => {
     }
     const taken = await sh(`mkdir '${join(c.mount, 'proj')}'`)
     t.match(taken.stderr, /File exists/, 'a name taken on another agent is taken here')
+  })
+
+  await t.test('a listing the kernel cached shows a change made on another agent: at the next open, and through a handle kept open', async (t) => {
+    await shOk(`mkdir '${join(a.mount, 'cached')}' && touch '${join(a.mount, 'cached/x')}'`)
+    t.equal(await ls(b, 'cached'), 'x')
+    const listings = (await b.json('/status')).mount.requests.listings
+    t.equal(await ls(b, 'cached'), 'x')
+    t.equal((await b.json('/status')).mount.requests.listings, listings, 'the second listing came from the kernel\'s cache')
+    // os.listdir(fd) rewinds the handle: the kernel lists from its cache unless the change dropped it.
+    const out = await py(`
+import os, time
+fd = os.open(${JSON.stringify(join(b.mount, 'cached'))}, os.O_RDONLY | os.O_DIRECTORY)
+first = sorted(os.listdir(fd))
+open(${JSON.stringify(join(c.mount, 'cached/y'))}, 'w').close()
+deadline = time.time() + 10
+while 'y' not in os.listdir(fd) and time.time() < deadline: time.sleep(0.05)
+print(first, sorted(os.listdir(fd)))
+`)
+    t.equal(out.trim(), "['x'] ['x', 'y']", 'the handle kept open lists the new entry')
+    t.equal(await ls(b, 'cached'), 'x y', 'a new open lists it')
+    await shOk(`rm '${join(c.mount, 'cached/x')}'`)
+    await waitFor(async () => await ls(b, 'cached') === 'y', { timeoutMs: 10_000, what: 'the removal to show on b' })
   })
 
   await t.test('two agents writing one file at once: the last close wins, never a mix', async (t) => {

@@ -11,7 +11,15 @@ t.test('agent - mounts, serves a file written and read by another process, unmou
   await shOk('dd if=/dev/urandom of=big bs=1M count=8 status=none && dd if=big of=copy bs=1M conv=fsync status=none && cmp big copy', { cwd: agent.mount })
   const status = await agent.json('/status')
   t.equal(status.mount.path, agent.mount)
-  t.same(status.mount.requests, { max: 1048576, largestWrite: 1048576 }, 'the kernel sends writes of up to 1 MiB in one request')
+  t.match(status.mount.requests, { max: 1048576, largestWrite: 1048576 }, 'the kernel sends writes of up to 1 MiB in one request')
+  // Listed again with nothing changed: from the kernel's cache, without a READDIR.
+  t.equal(await shOk('ls d', { cwd: agent.mount }), 'b\n')
+  const listings = (await agent.json('/status')).mount.requests.listings
+  t.equal(await shOk('ls d && ls -a d', { cwd: agent.mount }), 'b\n.\n..\nb\n')
+  t.equal((await agent.json('/status')).mount.requests.listings, listings, 'listed from the kernel\'s cache')
+  await shOk('touch d/c && rm d/b', { cwd: agent.mount })
+  t.equal(await shOk('ls d', { cwd: agent.mount }), 'c\n', 'a change made here is listed at once')
+  t.equal((await agent.json('/status')).mount.requests.listings, listings + 1, 'listed by the agent again')
   t.equal(await agent.stop(), 0)
   t.notMatch(await shOk('cat /proc/self/mountinfo'), agent.mount, 'unmounted after SIGTERM')
 })
