@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ChaacError } from '../errors.ts'
+import { writeDirect } from './direct-write.ts'
 import { Lru } from './lru.ts'
 import type { BallSource } from './verified-reader.ts'
 
@@ -46,6 +47,8 @@ export class Bin implements BallSource {
   // A ball deleted and written again at once: the rename must come after the unlink.
   private readonly deleting = new Map<string, Promise<void>>()
   private readonly subdirs = new Set<string>()
+  // New balls are written with O_DIRECT until the bin's filesystem refuses it.
+  private direct = true
   private readonly fds = new Lru<string, Promise<FileHandle>>(OPEN_BALL_FILES, (_, fh) => {
     fh.then(async (h) => await h.close()).catch(() => {})
   })
@@ -106,6 +109,10 @@ export class Bin implements BallSource {
    */
   async write (id: string, header: Buffer, data: Buffer, cached = false): Promise<void> {
     await this.store(id, header.length + data.length, cached, async (tmp) => {
+      if (this.direct) {
+        if (await writeDirect(tmp, [header, data])) return
+        this.direct = false
+      }
       const fh = await open(tmp, 'w')
       try {
         await fh.writev([header, data])
