@@ -4,7 +4,7 @@
 // then the npm dependencies.
 // Uses only Node's standard library: it runs before node_modules exists.
 import { spawnSync } from 'node:child_process'
-import { existsSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -79,7 +79,8 @@ if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lock).mtime
 // with npm's bundled node-gyp, against Node's installed headers and the system libfuse.so.2.
 const fuseDir = join(root, 'native', 'chaac-fuse')
 const addon = join(fuseDir, 'build', 'Release', 'chaac_fuse.node')
-const addonSources = ['chaac-fuse.c', 'native-reads.c', 'native-reads.h', 'takeover.c', 'takeover.h', 'binding.gyp'].map((f) => join(fuseDir, f))
+// Every C source and header, and binding.gyp: a checkout that brings a new or changed one rebuilds.
+const addonSources = readdirSync(fuseDir).filter((f) => /\.[ch]$/.test(f) || f === 'binding.gyp').map((f) => join(fuseDir, f))
 if (!existsSync(addon) || addonSources.some((f) => statSync(f).mtimeMs > statSync(addon).mtimeMs)) {
   const nodePrefix = join(dirname(process.execPath), '..')
   const nodeGyp = process.env.npm_config_node_gyp ??

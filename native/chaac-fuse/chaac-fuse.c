@@ -31,6 +31,7 @@
 #include "pid-io.h"
 #include "kernel-init.h"
 #include "takeover.h"
+#include "direct-write.h"
 
 // Worker threads of the native read path.
 #define READERS 4
@@ -1103,28 +1104,6 @@ static napi_value reply_opendir (napi_env env, napi_callback_info info) {
   return result(env, fuse_reply_buf(req, (const char *) &out, sizeof(out)));
 }
 
-static void free_aligned (napi_env env, void *data, void *hint) {
-  (void) env;
-  (void) hint;
-  free(data);
-}
-
-// alignedBuffer(size): a buffer whose memory starts on a 4 KiB boundary, for
-// writes with O_DIRECT (JS cannot align a buffer of its own).
-static napi_value aligned_buffer (napi_env env, napi_callback_info info) {
-  ARGS(1)
-  double size;
-  if (napi_get_value_double(env, argv[0], &size) != napi_ok || !(size >= 1 && size <= 2147483648.0)) THROW(env, "the size must be 1 byte to 2 GiB");
-  void *p = NULL;
-  if (posix_memalign(&p, 4096, (size_t) size) != 0) THROW(env, "no memory for an aligned buffer");
-  napi_value buf;
-  if (napi_create_external_buffer(env, (size_t) size, p, free_aligned, NULL, &buf) != napi_ok) {
-    free(p);
-    THROW(env, "cannot make an aligned buffer");
-  }
-  return buf;
-}
-
 // replyBuf(req, buffer, length)
 static napi_value reply_buf (napi_env env, napi_callback_info info) {
   ARGS(3)
@@ -1395,7 +1374,7 @@ NAPI_MODULE_INIT () {
     { "replyAttr", NULL, reply_attr, NULL, NULL, NULL, napi_default, NULL },
     { "replyReadlink", NULL, reply_readlink, NULL, NULL, NULL, napi_default, NULL },
     { "replyOpen", NULL, reply_open, NULL, NULL, NULL, napi_default, NULL },
-    { "alignedBuffer", NULL, aligned_buffer, NULL, NULL, NULL, napi_default, NULL },
+    { "writeDirect", NULL, direct_write, NULL, NULL, NULL, napi_default, NULL },
     { "replyOpendir", NULL, reply_opendir, NULL, NULL, NULL, napi_default, NULL },
     { "replyBuf", NULL, reply_buf, NULL, NULL, NULL, napi_default, NULL },
     { "replyWrite", NULL, reply_write, NULL, NULL, NULL, napi_default, NULL },
