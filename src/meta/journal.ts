@@ -186,6 +186,10 @@ class Segment {
   }
 
   clear (): void {
+    // The first record's length goes to zero, so that the next open stops
+    // there instead of reading every old record again (megabytes of them
+    // after a clean stop). Lost in a crash, the old records only cost that.
+    if (this.size > 0) writeSync(this.fd, PAGE_OF_ZEROS, 0, HEAD, 0)
     this.size = 0
     this.lastSeq = 0
     // Its records are on stable storage in LevelDB: nothing left to flush.

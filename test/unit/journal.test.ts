@@ -87,6 +87,7 @@ t.test('journal - LevelDB gets the records it misses at open; the journal is emp
   await pool.commitFile(f.ino, { size: 3, balls: [], chunkSize: 4 << 20, inline: Buffer.from('abc') })
   await pool.close()
   t.same(await toReplay(dir), [], 'a clean close leaves nothing to replay')
+  t.same([...await fileRecords(dir, 0), ...await fileRecords(dir, 1)], [], 'nor any old record for the next open to read')
   // As if the agent died after appending two records LevelDB never got.
   const applied = await lastSeq(dir)
   // In both files, as after a switch from one to the other.
