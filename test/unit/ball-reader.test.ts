@@ -90,6 +90,23 @@ t.test('ball reader - a large read is checked on a hash worker: a flipped byte i
   t.equal((err as ChaacError).errno, 'EIO', 'and any later read of it (the corrupt copy was dropped: no copy is left)')
 })
 
+t.test('ball reader - a whole ball fetched from the cloud tier is checked before it is used: a flipped byte fails it', async (t) => {
+  const { store, bins: [disk], cloud, root } = await setup(t, { bins: [['disk', 16384 * KiB]], cloud: true })
+  const good = randomBytes(4096 * KiB)
+  const bad = randomBytes(4096 * KiB)
+  const ids = [await store.put(good), await store.put(bad)]
+  await store.settle()
+  for (const id of ids) {
+    t.ok(await cloud?.has(id))
+    await disk.delete(id)
+  }
+  await flipByte(join(root, 'cloud', ids[1].slice(0, 2), ids[1]), encodeBall(bad).header.length + 3000 * KiB + 7)
+  t.ok((await store.read(ids[0], 0, good.length, false)).equals(good), 'a good copy reads back')
+  const err = await store.read(ids[1], 0, bad.length, false).catch((e: unknown) => e)
+  t.equal((err as ChaacError).code, 'CHAAC_BALL_CORRUPT', 'the corrupt copy fails, never wrong bytes')
+  t.equal((err as ChaacError).errno, 'EIO')
+})
+
 t.test('ball reader - a corrupt header is detected too', async (t) => {
   const { store, bins: [, disk] } = await setup(t, { bins: [['mem', 1024 * KiB], ['disk', 4096 * KiB]], cloud: true })
   const data = randomBytes(70 * KiB)
