@@ -636,7 +636,7 @@ export class OpenFile {
     const kept: Slice[] = []
     const gone: Slice[] = []
     for (const s of list) (made.some((m) => m.at <= s.at && s.at + s.len <= m.at + m.len) ? gone : kept).push(s)
-    return { list: gone.length > 0 ? [...kept, ...made] : [...list, ...made], gone }
+    return { list: [...kept, ...made], gone }
   }
 
   // Merges a chunk's ball and slices into one ball in the background, so that

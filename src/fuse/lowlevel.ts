@@ -98,8 +98,7 @@ export interface Binding {
   replyStatfs: (req: Req, values: Float64Array) => number
   /** Packs as many entries as fit in `size` bytes; entry i resumes at firstOffset + i + 1. Returns how many went. */
   replyDirents: (req: Req, size: number, names: string[], inoModes: Float64Array, firstOffset: number) => number
-  /** Makes the kernel drop the attributes it cached of an inode; its pages stay. Returns 0 or a negative errno. */
-  /** The kernel forgets the inode's attributes; with `pages`, its cached pages too. */
+  /** Makes the kernel drop the attributes it cached of an inode; with `pages`, its cached pages too. Returns 0 or a negative errno. */
   invalAttrs: (session: SessionHandle, ino: number, pages: boolean) => number
   /** Sends one datagram to a unix socket ('@name': the abstract namespace), as sd_notify does. Returns 0 or a negative errno. */
   notify: (path: string, message: string) => number

@@ -297,12 +297,12 @@ export class ChaacMount {
     }
   }
 
-  /** Reads served by the binding's read threads so far. */
   /** The largest request the kernel may send, the largest write it sent, and the listings it asked for. */
   requests (): { max: number | null, largestWrite: number, listings: number } {
     return { max: this.maxRequest ?? null, largestWrite: this.ops?.largestWrite ?? 0, listings: this.ops?.listings ?? 0 }
   }
 
+  /** Reads served by the binding's read threads so far. */
   nativeReads (): NativeReads {
     const s = this.ops?.readStats() ?? this.lastStats
     return { reads: s[0], balls: s[1], bytes: s[2], handedBack: s[3], blocksVerified: s[4] }
