@@ -4,6 +4,10 @@
 // plus how many bytes the agent writes to disk per byte fio writes. bindfs
 // (a FUSE passthrough in C) runs the same workloads beside them: what any
 // FUSE filesystem pays for its round trips, so the gap it leaves is Chaac's own.
+// Two rows measure what bounds the mount: select-only run a second time (the
+// first one after TPC-B also writes back the pages TPC-B left with new hint
+// bits), and the agent's journal pattern on the local disk alone (a record
+// appended in place and fdatasync'ed: the least an fsync on the mount costs).
 //
 //   npm run bench:db                   # 3 rounds, results into bench/results-db.md
 //   npm run bench:db -- --rounds 5
@@ -58,6 +62,8 @@ for (const [name, v] of Object.entries({ rounds: ROUNDS, scale: SCALE, seconds: 
 const PORT = 25_000 + process.pid % 5000
 const CLIENTS = ['-c', '4', '-j', '2']
 const FIO_FILE_SIZE = '16m'
+// An 8 KiB write's record in the data pool's journal: the bytes, its slice list and inode (src/meta/journal.ts).
+const JOURNAL_RECORD = 8704
 // allow_other: PostgreSQL runs as its own user on a mount root made.
 const BINDFS_ARGS = ['bindfs', '-f', '-o', 'big_writes,allow_other']
 
@@ -73,6 +79,8 @@ interface Workload {
   lowerBetter?: boolean
   /** Only the mount has a value. */
   chaacOnly?: boolean
+  /** Only the local disk has a value, compared with that workload's local value (a ceiling for its mount / local). */
+  ceilingOf?: string
   aim?: number
 }
 
@@ -80,7 +88,14 @@ const WORKLOADS: Workload[] = [
   { id: 'init', label: `pgbench -i -s ${SCALE} (load, vacuum, primary keys)`, unit: 's', lowerBetter: true },
   { id: 'tpcb', label: `pgbench TPC-B-like, -c 4 -j 2 -T ${SECONDS}`, unit: 'tps', aim: 0.5 },
   { id: 'select', label: `pgbench select-only (-S), -c 4 -j 2 -T ${SECONDS}`, unit: 'tps', aim: 0.5 },
+  { id: 'select2', label: `pgbench select-only again, right after the first (PostgreSQL has no pages left to write back)`, unit: 'tps' },
   { id: 'fio', label: `fio randwrite 8 KiB + fdatasync, ${FIO_FILE_SIZE} file, ${FIO_SECONDS} s`, unit: 'IOPS', aim: 0.5 },
+  {
+    id: 'journal',
+    label: `the agent's journal alone on the local disk: fio ${JOURNAL_RECORD} B records written in place + fdatasync, ${FIO_SECONDS} s (its IOPS as a share of the local fio row: the ceiling of the mount's fio ratio)`,
+    unit: 'IOPS',
+    ceilingOf: 'fio'
+  },
   { id: 'amplification', label: 'bytes the agent wrote to disk per byte fio wrote (during the fio run)', unit: 'x', chaacOnly: true, lowerBetter: true },
   { id: 'tpcbBytes', label: 'bytes the agent wrote to disk per TPC-B transaction', unit: 'KB', chaacOnly: true, lowerBetter: true }
 ]
@@ -181,6 +196,7 @@ async function pgbenchRuns (side: Side, ctx: Ctx): Promise<void> {
       record('tpcb', side, tpsOf(await c.pgbench([...CLIENTS, '-T', String(SECONDS)], timeoutMs)))
     }
     record('select', side, tpsOf(await c.pgbench(['-S', ...CLIENTS, '-T', String(SECONDS)], timeoutMs)))
+    record('select2', side, tpsOf(await c.pgbench(['-S', ...CLIENTS, '-T', String(SECONDS)], timeoutMs)))
   } finally {
     await c.stop()
   }
@@ -206,6 +222,18 @@ async function fioRun (side: Side, ctx: Ctx): Promise<void> {
   }
 }
 
+// The journal's pattern without FUSE or the agent: records appended one
+// after another into a file laid out beforehand, each made durable.
+async function journalRun (dir: string): Promise<void> {
+  const file = join(dir, 'journal.dat')
+  const size = '256m'
+  await run('fio', ['--name=layout', `--filename=${file}`, `--size=${size}`, '--rw=write', '--bs=1M', '--create_only=1', '--output=/dev/null'])
+  const { stdout } = await run('fio', ['--name=journal', `--filename=${file}`, '--rw=write', `--bs=${JOURNAL_RECORD}`, '--fdatasync=1',
+    `--size=${size}`, `--runtime=${FIO_SECONDS}`, '--time_based', '--ioengine=psync', '--output-format=json'],
+  { timeoutMs: (FIO_SECONDS + 300) * 1000 })
+  record('journal', 'local', (JSON.parse(stdout) as { jobs: Array<{ write: { iops: number } }> }).jobs[0].write.iops)
+}
+
 // ---------------------------------------------------------------- results
 
 function format (x: number): string {
@@ -229,6 +257,12 @@ function table (): string {
   ]
   for (const w of WORKLOADS) {
     const s = samples.get(w.id) as Record<Side, number[]>
+    if (w.ceilingOf !== undefined) {
+      const of = samples.get(w.ceilingOf) as Record<Side, number[]>
+      const shares = s.local.map((v, i) => v / of.local[i])
+      lines.push(`| ${w.label} | ${w.unit} | ${format(median(s.local))} | - | - | - | ${shares.map(formatRatio).join(', ')} | ${formatRatio(median(shares))} | ceiling |`)
+      continue
+    }
     const [local, bindfs, chaac] = SIDES.map((side) => w.chaacOnly && side !== 'chaac' ? NaN : median(s[side]))
     const perRound = w.chaacOnly ? '-' : s.chaac.map((c, i) => formatRatio(ratio(w, s.local[i], c))).join(', ')
     const r = w.chaacOnly ? NaN : ratio(w, local, chaac)
@@ -273,6 +307,12 @@ ${table()}
   tps without the initial connection time. Any ERROR, PANIC, FATAL or failed transaction stops the bench.
 - fio: \`fio --rw=randwrite --bs=8k --fdatasync=1 --size=${FIO_FILE_SIZE} --runtime=${FIO_SECONDS} --time_based --ioengine=psync\`
   on a file laid out beforehand (\`--create_only=1\`), so the run is overwrites only.
+- The journal alone: \`fio --rw=write --bs=${JOURNAL_RECORD} --fdatasync=1 --size=256m --runtime=${FIO_SECONDS} --time_based --ioengine=psync\`
+  on a laid-out file in the local folder, as the agent appends an 8 KiB write's record to its journal at an fsync. An fsync
+  on the mount costs at least this plus two FUSE round trips (the write, the fsync) and the agent's own work, so its share of
+  the local fio row bounds the mount's fio ratio even for an agent that took no time at all.
+- Select-only twice: the first run after TPC-B also makes PostgreSQL write back the pages whose hint bits it sets (thousands
+  of 8 KiB writes a second for its first seconds, each a FUSE round trip); the second run has none left.
 - Bytes the agent wrote: the change of \`write_bytes\` minus \`cancelled_write_bytes\` in \`/proc/<agent pid>/io\` over the run
   (the agent's /metrics has no such counter): what the agent's writes sent to the block device, i.e. the ball files of its
   disk-level bin plus its LevelDB and journal. Copies in the memory-level bin (tmpfs) do not count; with \`--cloud none\` there
@@ -352,6 +392,7 @@ async function main (): Promise<void> {
       log(`round ${round}/${ROUNDS}: ${order.map((s) => SIDE_NAMES[s]).join(', ')}`)
       for (const side of order) await pgbenchRuns(side, ctx)
       for (const side of order) await fioRun(side, ctx)
+      await journalRun(dirs.local)
     }
     facts['load at end'] = await loadNow()
     const seconds = (performance.now() - t0) / 1000

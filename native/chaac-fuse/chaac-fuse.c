@@ -1074,34 +1074,41 @@ static napi_value reply_readlink (napi_env env, napi_callback_info info) {
   return result(env, rc);
 }
 
-// replyOpen(req, fh, keepCache)
-static napi_value reply_open (napi_env env, napi_callback_info info) {
-  ARGS(3)
-  struct fuse_file_info fi;
-  fill_open(env, argv[1], argv[2], &fi);
-  fuse_req_t req = req_of(env, argv[0]);
+// struct fuse_open_out's flags (the kernel's protocol; libfuse 2.9 sends only
+// KEEP_CACHE, so open and opendir answer it themselves).
+#define KEEP_CACHE_FLAG (1 << 1)
+#define CACHE_DIR_FLAG (1 << 3)
+#define NOFLUSH_FLAG (1 << 5)
+
+static napi_value reply_open_flags (napi_env env, napi_value token, napi_value fh_value, uint32_t flags) {
+  double fh;
+  napi_get_value_double(env, fh_value, &fh);
+  struct { uint64_t fh; uint32_t open_flags; uint32_t padding; } out = { (uint64_t) fh, flags, 0 };
+  fuse_req_t req = req_of(env, token);
   if (req == NULL) return NULL;
-  return result(env, fuse_reply_open(req, &fi));
+  return result(env, fuse_reply_buf(req, (const char *) &out, sizeof(out)));
+}
+
+static uint32_t flag_if (napi_env env, napi_value v, uint32_t flag) {
+  bool b = false;
+  napi_get_value_bool(env, v, &b);
+  return b ? flag : 0;
+}
+
+// replyOpen(req, fh, keepCache, noFlush): with noFlush the kernel sends no
+// FLUSH at the handle's closes (FOPEN_NOFLUSH), a round trip less for each
+// close of a file only read; the release still comes.
+static napi_value reply_open (napi_env env, napi_callback_info info) {
+  ARGS(4)
+  return reply_open_flags(env, argv[0], argv[1], flag_if(env, argv[2], KEEP_CACHE_FLAG) | flag_if(env, argv[3], NOFLUSH_FLAG));
 }
 
 // replyOpendir(req, fh, keepCache): the kernel keeps the listings it reads
-// through the handle in its cache (FOPEN_CACHE_DIR, which libfuse 2.9 cannot
-// send), and with keepCache those it kept from before serve this open.
-#define CACHE_DIR_FLAG (1 << 3)
-#define KEEP_CACHE_FLAG (1 << 1)
+// through the handle in its cache (FOPEN_CACHE_DIR), and with keepCache
+// those it kept from before serve this open.
 static napi_value reply_opendir (napi_env env, napi_callback_info info) {
   ARGS(3)
-  double fh;
-  bool keep;
-  napi_get_value_double(env, argv[1], &fh);
-  napi_get_value_bool(env, argv[2], &keep);
-  // struct fuse_open_out of the kernel's protocol.
-  struct { uint64_t fh; uint32_t open_flags; uint32_t padding; } out = {
-    (uint64_t) fh, CACHE_DIR_FLAG | (keep ? KEEP_CACHE_FLAG : 0), 0
-  };
-  fuse_req_t req = req_of(env, argv[0]);
-  if (req == NULL) return NULL;
-  return result(env, fuse_reply_buf(req, (const char *) &out, sizeof(out)));
+  return reply_open_flags(env, argv[0], argv[1], CACHE_DIR_FLAG | flag_if(env, argv[2], KEEP_CACHE_FLAG));
 }
 
 // replyBuf(req, buffer, length)

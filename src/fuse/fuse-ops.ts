@@ -51,6 +51,8 @@ export class FuseOps {
   largestWrite = 0
   /** READDIRs from the start: listings the kernel did not have cached. */
   listings = 0
+  /** FLUSHes from the start: closes of handles that may have written. */
+  flushes = 0
   /** Set after a takeover: a handle the previous agent gave out is adopted at its first use. */
   adoptHandles = false
   /** Called with the kernel's FUSE_INIT, once it went through: [major, minor, maxReadahead, flags, want, maxWrite]. */
@@ -93,7 +95,8 @@ export class FuseOps {
       case Op.RENAME: return this.done(r, op, ino, async () => await fs.rename(ino, a[0], a[1], a[2]))
       case Op.LINK: return this.entry(r, op, ino, async () => await fs.link(ino, a[0], a[1]))
       case Op.OPEN:
-        return this.answer(r, op, ino, async () => await this.open(ino, a[0]), (o) => native.replyOpen(r, o.fd, o.keepCache),
+        // A handle only read commits nothing at a close (its release still stores lazy changes): no FLUSH round trip.
+        return this.answer(r, op, ino, async () => await this.open(ino, a[0]), (o) => native.replyOpen(r, o.fd, o.keepCache, (a[0] & O_ACCMODE) === 0),
           async (o) => {
             this.dropPlans(ino)
             await fs.release(o.fd)
@@ -106,7 +109,9 @@ export class FuseOps {
       case Op.WRITE:
         if (a[1].length > this.largestWrite) this.largestWrite = a[1].length
         return this.answer(r, op, ino, async () => await fs.write(this.fh(a[0], ino), a[1], a[2]), (n) => native.replyWrite(r, n))
-      case Op.FLUSH: return this.done(r, op, ino, async () => await fs.flush(this.fh(a[0], ino)))
+      case Op.FLUSH:
+        this.flushes++
+        return this.done(r, op, ino, async () => await fs.flush(this.fh(a[0], ino)))
       case Op.RELEASE: return this.done(r, op, ino, async () => await fs.release(this.fh(a[0], ino)))
       case Op.FSYNC: return this.done(r, op, ino, async () => await fs.fsync(this.fh(a[0], ino)))
       case Op.OPENDIR:

@@ -89,7 +89,8 @@ export interface Binding {
   replyCreate: (req: Req, attrs: Attrs, fh: number, keepCache: boolean) => number
   replyAttr: (req: Req, attrs: Attrs) => number
   replyReadlink: (req: Req, target: string) => number
-  replyOpen: (req: Req, fh: number, keepCache: boolean) => number
+  /** Answers an open; with noFlush the kernel sends no FLUSH at the handle's closes (only its RELEASE). */
+  replyOpen: (req: Req, fh: number, keepCache: boolean, noFlush: boolean) => number
   /** Answers an opendir: the kernel caches the listings read through it; with keepCache, those cached before serve it. */
   replyOpendir: (req: Req, fh: number, keepCache: boolean) => number
   replyBuf: (req: Req, data: Buffer, length: number) => number

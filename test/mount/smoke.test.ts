@@ -12,6 +12,10 @@ t.test('agent - mounts, serves a file written and read by another process, unmou
   const status = await agent.json('/status')
   t.equal(status.mount.path, agent.mount)
   t.match(status.mount.requests, { max: 1048576, largestWrite: 1048576 }, 'the kernel sends writes of up to 1 MiB in one request')
+  // And reads of up to 1 MiB to a sequential reader, four at a time: the mount's readahead window is as large.
+  t.equal(status.mount.requests.readaheadKb, 4096)
+  const device = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')).find((f) => f[4] === agent.mount)?.[2]
+  t.equal((await readFile(`/sys/class/bdi/${device}/read_ahead_kb`, 'utf8')).trim(), '4096')
   // Listed again with nothing changed: from the kernel's cache, without a READDIR.
   t.equal(await shOk('ls d', { cwd: agent.mount }), 'b\n')
   const listings = (await agent.json('/status')).mount.requests.listings
@@ -20,6 +24,13 @@ t.test('agent - mounts, serves a file written and read by another process, unmou
   await shOk('touch d/c && rm d/b', { cwd: agent.mount })
   t.equal(await shOk('ls d', { cwd: agent.mount }), 'c\n', 'a change made here is listed at once')
   t.equal((await agent.json('/status')).mount.requests.listings, listings + 1, 'listed by the agent again')
+  // A file only read is closed without a FLUSH; one opened for writing is flushed (its writes committed) at its close.
+  const flushes = (await agent.json('/status')).mount.requests.flushes
+  t.equal(await shOk('cat a.txt && cat d/c a.txt', { cwd: agent.mount }), 'hello\nhello\n')
+  t.equal((await agent.json('/status')).mount.requests.flushes, flushes, 'no FLUSH for closes of files only read')
+  await shOk('echo more >> a.txt', { cwd: agent.mount })
+  t.ok((await agent.json('/status')).mount.requests.flushes > flushes, 'a close after writing is flushed')
+  t.equal(await shOk('cat a.txt', { cwd: agent.mount }), 'hello\nmore\n')
   t.equal(await agent.stop(), 0)
   t.notMatch(await shOk('cat /proc/self/mountinfo'), agent.mount, 'unmounted after SIGTERM')
 })
