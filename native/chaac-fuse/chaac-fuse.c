@@ -32,6 +32,7 @@
 #include "kernel-init.h"
 #include "takeover.h"
 #include "direct-write.h"
+#include "verify-blocks.h"
 
 // Worker threads of the native read path.
 #define READERS 4
@@ -1382,6 +1383,7 @@ NAPI_MODULE_INIT () {
     { "replyReadlink", NULL, reply_readlink, NULL, NULL, NULL, napi_default, NULL },
     { "replyOpen", NULL, reply_open, NULL, NULL, NULL, napi_default, NULL },
     { "writeDirect", NULL, direct_write, NULL, NULL, NULL, napi_default, NULL },
+    { "verifyBlocks", NULL, verify_blocks, NULL, NULL, NULL, napi_default, NULL },
     { "replyOpendir", NULL, reply_opendir, NULL, NULL, NULL, napi_default, NULL },
     { "replyBuf", NULL, reply_buf, NULL, NULL, NULL, napi_default, NULL },
     { "replyWrite", NULL, reply_write, NULL, NULL, NULL, napi_default, NULL },

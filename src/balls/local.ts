@@ -5,7 +5,7 @@
 // of balls in step through the callbacks it is given (record, release).
 import { EventEmitter } from 'node:events'
 import { ChaacError, isChaacError } from '../errors.ts'
-import { checkBall } from '../store/ball-codec.ts'
+import { checkWholeBall } from '../store/ball-check.ts'
 import type { Bin, EvictionPolicy } from '../store/bin.ts'
 import type { CopyKind, NewBall } from './types.ts'
 
@@ -77,7 +77,7 @@ export class LocalBalls extends EventEmitter<LocalEvents> {
       for (const [id, entry] of [...bin.entries]) {
         if (!entry.cached) {
           const raw = await bin.readRaw(id, 0, entry.bytes)
-          const ball = checkBall(id, raw)
+          const ball = await checkWholeBall(id, raw)
           if (!ball) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the copy in bin ${bin.dir} fails its hash`, { ball: id })
           await this.copyAway({ id, ...ball }, elsewhere)
           moved++
@@ -243,7 +243,7 @@ export class LocalBalls extends EventEmitter<LocalEvents> {
     try {
       if (this.targetBins().some((b) => b.has(id))) return await this.storeLocal({ id, header: Buffer.alloc(0), data: Buffer.alloc(0) }, opts)
       const raw = await fetch()
-      const ball = checkBall(id, raw)
+      const ball = await checkWholeBall(id, raw)
       if (!ball) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the fetched copy fails its hash`, { ball: id })
       return await this.storeLocal({ id, ...ball }, opts)
     } finally {

@@ -5,7 +5,8 @@
 // handed out is checked against the ball's hash.
 import type { CloudTier } from '../cloud/cloud-tier.ts'
 import { ChaacError, isChaacError } from '../errors.ts'
-import { checkBall, headerLength, type BallHeader } from '../store/ball-codec.ts'
+import { checkWholeBall } from '../store/ball-check.ts'
+import { headerLength, type BallHeader } from '../store/ball-codec.ts'
 import type { Bin } from '../store/bin.ts'
 import { Lru } from '../store/lru.ts'
 import type { BallSource, VerifiedReader } from '../store/verified-reader.ts'
@@ -278,7 +279,7 @@ export class BallReader {
     for (const source of this.opts.remote?.sources(id) ?? []) {
       try {
         const raw = await source.readBall(id)
-        if (!checkBall(id, raw)) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the copy on peer ${source.agent} fails its hash`, { ball: id })
+        if (await checkWholeBall(id, raw) === null) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the copy on peer ${source.agent} fails its hash`, { ball: id })
         return { raw, outcome: 'remoteHit' }
       } catch (err) {
         failure = err
@@ -288,7 +289,7 @@ export class BallReader {
     if (!this.opts.cloud) throw aboutBall(failure, id) ?? new ChaacError('CHAAC_BALL_MISSING', `ball ${id}: no copy in any bin, on any peer, and no cloud tier`, { ball: id })
     // One request for the whole ball: the header comes with it.
     const raw = await this.opts.cloud.readBall(id)
-    if (!checkBall(id, raw)) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the cloud tier's copy fails its hash`, { ball: id })
+    if (await checkWholeBall(id, raw) === null) throw new ChaacError('CHAAC_BALL_CORRUPT', `ball ${id}: the cloud tier's copy fails its hash`, { ball: id })
     return { raw, outcome: 'miss' }
   }
 }

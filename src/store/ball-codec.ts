@@ -87,14 +87,6 @@ export function parseHeader (id: string, raw: Buffer): BallHeader | null {
   }
 }
 
-/** A whole stored ball (header ++ data) checked against its id: its two parts, or null if any byte is wrong. */
-export function checkBall (id: string, raw: Buffer): { header: Buffer, data: Buffer } | null {
-  const h = parseHeader(id, raw)
-  if (!h || raw.length < h.length + h.size) return null
-  const data = raw.subarray(h.length, h.length + h.size)
-  return verifyBlocks(h, 0, data) ? { header: raw.subarray(0, h.length), data } : null
-}
-
 /** The whole blocks that cover [offset, offset + length), clipped to the ball. */
 export function blockSpan (h: BallHeader, offset: number, length: number): { first: number, start: number, end: number } {
   const stop = Math.min(h.size, offset + length)
