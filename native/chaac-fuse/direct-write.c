@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "direct-write.h"
+#include "pool-job.h"
 
 // What O_DIRECT asks of offsets, lengths and memory (the page size covers any block size a disk has).
 #define ALIGN 4096
@@ -157,10 +158,5 @@ napi_value direct_write (napi_env env, napi_callback_info info) {
     napi_create_reference(env, part, 1, &j->refs[i]);
     j->parts = i + 1;
   }
-  napi_value promise, name;
-  napi_create_promise(env, &j->deferred, &promise);
-  napi_create_string_utf8(env, "chaac.writeDirect", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, execute, complete, j, &j->work);
-  napi_queue_async_work(env, j->work);
-  return promise;
+  return queue_pool_job(env, "chaac.writeDirect", execute, complete, j, &j->deferred, &j->work);
 }

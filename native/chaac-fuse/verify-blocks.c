@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "verify-blocks.h"
+#include "pool-job.h"
 
 typedef struct {
   napi_async_work work;
@@ -67,10 +68,5 @@ napi_value verify_blocks (napi_env env, napi_callback_info info) {
   j->hashes = hashes;
   napi_create_reference(env, argv[0], 1, &j->refs[0]);
   napi_create_reference(env, argv[2], 1, &j->refs[1]);
-  napi_value promise, name;
-  napi_create_promise(env, &j->deferred, &promise);
-  napi_create_string_utf8(env, "chaac.verifyBlocks", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, execute, complete, j, &j->work);
-  napi_queue_async_work(env, j->work);
-  return promise;
+  return queue_pool_job(env, "chaac.verifyBlocks", execute, complete, j, &j->deferred, &j->work);
 }
