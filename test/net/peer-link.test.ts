@@ -260,6 +260,9 @@ t.test('streams - a 64 MiB ball arrives byte-exact while the window bounds what 
   t.ok(stats.peakInFlightBytes >= chunkBytes, 'the window was used')
   t.ok(stats.peakBufferedBytes <= windowBytes + 64 * KiB, `the socket queued at most ${stats.peakBufferedBytes} bytes`)
   await waitFor(() => sender.stats().inFlightBytes === 0, { timeoutMs: 5_000, intervalMs: 5, what: 'every chunk acknowledged' })
+  // Chunks that arrive together are acknowledged together, at least every half window.
+  const acks = link.stats().acksSent
+  t.ok(acks >= ball.length / (windowBytes / 2) && acks <= ball.length / chunkBytes, `${acks} acks for ${ball.length / chunkBytes} chunks`)
 })
 
 t.test('streams - concurrent streams share one window, and an empty stream is whole too', async (t) => {
