@@ -117,7 +117,7 @@ export class ChaacMount {
   folder?: { path: string, madeShared: boolean }
   /** The largest write (and read) request the kernel sends this mount, once its INIT went through. */
   maxRequest?: number
-  /** The mount's readahead window, once this agent widened it to the largest request. */
+  /** The mount's readahead window in KiB, once this agent widened it (to READAHEAD_REQUESTS largest requests). */
   readaheadKb?: number
 
   /** Failures programs saw (EIO, ETIMEDOUT), logged and counted; for /metrics and /status. */
