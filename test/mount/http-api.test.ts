@@ -66,7 +66,11 @@ t.test('GET /status - a read through the mount is counted as local cache hits', 
   const before = (await get('/status')).json.reads
   // O_DIRECT: the read reaches the agent whatever the kernel's page cache holds.
   await shOk('dd if=d/big.bin of=/dev/null bs=1M iflag=direct status=none', { cwd: mnt })
-  const after = (await get('/status')).json.reads
+  // The binding's read threads report the reads they served a moment later (and a file only read is closed without a round trip).
+  const after = await waitFor(async () => {
+    const reads = (await get('/status')).json.reads
+    return reads.localHit >= before.localHit + 9 ? reads : undefined
+  }, { timeoutMs: 10_000, intervalMs: 20, what: 'the reads counted' })
   t.ok(after.localHit >= before.localHit + 9, `local hits ${before.localHit} -> ${after.localHit}`)
   t.equal(after.miss, before.miss)
   t.equal(after.skip, before.skip)

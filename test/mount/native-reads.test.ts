@@ -58,8 +58,12 @@ print('ok')
   const after = await nativeReads()
   t.ok(after.reads - before.reads >= 600, `reads served natively: ${after.reads - before.reads}`)
   t.equal(after.handedBack, before.handedBack, 'none handed back to JS')
-  const status = await agent.json('/status')
-  t.ok(status.reads.localHit >= after.balls, 'native ball reads count as local cache hits')
+  // The read threads report the balls they read a moment later.
+  const hits = await waitFor(async () => {
+    const n = (await agent.json('/status')).reads.localHit
+    return n >= after.balls ? n : undefined
+  }, { timeoutMs: 10_000, intervalMs: 20, what: 'the native ball reads counted' })
+  t.ok(hits >= after.balls, 'native ball reads count as local cache hits')
   const metrics = await (await fetch(`${agent.url}/metrics`)).text()
   const m = /^chaac_native_reads_total\{[^}]*\} (\d+)$/m.exec(metrics)
   t.ok(m !== null && Number(m[1]) >= after.reads, 'chaac_native_reads_total in /metrics')

@@ -237,7 +237,9 @@ t.test('eviction - a small mem bin caching a bigger file never exceeds its capac
     t.equal(mem.balls, 2, `${eviction}: two 4 MiB balls fit in 10 MiB`)
     const onDisk = await ballFilesIn(mem.dir)
     t.equal(onDisk.length, 2, `${eviction}: and the directory holds just those`)
-    t.ok((await agent.json('/status')).reads.localHit >= 48, 'every read was a local cache hit')
+    // Reads served by the binding's threads are reported a moment later.
+    await waitFor(async () => (await agent.json('/status')).reads.localHit >= 48, { timeoutMs: 10_000, intervalMs: 20, what: 'the reads counted' })
+    t.pass('every read was a local cache hit')
     await cleanupAgent(agent)
   }
 })
