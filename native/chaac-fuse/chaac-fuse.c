@@ -616,7 +616,7 @@ static void on_readable (uv_poll_t *handle, int status, int events) {
       int init = note_request(s, res);
       s->spin = s->busy_poll_ns > 0 && now_ns() - s->answered_at < s->busy_poll_ns;
       // The first INIT is answered with larger requests than libfuse can ask for (kernel-init.c).
-      if (init && !s->inited && kernel_init(s->se, fuse_chan_fd(ch), &s->init, s->buf, res) == 0) {
+      if (init && !s->inited && kernel_init(s->se, fuse_chan_fd(ch), &s->init, s->buf, res, s->bufsize) == 0) {
         i++;
         continue;
       }

@@ -71,10 +71,12 @@ uint32_t kernel_max_write (const init_params_t *kernel, uint32_t asked) {
   return offers_max_pages(kernel) ? KERNEL_MAX_WRITE : asked;
 }
 
-int kernel_init (struct fuse_session *se, int fd, const init_params_t *kernel, char *buf, size_t len) {
+int kernel_init (struct fuse_session *se, int fd, const init_params_t *kernel, char *buf, size_t len, size_t bufsize) {
   struct fuse_chan_ops ops = { .receive = no_receive, .send = keep_reply, .destroy = NULL };
   captured_t c = { .len = 0 };
-  struct fuse_chan *keeper = fuse_chan_new(&ops, -1, len, &c);
+  // The channel's buffer size is the session's: libfuse cuts max_write to it
+  // (and warns "buffer size too small" for less than 8 KiB).
+  struct fuse_chan *keeper = fuse_chan_new(&ops, -1, bufsize, &c);
   if (keeper == NULL) return -ENOMEM;
   fuse_session_process(se, buf, len, keeper);
   fuse_chan_destroy(keeper);
