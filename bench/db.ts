@@ -202,17 +202,25 @@ async function pgbenchRuns (side: Side, ctx: Ctx): Promise<void> {
   }
 }
 
+// A file of `size` written out beforehand, so that a timed run on it is overwrites alone.
+async function layOut (file: string, size: string): Promise<void> {
+  await run('fio', ['--name=layout', `--filename=${file}`, `--size=${size}`, '--rw=write', '--bs=1M', '--create_only=1', '--output=/dev/null'])
+}
+
+// fio writes of `bs` bytes (`rw`: randwrite or write), each followed by fdatasync, for FIO_SECONDS.
+async function fdatasyncWrites (name: string, file: string, size: string, rw: string, bs: string): Promise<{ iops: number, bytes: number }> {
+  const { stdout } = await run('fio', [`--name=${name}`, `--filename=${file}`, `--rw=${rw}`, `--bs=${bs}`, '--fdatasync=1',
+    `--size=${size}`, `--runtime=${FIO_SECONDS}`, '--time_based', '--ioengine=psync', '--output-format=json'],
+  { timeoutMs: (FIO_SECONDS + 300) * 1000 })
+  const write = (JSON.parse(stdout) as { jobs: Array<{ write: { iops: number, io_bytes: number } }> }).jobs[0].write
+  return { iops: write.iops, bytes: write.io_bytes }
+}
+
 async function fioRun (side: Side, ctx: Ctx): Promise<void> {
   const file = join(ctx.dirs[side], 'fio.dat')
-  // Laid out beforehand, so that the measured run (and the agent's bytes) is the overwrites alone.
-  await run('fio', ['--name=layout', `--filename=${file}`, `--size=${FIO_FILE_SIZE}`, '--rw=write', '--bs=1M', '--create_only=1', '--output=/dev/null'])
-  const job = async (): Promise<{ iops: number, bytes: number }> => {
-    const { stdout } = await run('fio', ['--name=randwrite', `--filename=${file}`, '--rw=randwrite', '--bs=8k', '--fdatasync=1',
-      `--size=${FIO_FILE_SIZE}`, `--runtime=${FIO_SECONDS}`, '--time_based', '--ioengine=psync', '--output-format=json'],
-    { timeoutMs: (FIO_SECONDS + 300) * 1000 })
-    const write = (JSON.parse(stdout) as { jobs: Array<{ write: { iops: number, io_bytes: number } }> }).jobs[0].write
-    return { iops: write.iops, bytes: write.io_bytes }
-  }
+  // Laid out outside the measured run: the agent's bytes are those of the overwrites alone.
+  await layOut(file, FIO_FILE_SIZE)
+  const job = async (): Promise<{ iops: number, bytes: number }> => await fdatasyncWrites('randwrite', file, FIO_FILE_SIZE, 'randwrite', '8k')
   if (side === 'chaac') {
     const { result, bytes } = await agentBytesDuring(ctx.agent, job)
     record('fio', side, result.iops)
@@ -226,12 +234,8 @@ async function fioRun (side: Side, ctx: Ctx): Promise<void> {
 // after another into a file laid out beforehand, each made durable.
 async function journalRun (dir: string): Promise<void> {
   const file = join(dir, 'journal.dat')
-  const size = '256m'
-  await run('fio', ['--name=layout', `--filename=${file}`, `--size=${size}`, '--rw=write', '--bs=1M', '--create_only=1', '--output=/dev/null'])
-  const { stdout } = await run('fio', ['--name=journal', `--filename=${file}`, '--rw=write', `--bs=${JOURNAL_RECORD}`, '--fdatasync=1',
-    `--size=${size}`, `--runtime=${FIO_SECONDS}`, '--time_based', '--ioengine=psync', '--output-format=json'],
-  { timeoutMs: (FIO_SECONDS + 300) * 1000 })
-  record('journal', 'local', (JSON.parse(stdout) as { jobs: Array<{ write: { iops: number } }> }).jobs[0].write.iops)
+  await layOut(file, '256m')
+  record('journal', 'local', (await fdatasyncWrites('journal', file, '256m', 'write', String(JOURNAL_RECORD))).iops)
 }
 
 // ---------------------------------------------------------------- results
