@@ -3,7 +3,11 @@
 // chunk, the ball file, its header length, block size and block hashes. A
 // read of a handle with a plan is then served here by a few worker threads,
 // without the JS thread: pread of the blocks, SHA-256 of each block not yet
-// verified (OpenSSL, from the node binary), fuse_reply_buf. Anything that
+// verified (OpenSSL, from the node binary), the reply from the buffers read
+// into (fuse_reply_iov). Large spans of blocks not yet verified (the kernel's
+// read-ahead) are read with O_DIRECT: a cold sequential read was bound by the
+// CPU of two copies per byte besides the hash (page cache to buffer, buffer to
+// reply), and the ball file's page cache only doubled the mount's. Anything that
 // does not go exactly right (a block failing its hash, a short read, a file
 // gone, a range outside the plan) is not answered here: the request goes to
 // JS, whose path handles it as it handles any read (another copy, repair,
@@ -33,9 +37,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/sha.h>
@@ -47,10 +53,19 @@
 #define REPORT_EVERY 16
 // The kernel's read-ahead: a sequential pass over a 4 MiB ball counts 32 reads, whatever the requests.
 #define READ_UNIT (128 * 1024)
+// O_DIRECT reads start and end on this boundary (the largest logical block size in use).
+#define DIRECT_ALIGN 4096
+// Spans of unverified blocks from this size up are read with O_DIRECT (see
+// read_span): the kernel's read-ahead of a file read in order. Smaller reads,
+// at random, go through the ball file's page cache, which keeps the rest of
+// each block they verify for the reads that follow into it.
+#define DIRECT_FROM (256 * 1024)
 
 // A ball file held open; closed when the last user lets go.
 typedef struct {
   int fd;
+  // The same file opened for O_DIRECT: -2 until a read needs it, -1 when refused.
+  int dfd;
   int users;
 } file_t;
 
@@ -151,6 +166,7 @@ static void add (uint64_t *counter, uint64_t n) {
 static void file_release (file_t *f) {
   if (--f->users > 0) return;
   close(f->fd);
+  if (f->dfd >= 0) close(f->dfd);
   free(f);
 }
 
@@ -298,8 +314,8 @@ static int is_verified (ball_t *b, uint32_t block) {
   return (__atomic_load_n(&b->verified[block >> 3], __ATOMIC_ACQUIRE) >> (block & 7)) & 1;
 }
 
-// Copies verified bytes [within, within + n) of a ball's data to dst; -1 when it cannot.
-static int read_ball (readers_t *r, ball_t *b, uint32_t within, uint32_t n, char *dst) {
+// The ball's open file, held for the caller (file_release under r->lock); NULL when it cannot be opened.
+static file_t *ball_file (readers_t *r, ball_t *b) {
   pthread_mutex_lock(&r->lock);
   file_t *f = b->file;
   if (f == NULL) {
@@ -308,17 +324,104 @@ static int read_ball (readers_t *r, ball_t *b, uint32_t within, uint32_t n, char
     if (f == NULL) {
       if (fd >= 0) close(fd);
       pthread_mutex_unlock(&r->lock);
-      return -1;
+      return NULL;
     }
     f->fd = fd;
+    f->dfd = -2;
     f->users = 1;
     b->file = f;
   }
   f->users++;
   pthread_mutex_unlock(&r->lock);
+  return f;
+}
 
-  int rc = -1;
-  char *span = NULL;
+// The file's descriptor for O_DIRECT reads (the same open file, reopened), or
+// -1 where the file system refuses them (tmpfs, the memory level).
+static int direct_fd (readers_t *r, file_t *f) {
+  pthread_mutex_lock(&r->lock);
+  if (f->dfd == -2) {
+    char proc[64];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fd);
+    f->dfd = open(proc, O_RDONLY | O_CLOEXEC | O_DIRECT);
+    if (f->dfd < 0) f->dfd = -1;
+  }
+  int fd = f->dfd;
+  pthread_mutex_unlock(&r->lock);
+  return fd;
+}
+
+// Each worker keeps the buffers of its last read for the next: a fresh one
+// of a MiB costs its page faults and zeroing again.
+#define KEPT_BUFFERS 2
+static __thread struct { char *p; size_t cap; int used; } kept[KEPT_BUFFERS];
+
+static char *buffer_get (size_t len) {
+  int spare = -1;
+  for (int i = 0; i < KEPT_BUFFERS; i++) {
+    if (kept[i].used) continue;
+    if (kept[i].cap >= len) {
+      kept[i].used = 1;
+      return kept[i].p;
+    }
+    spare = i;
+  }
+  void *p;
+  if (posix_memalign(&p, DIRECT_ALIGN, len) != 0) return NULL;
+  if (spare >= 0) {
+    free(kept[spare].p);
+    kept[spare].p = p;
+    kept[spare].cap = len;
+    kept[spare].used = 1;
+  }
+  return p;
+}
+
+static void buffer_put (char *p) {
+  for (int i = 0; i < KEPT_BUFFERS; i++) {
+    if (kept[i].p == p) {
+      kept[i].used = 0;
+      return;
+    }
+  }
+  free(p);
+}
+
+// Bytes [from, to) of a ball file into a buffer of buffer_get; NULL when they
+// cannot be read. `direct`: with O_DIRECT where the file system allows it:
+// blocks read to be verified are hashed here and land in the mount's page
+// cache, so a copy in the ball file's page cache would only cost a copy and memory.
+static char *read_span (readers_t *r, file_t *f, off_t from, off_t to, int direct, char **data) {
+  int dfd = direct ? direct_fd(r, f) : -1;
+  if (dfd >= 0) {
+    off_t lo = from & ~(off_t) (DIRECT_ALIGN - 1);
+    size_t len = (size_t) (((to + DIRECT_ALIGN - 1) & ~(off_t) (DIRECT_ALIGN - 1)) - lo);
+    char *buf = buffer_get(len);
+    if (buf == NULL) return NULL;
+    // The last block of a file not a multiple of DIRECT_ALIGN comes back short.
+    if (pread(dfd, buf, len, lo) >= to - lo) {
+      *data = buf + (from - lo);
+      return buf;
+    }
+    buffer_put(buf);
+  }
+  char *buf = buffer_get((size_t) (to - from));
+  if (buf == NULL) return NULL;
+  if (pread(f->fd, buf, (size_t) (to - from), from) != to - from) {
+    buffer_put(buf);
+    return NULL;
+  }
+  *data = buf;
+  return buf;
+}
+
+// Verified bytes [within, within + n) of a ball's data at *data, in the
+// returned buffer (the caller gives it back with buffer_put); NULL when they cannot be had.
+static char *read_ball (readers_t *r, ball_t *b, uint32_t within, uint32_t n, char **data) {
+  file_t *f = ball_file(r, b);
+  if (f == NULL) return NULL;
+
+  char *buf = NULL;
   struct stat st;
   if (fstat(f->fd, &st) != 0) goto done;
   pthread_mutex_lock(&r->lock);
@@ -337,13 +440,14 @@ static int read_ball (readers_t *r, ball_t *b, uint32_t within, uint32_t n, char
   int all = 1;
   for (uint32_t i = first; i <= last && all; i++) all = is_verified(b, i);
   if (all) {
-    rc = pread(f->fd, dst, n, (off_t) b->header_len + within) == (ssize_t) n ? 0 : -1;
+    buf = read_span(r, f, (off_t) b->header_len + within, (off_t) b->header_len + within + n, 0, data);
     goto done;
   }
   uint32_t start = first * bs;
   uint32_t end = (uint64_t) (last + 1) * bs < b->size ? (last + 1) * bs : b->size;
-  span = malloc(end - start);
-  if (span == NULL || pread(f->fd, span, end - start, (off_t) b->header_len + start) != (ssize_t) (end - start)) goto done;
+  char *span;
+  buf = read_span(r, f, (off_t) b->header_len + start, (off_t) b->header_len + end, end - start >= DIRECT_FROM, &span);
+  if (buf == NULL) goto done;
   for (uint32_t i = first; i <= last; i++) {
     if (is_verified(b, i)) continue;
     uint32_t from = i * bs - start;
@@ -359,6 +463,8 @@ static int read_ball (readers_t *r, ball_t *b, uint32_t within, uint32_t n, char
         b->has_seen = 0;
       }
       pthread_mutex_unlock(&r->lock);
+      buffer_put(buf);
+      buf = NULL;
       goto done;
     }
     add(&r->verified, 1);
@@ -366,14 +472,12 @@ static int read_ball (readers_t *r, ball_t *b, uint32_t within, uint32_t n, char
     if (b->gen == gen) __atomic_fetch_or(&b->verified[i >> 3], (uint8_t) (1 << (i & 7)), __ATOMIC_RELEASE);
     pthread_mutex_unlock(&r->lock);
   }
-  memcpy(dst, span + (within - start), n);
-  rc = 0;
+  *data = span + (within - start);
 done:
-  free(span);
   pthread_mutex_lock(&r->lock);
   file_release(f);
   pthread_mutex_unlock(&r->lock);
-  return rc;
+  return buf;
 }
 
 // Answers a read from its plan: 0, or -1 (not answered) when any part of it cannot be served here.
@@ -382,18 +486,23 @@ static int serve (readers_t *r, job_t *j) {
   uint64_t off = (uint64_t) j->off;
   uint64_t end = off + j->size < p->size ? off + j->size : p->size;
   if (j->off < 0 || off >= end) return -1;
-  char *out = malloc(end - off);
-  if (out == NULL) return -1;
-  uint64_t balls = 0;
+  // One piece per ball the read covers, each answered from the buffer it was read into.
+  size_t most = (size_t) ((end - 1) / p->chunk_size - off / p->chunk_size + 1);
+  struct iovec iov_here[4];
+  char *bufs_here[4];
+  struct iovec *iov = most <= 4 ? iov_here : malloc(most * sizeof(struct iovec));
+  char **bufs = most <= 4 ? bufs_here : malloc(most * sizeof(char *));
+  size_t pieces = 0;
+  int rc = -1;
+  if (iov == NULL || bufs == NULL) goto done;
   for (uint64_t pos = off; pos < end;) {
     uint64_t idx = pos / p->chunk_size;
     uint32_t within = (uint32_t) (pos - idx * p->chunk_size);
     uint64_t n = p->chunk_size - within < end - pos ? p->chunk_size - within : end - pos;
     ball_t *b = idx < p->nchunks ? p->chunks[idx] : NULL;
-    if (b == NULL || within + n > b->size || read_ball(r, b, within, (uint32_t) n, out + (pos - off)) != 0) {
-      free(out);
-      return -1;
-    }
+    char *data;
+    if (b == NULL || within + n > b->size || (bufs[pieces] = read_ball(r, b, within, (uint32_t) n, &data)) == NULL) goto done;
+    iov[pieces++] = (struct iovec) { .iov_base = data, .iov_len = n };
     if (!p->skip_cache) {
       pthread_mutex_lock(&r->lock);
       uint32_t units = (uint32_t) ((n + READ_UNIT - 1) / READ_UNIT);
@@ -403,16 +512,19 @@ static int serve (readers_t *r, job_t *j) {
       pthread_mutex_unlock(&r->lock);
       if (wake) r->forward(r->arg);
     }
-    balls++;
     pos += n;
   }
   // A reply the kernel no longer waits for (interrupted, or the session ended) is no failure of ours.
-  fuse_reply_buf(j->req, out, end - off);
-  free(out);
+  fuse_reply_iov(j->req, iov, (int) pieces);
   add(&r->reads, 1);
-  add(&r->ball_reads, balls);
+  add(&r->ball_reads, pieces);
   add(&r->bytes, end - off);
-  return 0;
+  rc = 0;
+done:
+  for (size_t i = 0; i < pieces; i++) buffer_put(bufs[i]);
+  if (iov != iov_here) free(iov);
+  if (bufs != bufs_here) free(bufs);
+  return rc;
 }
 
 static void *work (void *arg) {
@@ -450,6 +562,7 @@ static void *work (void *arg) {
     pthread_mutex_lock(&r->lock);
   }
   pthread_mutex_unlock(&r->lock);
+  for (int i = 0; i < KEPT_BUFFERS; i++) free(kept[i].p);
   return NULL;
 }
 
