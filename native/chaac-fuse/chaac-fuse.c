@@ -33,6 +33,7 @@
 #include "takeover.h"
 #include "direct-write.h"
 #include "verify-blocks.h"
+#include "pool-job.h"
 
 // Worker threads of the native read path.
 #define READERS 4
@@ -1125,6 +1126,57 @@ static napi_value reply_buf (napi_env env, napi_callback_info info) {
   return result(env, fuse_reply_buf(req, data, n < size ? n : size));
 }
 
+// A READ answered from JS: the reply, which copies the bytes into the
+// kernel's page cache of the file, is made on a thread of libuv's pool.
+typedef struct {
+  napi_async_work work;
+  napi_deferred deferred;
+  napi_ref ref; // the buffer, alive until the reply is made
+  fuse_req_t req;
+  const char *data;
+  size_t n;
+  int rc;
+} reply_job_t;
+
+static void reply_execute (napi_env env, void *arg) {
+  reply_job_t *j = arg;
+  j->rc = fuse_reply_buf(j->req, j->data, j->n);
+}
+
+static void reply_complete (napi_env env, napi_status status, void *arg) {
+  reply_job_t *j = arg;
+  napi_value rc;
+  napi_create_int32(env, status == napi_ok ? j->rc : -EIO, &rc);
+  napi_resolve_deferred(env, j->deferred, rc);
+  napi_delete_reference(env, j->ref);
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+// replyBufLater(req, buffer, length) -> Promise<rc>: as replyBuf, the copy
+// into the kernel off the JS thread (a read's largest cost there: a fifth of
+// the reading agent's thread during remote reads). The request counts as
+// answered at once; the session must not be destroyed before the promise
+// settles, and the buffer must not change until then.
+static napi_value reply_buf_later (napi_env env, napi_callback_info info) {
+  ARGS(3)
+  void *data;
+  size_t size;
+  uint32_t n;
+  if (napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok) THROW(env, "replyBufLater(req, buffer, length): not a buffer");
+  napi_get_value_uint32(env, argv[2], &n);
+  reply_job_t *j = calloc(1, sizeof(*j));
+  if (j == NULL) THROW(env, "out of memory");
+  fuse_req_t req = req_of(env, argv[0]);
+  if (req == NULL) {
+    free(j);
+    return NULL;
+  }
+  *j = (reply_job_t) { .req = req, .data = data, .n = n < size ? n : size };
+  napi_create_reference(env, argv[1], 1, &j->ref);
+  return queue_pool_job(env, "chaac.replyBuf", reply_execute, reply_complete, j, &j->deferred, &j->work);
+}
+
 // replyWrite(req, count)
 static napi_value reply_write (napi_env env, napi_callback_info info) {
   ARGS(2)
@@ -1386,6 +1438,7 @@ NAPI_MODULE_INIT () {
     { "verifyBlocks", NULL, verify_blocks, NULL, NULL, NULL, napi_default, NULL },
     { "replyOpendir", NULL, reply_opendir, NULL, NULL, NULL, napi_default, NULL },
     { "replyBuf", NULL, reply_buf, NULL, NULL, NULL, napi_default, NULL },
+    { "replyBufLater", NULL, reply_buf_later, NULL, NULL, NULL, napi_default, NULL },
     { "replyWrite", NULL, reply_write, NULL, NULL, NULL, napi_default, NULL },
     { "replyStatfs", NULL, reply_statfs, NULL, NULL, NULL, napi_default, NULL },
     { "replyDirents", NULL, reply_dirents, NULL, NULL, NULL, napi_default, NULL },

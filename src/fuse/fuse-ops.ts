@@ -105,7 +105,13 @@ export class FuseOps {
         return this.answer(r, op, ino, async () => {
           const buf = Buffer.allocUnsafe(a[1])
           return { buf, n: await fs.read(this.fh(a[0], ino), buf, a[1], a[2]) }
-        }, ({ buf, n }) => native.replyBuf(r, buf, n))
+        }, ({ buf, n }) => {
+          // Made on a thread of the pool; the session stays until it is.
+          const replied = native.replyBufLater(r, buf, n)
+          this.inFlight++
+          void replied.finally(() => this.ended())
+          return 0
+        })
       case Op.WRITE:
         if (a[1].length > this.largestWrite) this.largestWrite = a[1].length
         return this.answer(r, op, ino, async () => await fs.write(this.fh(a[0], ino), a[1], a[2]), (n) => native.replyWrite(r, n))
@@ -235,6 +241,11 @@ export class FuseOps {
    * kernel did not take (the request was interrupted, or timed out first) is
    * handed to `undo`, so that handles and references do not leak.
    */
+  // One request (or its reply made later) less in flight.
+  private ended (): void {
+    if (--this.inFlight === 0) for (const wake of this.drainedWaiters.splice(0)) wake()
+  }
+
   private answer<T> (req: Req, op: number, ino: number, work: () => T | Promise<T>, reply: (value: T) => number, undo?: (value: T) => unknown): void {
     const name = OP_NAMES[op]
     let answered = false
@@ -243,7 +254,7 @@ export class FuseOps {
     const settle = (): void => {
       answered = true
       if (timeout) this.waiting.delete(timeout)
-      if (--this.inFlight === 0) for (const wake of this.drainedWaiters.splice(0)) wake()
+      this.ended()
     }
     const fail = (err: unknown): void => {
       if (answered) return
@@ -251,11 +262,16 @@ export class FuseOps {
       native.replyErr(req, this.errors.errnoOf(err, name, ino))
     }
     const succeed = (value: T): void => {
-      const late = answered
-      if (!late) settle()
-      if (late || reply(value) !== 0) {
-        Promise.resolve(undo?.(value)).catch((err) => this.errors.errnoOf(err, name, ino))
+      let rc = -1
+      if (!answered) {
+        // Settled after the reply, which may leave work of its own in flight (replyBufLater).
+        try {
+          rc = reply(value)
+        } finally {
+          settle()
+        }
       }
+      if (rc !== 0) Promise.resolve(undo?.(value)).catch((err) => this.errors.errnoOf(err, name, ino))
     }
     try {
       const result = work()
