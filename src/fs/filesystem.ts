@@ -295,6 +295,14 @@ export class Filesystem {
     return n
   }
 
+  /** A read's bytes without a copy where they lie whole in one ball (see OpenFile.readView); undefined: use read. */
+  async readView (fd: number, length: number, offset: number): Promise<Buffer | undefined> {
+    const file = this.fileOf(fd)
+    const data = await file.readView(length, offset, file.size > this.opts.cacheSkipOver)
+    if (data) this.traffic.bytesRead += data.length
+    return data
+  }
+
   /**
    * A plan for reading the handle's file outside JS, when every chunk with
    * data is one ball with a copy in a local bin and nothing is pending;

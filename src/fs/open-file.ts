@@ -226,6 +226,32 @@ export class OpenFile {
     return end - offset
   }
 
+  /**
+   * The bytes of a read that falls within one chunk stored as one ball (no
+   * slices, nothing written since), as the reader gives them: a view of a
+   * ball fetched a moment ago rather than a copy of it. Undefined where the
+   * read needs more (read then does it). The bytes must not be changed.
+   */
+  async readView (length: number, offset: number, skipCache: boolean): Promise<Buffer | undefined> {
+    const end = Math.min(this.size, offset + length)
+    const C = this.chunkSize
+    const idx = Math.floor(offset / C)
+    const base = this.balls[idx] ?? null
+    if (offset >= end || Math.floor((end - 1) / C) !== idx || base === null || (this.slices[idx] ?? []).length > 0 ||
+      this.dirty.has(idx) || this.sealing.has(idx) || (idx === 0 && (this.inline !== undefined || this.fetchInline !== undefined))) return undefined
+    this.readingOn(idx, base, skipCache)
+    let data: Buffer
+    try {
+      data = await this.store.read(base, offset - idx * C, end - offset, skipCache)
+    } catch (err) {
+      // A seal that replaced the chunk meanwhile may have let its ball go: read reads the new one.
+      if (isChaacError(err, 'CHAAC_BALL_MISSING') && (this.balls[idx] !== base || (this.slices[idx] ?? []).length > 0)) return undefined
+      throw err
+    }
+    // A ball shorter than its chunk's part of the file (the file grew over a hole) reads as zeros past its end.
+    return data.length === end - offset ? data : undefined
+  }
+
   // The stored content of [within, within + into.length) of chunk idx: its
   // ball (or the inline bytes) with its slices over it.
   private async readStored (idx: number, within: number, into: Buffer, skipCache: boolean): Promise<void> {
@@ -267,10 +293,14 @@ export class OpenFile {
   }
 
   private async readBase (idx: number, base: string, offset: number, into: Buffer, skipCache: boolean): Promise<void> {
-    // Moving on to the next ball reads on sequentially: keep the fetches ahead of it going.
+    this.readingOn(idx, base, skipCache)
+    await this.readBall(base, offset, into, skipCache)
+  }
+
+  // Moving on to the next ball reads on sequentially: keep the fetches ahead of it going.
+  private readingOn (idx: number, base: string, skipCache: boolean): void {
     if (!skipCache && (idx === this.lastBallRead + 1 || !this.store.isLocal(base))) this.readAhead(idx)
     this.lastBallRead = idx
-    await this.readBall(base, offset, into, skipCache)
   }
 
   private async readBall (id: string, offset: number, into: Buffer, skipCache: boolean): Promise<void> {

@@ -103,8 +103,11 @@ export class FuseOps {
           })
       case Op.READ:
         return this.answer(r, op, ino, async () => {
+          const fh = this.fh(a[0], ino)
+          const view = await fs.readView(fh, a[1], a[2])
+          if (view) return { buf: view, n: view.length }
           const buf = Buffer.allocUnsafe(a[1])
-          return { buf, n: await fs.read(this.fh(a[0], ino), buf, a[1], a[2]) }
+          return { buf, n: await fs.read(fh, buf, a[1], a[2]) }
         }, ({ buf, n }) => {
           // Made on a thread of the pool; the session stays until it is.
           const replied = native.replyBufLater(r, buf, n)
