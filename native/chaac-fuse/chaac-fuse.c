@@ -1154,8 +1154,8 @@ static void reply_complete (napi_env env, napi_status status, void *arg) {
 }
 
 // replyBufLater(req, buffer, length) -> Promise<rc>: as replyBuf, the copy
-// into the kernel off the JS thread (a read's largest cost there: a fifth of
-// the reading agent's thread during remote reads). The request counts as
+// into the kernel off the JS thread (a large read's largest cost there: a
+// fifth of the reading agent's thread during remote reads). The request counts as
 // answered at once; the session must not be destroyed before the promise
 // settles, and the buffer must not change until then.
 static napi_value reply_buf_later (napi_env env, napi_callback_info info) {

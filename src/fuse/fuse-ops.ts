@@ -31,6 +31,8 @@ function changes (valid: number, v: Float64Array): AttrChanges {
   return out
 }
 
+// READ replies from this size up are made on libuv's pool (replyBufLater).
+const REPLY_LATER_FROM = 128 * 1024
 // The smallest directory entry the kernel accepts takes 32 bytes.
 const MIN_DIRENT = 32
 // An entry for inode 0: the kernel keeps "no such name" for the entry timeout.
@@ -109,6 +111,8 @@ export class FuseOps {
           const buf = Buffer.allocUnsafe(a[1])
           return { buf, n: await fs.read(fh, buf, a[1], a[2]) }
         }, ({ buf, n }) => {
+          // A small reply costs less than the hop to the pool and back (a small file read after another waits for it).
+          if (n < REPLY_LATER_FROM) return native.replyBuf(r, buf, n)
           // Made on a thread of the pool; the session stays until it is.
           const replied = native.replyBufLater(r, buf, n)
           this.inFlight++

@@ -93,7 +93,8 @@ export interface Binding {
   replyOpen: (req: Req, fh: number, keepCache: boolean, noFlush: boolean) => number
   /** Answers an opendir: the kernel caches the listings read through it; with keepCache, those cached before serve it. */
   replyOpendir: (req: Req, fh: number, keepCache: boolean) => number
-  /** Answers a read with `length` bytes of `data`, copied into the kernel on a thread of libuv's pool; `data` must not change until it settles. */
+  replyBuf: (req: Req, data: Buffer, length: number) => number
+  /** As replyBuf, the bytes copied into the kernel on a thread of libuv's pool; `data` must not change until it settles. */
   replyBufLater: (req: Req, data: Buffer, length: number) => Promise<number>
   replyWrite: (req: Req, count: number) => number
   /** [bsize, frsize, blocks, bfree, bavail, files, ffree, favail, fsid, flag, namemax] */
