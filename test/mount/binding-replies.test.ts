@@ -3,6 +3,7 @@
 // request, is refused with an error (never a crash, never a second answer
 // libfuse would take for another request); an answer after the connection
 // was aborted is refused by the kernel and the session still ends cleanly.
+import { createHash } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -21,6 +22,11 @@ let stopped = false
 const seconds: unknown[] = []
 const bogus: unknown[] = []
 let held: Req | undefined
+// A file of 200 KiB, its READs answered with replyBufLater (the reply made on libuv's pool).
+const DATA = Buffer.from(Array.from({ length: 200 * 1024 }, (_, i) => (i * 7) % 251))
+const dataAttrs = Float64Array.of(2, 0o100644, 1, 0, 0, 0, DATA.length, Math.ceil(DATA.length / 512), 0, 0, 0, 4096)
+const laterSeconds: unknown[] = []
+const laterReplies: Array<Promise<number>> = []
 
 function dispatch (op: number, req: Req | null, ino: number, ...args: any[]): void {
   if (op === Op.STOPPED) {
@@ -28,6 +34,30 @@ function dispatch (op: number, req: Req | null, ino: number, ...args: any[]): vo
     return
   }
   if (req === null) return
+  if (op === Op.LOOKUP && args[0] === 'data') {
+    binding.replyEntry(req, dataAttrs)
+    return
+  }
+  if (op === Op.GETATTR && ino === 2) {
+    binding.replyAttr(req, dataAttrs)
+    return
+  }
+  if (op === Op.OPEN && ino === 2) {
+    binding.replyOpen(req, 1, false, true)
+    return
+  }
+  if (op === Op.READ && ino === 2) {
+    const [, size, offset] = args as [number, number, number]
+    const part = DATA.subarray(offset, offset + size)
+    laterReplies.push(binding.replyBufLater(req, part, part.length))
+    try {
+      laterReplies.push(binding.replyBufLater(req, part, part.length))
+      laterSeconds.push('answered twice')
+    } catch (err) {
+      laterSeconds.push((err as NodeJS.ErrnoException).code)
+    }
+    return
+  }
   if (op === Op.GETATTR && ino === 1) {
     binding.replyAttr(req, root)
     try {
@@ -72,6 +102,15 @@ t.test('binding - a request answered twice: the second answer is refused, the fi
   t.equal(r.stdout.trim(), '755', 'the first answer reached the caller')
   t.ok(seconds.length > 0)
   t.same([...new Set(seconds)], ['ERR_ANSWERED'])
+})
+
+t.test('binding - a READ answered on the pool (replyBufLater) reaches the reader whole; a second answer is refused', async (t) => {
+  const r = await sh(`dd if=${mnt}/data bs=64k iflag=direct status=none | sha256sum`, { timeoutMs: 20_000 })
+  t.equal(r.code, 0, r.stderr)
+  t.equal(r.stdout.split(' ')[0], createHash('sha256').update(DATA).digest('hex'), 'the bytes read are the file')
+  t.ok(laterSeconds.length > 0)
+  t.same([...new Set(laterSeconds)], ['ERR_ANSWERED'])
+  t.same([...new Set(await Promise.all(laterReplies))], [0], 'each reply went through')
 })
 
 t.test('binding - an answer with something that is not a request is refused', async (t) => {
