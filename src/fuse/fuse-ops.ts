@@ -243,16 +243,16 @@ export class FuseOps {
     this.answer(req, op, ino, work, () => native.replyErr(req, 0))
   }
 
-  /**
-   * Runs `work` and replies with its result or its errno, once. A result the
-   * kernel did not take (the request was interrupted, or timed out first) is
-   * handed to `undo`, so that handles and references do not leak.
-   */
   // One request (or its reply made later) less in flight.
   private ended (): void {
     if (--this.inFlight === 0) for (const wake of this.drainedWaiters.splice(0)) wake()
   }
 
+  /**
+   * Runs `work` and replies with its result or its errno, once. A result the
+   * kernel did not take (the request was interrupted, or timed out first) is
+   * handed to `undo`, so that handles and references do not leak.
+   */
   private answer<T> (req: Req, op: number, ino: number, work: () => T | Promise<T>, reply: (value: T) => number, undo?: (value: T) => unknown): void {
     const name = OP_NAMES[op]
     let answered = false
