@@ -2,16 +2,17 @@
 // that every byte read comes from a bin: a joined agent killed with -9 (its
 // files stay readable from the other copies, writes go on, the pool copies
 // its balls again after the grace period, and it rejoins); a joined agent
-// whose traffic is dropped (iptables on its loopback address: reads move to
-// another copy or fail with EIO within a bounded time, nothing hangs, and
-// the cluster converges once the rules are gone).
+// whose traffic with its cluster is dropped (iptables on its loopback address
+// and its cluster's ports: reads move to another copy or fail with EIO within
+// a bounded time, nothing hangs, and the cluster converges once the rules are
+// gone).
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { sh, shOk, type RunningAgent } from '../helpers/agent.ts'
-import { startCluster, waitReachable } from '../helpers/cluster.ts'
+import { sh, shOk, testMeta, type RunningAgent } from '../helpers/agent.ts'
+import { peerUrl, startCluster, waitReachable } from '../helpers/cluster.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const MiB = 1024 * 1024
@@ -117,8 +118,18 @@ t.test('data plane - a joined agent cut off by iptables: reads move to another c
     for (const bin of ball.bins) if (bin.agent !== ids[1]) await rm(join(bin.dir, ball.id.slice(0, 2), ball.id), { force: true })
   }
 
+  // Only this cluster's traffic with b: the peer ports of its agents (and the
+  // etcd members' on etcd), as another test's agents may run on 127.0.0.3 meanwhile.
   const host = '127.0.0.3'
-  const rules = [`INPUT -s ${host} -j DROP`, `OUTPUT -d ${host} -j DROP`]
+  const portOf = (url: string): string => new URL(url).port
+  const own = portOf(peerUrl(b))
+  const others = [peerUrl(a), peerUrl(c), ...(testMeta()?.replace(/^etcd:\/\//, '').split('/')[0].split(',').map((m) => `ws://${m}`) ?? [])].map(portOf).join(',')
+  const rules = [
+    `INPUT -s ${host} -p tcp -m multiport --dports ${others} -j DROP`,
+    `INPUT -s ${host} -p tcp --sport ${own} -j DROP`,
+    `OUTPUT -d ${host} -p tcp --dport ${own} -j DROP`,
+    `OUTPUT -d ${host} -p tcp -m multiport --sports ${others} -j DROP`
+  ]
   const heal = async (): Promise<void> => {
     for (const rule of rules) while ((await sh(`iptables -w -D ${rule}`)).code === 0);
   }

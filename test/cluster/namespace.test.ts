@@ -1,7 +1,9 @@
 // One namespace shared by three agents (127.0.0.2-4, real mounts, real
-// LevelDB): a file closed on one is read byte for byte on the others;
-// directory operations on one are seen on the others; two agents writing one
-// file at once leave one version or the other, the same on every agent.
+// LevelDB): a file closed on one is read byte for byte on the others, and an
+// open after it changed reads the new version even where a handle opened
+// before still holds it; directory operations on one are seen on the others;
+// two agents writing one file at once leave one version or the other, the
+// same on every agent.
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -51,6 +53,37 @@ t.test('cluster - one namespace over three agents', OPTS, async (t) => {
     for (const reader of cluster.agents) t.equal(await shaOn(reader, 'from-b.bin'), sha(v2), `the new version on ${reader.http}`)
     await shOk(`echo appended >> '${join(a.mount, 'from-pool.txt')}'`)
     t.equal(await shOk(`cat '${join(b.mount, 'from-pool.txt')}'`), 'hello from the pool agent\nappended\n', 'an append, read right after on another agent')
+  })
+
+  await t.test('a file rewritten on another agent while a handle holds it open here: a new open reads the new version, the old handle one version whole', async (t) => {
+    const v1 = randomBytes(9 * MiB + 5)
+    const v2 = randomBytes(6 * MiB + 11)
+    await writeFile(join(src, 'held-v1'), v1)
+    await writeFile(join(src, 'held-v2'), v2)
+    // Written and read on b first: b's reads of it may be served by its read threads from its own bins.
+    await shOk(`cp '${join(src, 'held-v1')}' '${join(b.mount, 'held.bin')}'`)
+    t.equal(await shaOn(b, 'held.bin'), sha(v1))
+    const out = await py(`
+import hashlib, os, shutil
+def digest(fd):
+    h = hashlib.sha256()
+    off = 0
+    while True:
+        chunk = os.pread(fd, 1 << 20, off)
+        if not chunk:
+            return h.hexdigest()
+        h.update(chunk)
+        off += len(chunk)
+held = os.open(${JSON.stringify(join(b.mount, 'held.bin'))}, os.O_RDONLY)
+first = digest(held)
+shutil.copyfile(${JSON.stringify(join(src, 'held-v2'))}, ${JSON.stringify(join(c.mount, 'held.bin'))})
+fresh = os.open(${JSON.stringify(join(b.mount, 'held.bin'))}, os.O_RDONLY)
+print(first, digest(fresh), digest(held))
+`, { timeoutMs: 60_000 })
+    const [first, fresh, held] = out.trim().split(' ')
+    t.equal(first, sha(v1), 'the handle read the first version')
+    t.equal(fresh, sha(v2), 'an open after the writer on c closed reads the new version (close-to-open)')
+    t.ok(held === sha(v1) || held === sha(v2), 'the handle kept open reads one version whole, never a mix')
   })
 
   await t.test('mkdir, rename and unlink on one agent are seen on the others', async (t) => {
